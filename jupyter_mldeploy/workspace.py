@@ -1,0 +1,291 @@
+"""The workspace: one folder holding the registry, environments, deployments and logs (DESIGN §5).
+
+Layout::
+
+    <workspace>/
+      registry.sqlite            models, versions, tags, properties, environments, services (WAL mode)
+      models/<name>/<version>/   registered files, read-only once written
+      environments/<name>/<version>/
+      deployments/<service>/
+
+The embedded default needs no server: files plus SQLite. Every table lives in this module's schema so that
+one ``LAYOUT_VERSION`` describes the whole folder; a workspace written by another layout version is refused
+with a message instead of being misread.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sqlite3
+from collections.abc import Iterator
+from pathlib import Path
+
+from jupyter_mldeploy import settings
+from jupyter_mldeploy.errors import NotFound, WorkspaceError
+
+#: Version of the on-disk layout and database schema. Bump it (and teach ``_check_layout`` to migrate or
+#: refuse) whenever a table or folder changes meaning.
+LAYOUT_VERSION = 1
+
+DEFAULT_DIRNAME = ".mldeploy"
+REGISTRY_FILENAME = "registry.sqlite"
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (
+    key   TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS models (
+    name              TEXT    NOT NULL,
+    version           INTEGER NOT NULL,
+    description       TEXT,
+    tags              TEXT    NOT NULL DEFAULT '{}',   -- JSON object
+    properties        TEXT    NOT NULL DEFAULT '{}',   -- JSON object, add-only
+    created_time      TEXT    NOT NULL,                -- ISO 8601, UTC
+    model_framework   TEXT,
+    model_framework_version TEXT,
+    sample_input      TEXT,                            -- JSON, or NULL
+    lineage           TEXT    NOT NULL DEFAULT '{}',   -- JSON object
+    root              TEXT    NOT NULL,                -- basename of the registered path
+    is_folder         INTEGER NOT NULL,
+    PRIMARY KEY (name, version)
+);
+CREATE TABLE IF NOT EXISTS model_files (
+    name     TEXT    NOT NULL,
+    version  INTEGER NOT NULL,
+    path     TEXT    NOT NULL,                         -- POSIX path relative to the version folder
+    size     INTEGER NOT NULL,                         -- bytes
+    sha256   TEXT    NOT NULL,
+    PRIMARY KEY (name, version, path),
+    FOREIGN KEY (name, version) REFERENCES models (name, version) ON DELETE CASCADE
+);
+CREATE TABLE IF NOT EXISTS environments (
+    name          TEXT    NOT NULL,
+    version       INTEGER NOT NULL,
+    spec          TEXT    NOT NULL,                    -- azureml_environment.json content
+    spec_hash     TEXT    NOT NULL,
+    created_time  TEXT    NOT NULL,
+    PRIMARY KEY (name, version)
+);
+CREATE TABLE IF NOT EXISTS services (
+    name          TEXT PRIMARY KEY,
+    runtime       TEXT NOT NULL,                       -- process | docker | kubernetes
+    created_time  TEXT NOT NULL,
+    updated_time  TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS service_models (
+    service        TEXT    NOT NULL REFERENCES services (name) ON DELETE CASCADE,
+    model_name     TEXT    NOT NULL,
+    model_version  INTEGER NOT NULL,
+    PRIMARY KEY (service, model_name, model_version)
+);
+"""
+
+
+class Workspace:
+    """A local workspace folder, the v1 ``Workspace`` without Azure.
+
+    ``Workspace(path)`` opens (and if needed lays out) the folder at ``path``.
+
+    Args:
+        path: The workspace folder. Created with its layout when missing.
+
+    Raises:
+        WorkspaceError: When the folder holds a workspace of another layout version, or its database cannot
+            be opened.
+    """
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path).expanduser().resolve()
+        self._init_layout()
+
+    # -- construction ---------------------------------------------------------------------------------
+
+    @classmethod
+    def create(cls, path: str | os.PathLike[str], exist_ok: bool = True) -> Workspace:
+        """Create a workspace folder (v1: ``Workspace.create``).
+
+        Args:
+            path: Folder to create.
+            exist_ok: When False, an existing workspace at ``path`` is an error.
+
+        Returns:
+            The workspace.
+
+        Raises:
+            Conflict: When ``exist_ok`` is False and a workspace exists at ``path``.
+        """
+        from jupyter_mldeploy.errors import Conflict
+
+        target = Path(path).expanduser().resolve()
+        if not exist_ok and (target / REGISTRY_FILENAME).exists():
+            raise Conflict(f"A workspace already exists at {target}; pass exist_ok=True to open it.")
+        return cls(target)
+
+    @classmethod
+    def from_config(cls, path: str | os.PathLike[str] | None = None) -> Workspace:
+        """Find the workspace to use, as v1's ``Workspace.from_config`` finds ``config.json``.
+
+        Order: ``path`` when given; else ``$MLDEPLOY_WORKSPACE``; else the nearest ``.mldeploy/`` in the
+        current folder or its parents; else a new ``./.mldeploy``.
+
+        Args:
+            path: A workspace folder, or a folder holding ``.mldeploy/``.
+
+        Returns:
+            The workspace.
+        """
+        if path is not None:
+            candidate = Path(path).expanduser()
+            if (candidate / DEFAULT_DIRNAME / REGISTRY_FILENAME).exists():
+                return cls(candidate / DEFAULT_DIRNAME)
+            return cls(candidate)
+        env_path = settings.MLDEPLOY_WORKSPACE.get()
+        if env_path is not None:
+            return cls(env_path)
+        here = Path.cwd().resolve()
+        for folder in (here, *here.parents):
+            if (folder / DEFAULT_DIRNAME).is_dir():
+                return cls(folder / DEFAULT_DIRNAME)
+        return cls(here / DEFAULT_DIRNAME)
+
+    @classmethod
+    def get(cls, path: str | os.PathLike[str]) -> Workspace:
+        """Open an existing workspace without creating one.
+
+        Args:
+            path: The workspace folder.
+
+        Raises:
+            NotFound: When ``path`` holds no workspace.
+        """
+        target = Path(path).expanduser().resolve()
+        if not (target / REGISTRY_FILENAME).exists():
+            raise NotFound(f"No workspace at {target}: create one with Workspace.create({str(target)!r}).")
+        return cls(target)
+
+    # -- layout ---------------------------------------------------------------------------------------
+
+    @property
+    def name(self) -> str:
+        """The workspace's name: its folder name (the parent's for a ``.mldeploy`` folder)."""
+        return self.path.parent.name if self.path.name == DEFAULT_DIRNAME else self.path.name
+
+    @property
+    def registry_path(self) -> Path:
+        """Path of ``registry.sqlite``."""
+        return self.path / REGISTRY_FILENAME
+
+    @property
+    def models_dir(self) -> Path:
+        """Folder of registered model files: ``models/<name>/<version>/``."""
+        return self.path / "models"
+
+    @property
+    def environments_dir(self) -> Path:
+        """Folder of registered environments: ``environments/<name>/<version>/``."""
+        return self.path / "environments"
+
+    @property
+    def deployments_dir(self) -> Path:
+        """Folder of services: ``deployments/<service>/``."""
+        return self.path / "deployments"
+
+    def _init_layout(self) -> None:
+        if self.path.exists() and not self.path.is_dir():
+            raise WorkspaceError(f"{self.path} is a file, not a workspace folder; choose another path.")
+        fresh = not self.registry_path.exists()
+        if fresh and self.path.is_dir() and any(self.path.iterdir()):
+            unexpected = {p.name for p in self.path.iterdir()} - {
+                "models", "environments", "deployments", REGISTRY_FILENAME,
+            }
+            if unexpected:
+                raise WorkspaceError(
+                    f"{self.path} is not empty and is not a workspace (it holds {sorted(unexpected)[:5]}); "
+                    "choose an empty or new folder."
+                )
+        for folder in (self.path, self.models_dir, self.environments_dir, self.deployments_dir):
+            folder.mkdir(parents=True, exist_ok=True)
+        with self.connect() as conn:
+            row = None
+            with contextlib.suppress(sqlite3.OperationalError):
+                row = conn.execute("SELECT value FROM meta WHERE key = 'layout_version'").fetchone()
+            if row is None:
+                conn.executescript(_SCHEMA)
+                conn.execute(
+                    "INSERT OR IGNORE INTO meta (key, value) VALUES ('layout_version', ?)", (str(LAYOUT_VERSION),)
+                )
+                conn.commit()
+                row = conn.execute("SELECT value FROM meta WHERE key = 'layout_version'").fetchone()
+            found = int(row[0])
+            if found != LAYOUT_VERSION:
+                hint = (
+                    "upgrade jupyter-mldeploy to open it"
+                    if found > LAYOUT_VERSION
+                    else "export its models with an older jupyter-mldeploy, or start a new workspace"
+                )
+                raise WorkspaceError(
+                    f"Workspace {self.path} has layout version {found}, this jupyter-mldeploy reads version "
+                    f"{LAYOUT_VERSION}: {hint}."
+                )
+
+    # -- database -------------------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def connect(self) -> Iterator[sqlite3.Connection]:
+        """Open the registry database for one unit of work.
+
+        The connection runs in WAL mode with a 30 s busy timeout and foreign keys on, in autocommit-off
+        mode; the caller commits. Use ``BEGIN IMMEDIATE`` for read-then-write transactions (such as
+        assigning the next version) so two processes never assign the same number.
+
+        Yields:
+            sqlite3.Connection: closed when the block exits.
+
+        Raises:
+            WorkspaceError: When the file is not a SQLite database.
+        """
+        try:
+            conn = sqlite3.connect(self.registry_path, timeout=30.0, isolation_level=None)
+        except sqlite3.Error as exc:  # pragma: no cover - OS-level failure
+            raise WorkspaceError(f"Cannot open {self.registry_path}: {exc}") from exc
+        try:
+            try:
+                conn.execute("PRAGMA journal_mode=WAL")
+                conn.execute("PRAGMA foreign_keys=ON")
+                conn.execute("PRAGMA synchronous=NORMAL")
+            except sqlite3.DatabaseError as exc:
+                raise WorkspaceError(
+                    f"{self.registry_path} is not a readable registry database ({exc}); restore it from a "
+                    "backup or move it away to start a new workspace."
+                ) from exc
+            conn.row_factory = sqlite3.Row
+            yield conn
+        finally:
+            conn.close()
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """Run a block in one ``BEGIN IMMEDIATE`` transaction: committed on success, rolled back on error.
+
+        Yields:
+            sqlite3.Connection: holding the database's write lock until the block ends.
+        """
+        with self.connect() as conn:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield conn
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+
+    def __repr__(self) -> str:
+        return f"Workspace(path={str(self.path)!r})"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Workspace) and other.path == self.path
+
+    def __hash__(self) -> int:
+        return hash(self.path)
