@@ -27,7 +27,8 @@ def validate_name(value: object, kind: str = "name") -> str:
     Raises:
         InvalidArgument: When the name breaks the rule; the message names the rule.
     """
-    if not isinstance(value, str) or not _NAME_RE.match(value) or value in {".", ".."} or ".." in value:
+    # fullmatch, not match: "$" alone also accepts a trailing newline, which would reach folder names.
+    if not isinstance(value, str) or not _NAME_RE.fullmatch(value) or value in {".", ".."} or ".." in value:
         raise InvalidArgument(
             f"Invalid {kind} {value!r}: use 1-255 characters from letters, digits, '_', '.', '-', starting "
             f"with a letter or digit, with no '..' ({NAME_PATTERN})."

@@ -29,21 +29,27 @@ def _isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.Temp
     monkeypatch.setenv("MLDEPLOY_CACHE_DIR", cache)
 
 
-def _server_processes() -> list[psutil.Process]:
+def _server_processes(basetemp: Path | None = None) -> list[psutil.Process]:
+    """Scoring-server processes; with ``basetemp``, only those whose command line or working folder lies
+    under it, so that pytest sessions running side by side never count (or kill) each other's servers."""
     found = []
-    for proc in psutil.process_iter(["pid", "cmdline"]):
+    for proc in psutil.process_iter(["pid", "cmdline", "cwd"]):
         cmd = " ".join(proc.info.get("cmdline") or [])
-        if "jupyter_mldeploy.server" in cmd and proc.pid != os.getpid():
-            found.append(proc)
+        if "jupyter_mldeploy.server" not in cmd or proc.pid == os.getpid():
+            continue
+        if basetemp is not None and str(basetemp) not in cmd and str(basetemp) not in (proc.info.get("cwd") or ""):
+            continue
+        found.append(proc)
     return found
 
 
 @pytest.fixture(scope="session", autouse=True)
-def _no_process_left_behind():
+def _no_process_left_behind(tmp_path_factory: pytest.TempPathFactory):
     """Fail the session if a scoring-server process started by the tests is still running at the end."""
+    basetemp = tmp_path_factory.getbasetemp().resolve()
     before = {p.pid for p in _server_processes()}
     yield
-    leftover = [p for p in _server_processes() if p.pid not in before]
+    leftover = [p for p in _server_processes(basetemp) if p.pid not in before]
     for proc in leftover:
         try:
             proc.kill()

@@ -33,7 +33,10 @@ def main() -> None:
 
 def group(name: str, help: str) -> click.Group:
     """Create a sub-group of ``mldeploy`` whose errors are handled like the root's."""
-    return main.group(name=name, cls=_Group, help=help)
+    # ``main.group(name=...)`` without a function returns a decorator, not a group: build and attach it here.
+    sub = _Group(name=name, help=help, context_settings={"help_option_names": ["-h", "--help"]})
+    main.add_command(sub)
+    return sub
 
 
 def workspace_option(func: Callable[..., Any]) -> Callable[..., Any]:

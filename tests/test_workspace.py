@@ -1,0 +1,125 @@
+"""Workspace: layout, database mode, lookup order, and refusing folders it cannot use."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from jupyter_mldeploy.errors import Conflict, NotFound, WorkspaceError
+from jupyter_mldeploy.workspace import LAYOUT_VERSION, Workspace
+
+
+def test_create_lays_out_folder_and_wal_database(tmp_path: Path) -> None:
+    ws = Workspace.create(tmp_path / "new" / "ws")
+    for name in ("models", "environments", "deployments"):
+        assert (ws.path / name).is_dir()
+    assert ws.registry_path.is_file()
+    with ws.connect() as conn:
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        version = conn.execute("SELECT value FROM meta WHERE key = 'layout_version'").fetchone()[0]
+    assert {"models", "model_files", "environments", "services", "service_models"} <= tables
+    assert int(version) == LAYOUT_VERSION
+
+
+def test_create_exist_ok_false_refuses_existing(tmp_path: Path) -> None:
+    Workspace.create(tmp_path / "ws")
+    with pytest.raises(Conflict, match="already exists"):
+        Workspace.create(tmp_path / "ws", exist_ok=False)
+    assert Workspace.create(tmp_path / "ws", exist_ok=True).path == (tmp_path / "ws").resolve()
+
+
+def test_get_requires_existing_workspace(tmp_path: Path) -> None:
+    with pytest.raises(NotFound, match="Workspace.create"):
+        Workspace.get(tmp_path / "missing")
+    assert not (tmp_path / "missing").exists()
+    Workspace.create(tmp_path / "ws")
+    assert Workspace.get(tmp_path / "ws") == Workspace(tmp_path / "ws")
+
+
+def test_name_of_dot_mldeploy_is_the_project_folder(tmp_path: Path) -> None:
+    assert Workspace(tmp_path / "proj" / ".mldeploy").name == "proj"
+    assert Workspace(tmp_path / "other").name == "other"
+
+
+def test_from_config_explicit_path_wins(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MLDEPLOY_WORKSPACE", str(tmp_path / "from-env"))
+    monkeypatch.chdir(tmp_path)
+    assert Workspace.from_config(tmp_path / "explicit").path == (tmp_path / "explicit").resolve()
+    assert not (tmp_path / "from-env").exists()
+
+
+def test_from_config_path_holding_dot_mldeploy(tmp_path: Path) -> None:
+    project = tmp_path / "project"
+    Workspace.create(project / ".mldeploy")
+    assert Workspace.from_config(project).path == (project / ".mldeploy").resolve()
+
+
+def test_from_config_env_before_parents(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    Workspace.create(tmp_path / ".mldeploy")
+    nested = tmp_path / "a" / "b"
+    nested.mkdir(parents=True)
+    monkeypatch.chdir(nested)
+    monkeypatch.setenv("MLDEPLOY_WORKSPACE", str(tmp_path / "from-env"))
+    assert Workspace.from_config().path == (tmp_path / "from-env").resolve()
+
+
+def test_from_config_nearest_parent_then_new_local(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    outer = Workspace.create(tmp_path / ".mldeploy")
+    inner = Workspace.create(tmp_path / "a" / ".mldeploy")
+    nested = tmp_path / "a" / "b" / "c"
+    nested.mkdir(parents=True)
+    monkeypatch.chdir(nested)
+    assert Workspace.from_config() == inner  # the nearest, not the outermost
+    elsewhere = tmp_path.parent / f"{tmp_path.name}-elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    found = Workspace.from_config()
+    assert found.path == (elsewhere / ".mldeploy").resolve()
+    assert found.registry_path.exists()
+    assert outer != found
+
+
+@pytest.mark.parametrize(("stored", "hint"), [(0, "older jupyter-mldeploy"), (LAYOUT_VERSION + 1, "upgrade")])
+def test_other_layout_version_is_a_clear_error(tmp_path: Path, stored: int, hint: str) -> None:
+    ws = Workspace.create(tmp_path / "ws")
+    with sqlite3.connect(ws.registry_path) as conn:
+        conn.execute("UPDATE meta SET value = ? WHERE key = 'layout_version'", (str(stored),))
+    with pytest.raises(WorkspaceError, match=f"layout version {stored}") as info:
+        Workspace(tmp_path / "ws")
+    assert hint in str(info.value)
+
+
+def test_refuses_a_file_and_a_foreign_folder(tmp_path: Path) -> None:
+    (tmp_path / "afile").write_text("x")
+    with pytest.raises(WorkspaceError, match="is a file"):
+        Workspace(tmp_path / "afile")
+    foreign = tmp_path / "foreign"
+    foreign.mkdir()
+    (foreign / "notes.txt").write_text("mine")
+    with pytest.raises(WorkspaceError, match="not a workspace"):
+        Workspace(foreign)
+    assert sorted(p.name for p in foreign.iterdir()) == ["notes.txt"]
+
+
+def test_unreadable_database_is_a_workspace_error(tmp_path: Path) -> None:
+    ws = Workspace.create(tmp_path / "ws")
+    for suffix in ("-wal", "-shm"):
+        Path(f"{ws.registry_path}{suffix}").unlink(missing_ok=True)
+    ws.registry_path.write_bytes(b"this is not sqlite " * 200)
+    with pytest.raises(WorkspaceError, match="not a readable registry database"):
+        Workspace(tmp_path / "ws")
+
+
+def test_transaction_rolls_back_on_error(workspace: Workspace) -> None:
+    with pytest.raises(RuntimeError), workspace.transaction() as conn:
+        conn.execute("INSERT INTO meta (key, value) VALUES ('probe', '1')")
+        raise RuntimeError("boom")
+    with workspace.connect() as conn:
+        assert conn.execute("SELECT value FROM meta WHERE key = 'probe'").fetchone() is None
+    with workspace.transaction() as conn:
+        conn.execute("INSERT INTO meta (key, value) VALUES ('probe', '2')")
+    with workspace.connect() as conn:
+        assert conn.execute("SELECT value FROM meta WHERE key = 'probe'").fetchone()[0] == "2"
