@@ -1,0 +1,345 @@
+"""Serving benchmark: jupyter_mldeploy's scoring server against azureml-inference-server-http 1.5.1.
+
+What it does (about 10 minutes with the defaults):
+
+1. Creates two virtual environments under ``--venv-dir`` (default ``benchmarks/.venvs``, git-ignored by a
+   ``.gitignore`` it writes there): ``azmlinfsrv`` with ``azureml-inference-server-http==1.5.1`` and
+   ours with :data:`jupyter_mldeploy.server.RUNTIME_REQUIREMENTS` plus the server copied in by
+   :func:`jupyter_mldeploy.server.install_runtime`; both get ``inference-schema==1.8``, the scikit-learn
+   version of this interpreter, and joblib. Existing environments are reused.
+2. Trains ``Ridge`` on ``load_diabetes`` (10 features) and ``RandomForestClassifier(100)`` on
+   ``load_digits`` (64 features) inside the environment, so pickles match the serving scikit-learn.
+3. Serves the same classic ``score.py`` (``json.loads`` -> ``np.array(data["data"])`` -> ``predict`` ->
+   ``tolist()``) and a ``NumpyParameterType``-decorated one with each server (one worker each, on
+   127.0.0.1), and drives them with ``wrk`` (a Lua script sets the POST body): req/s and p50/p99 latency.
+4. Cold start: launch of the server command -> first 200 from ``POST /score``.
+
+Both servers run side by side and their wrk runs are interleaved (A, B, B, A, ...), ``--repeats`` runs
+of ``--duration`` seconds each after a 1 s warm-up, so load drifting on a shared machine hits both alike.
+Cold start is measured over ``--repeats`` alternating launches. The table holds medians and the ratio
+ours/azmlinfsrv (for cold start: azmlinfsrv/ours, so above 1 means ours is faster everywhere).
+
+Run: ``python benchmarks/serving.py [--duration 10] [--repeats 3]`` (needs ``wrk`` on PATH:
+``apt-get install -y wrk``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import re
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+import venv
+from dataclasses import dataclass
+from pathlib import Path
+
+import requests
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from jupyter_mldeploy.server import RUNTIME_REQUIREMENTS, install_runtime  # noqa: E402
+
+CLASSIC_SCORE = """
+import json, os
+import joblib
+import numpy as np
+
+def init():
+    global model
+    model = joblib.load(os.path.join(os.getenv("AZUREML_MODEL_DIR"), os.getenv("MODEL_FILE")))
+
+def run(raw_data):
+    data = np.array(json.loads(raw_data)["data"])
+    return model.predict(data).tolist()
+"""
+
+SCHEMA_SCORE = """
+import os
+import joblib
+import numpy as np
+from inference_schema.schema_decorators import input_schema, output_schema
+from inference_schema.parameter_types.numpy_parameter_type import NumpyParameterType
+from inference_schema.parameter_types.standard_py_parameter_type import StandardPythonParameterType
+
+def init():
+    global model
+    model = joblib.load(os.path.join(os.getenv("AZUREML_MODEL_DIR"), os.getenv("MODEL_FILE")))
+
+@input_schema("data", NumpyParameterType(np.zeros((1, int(os.getenv("N_FEATURES"))), dtype=np.float64)))
+@output_schema(StandardPythonParameterType([1.0]))
+def run(data):
+    return model.predict(data).tolist()
+"""
+
+TRAIN = """
+import sys, joblib
+from sklearn.datasets import load_diabetes, load_digits
+from sklearn.ensemble import RandomForestClassifier
+from sklearn.linear_model import Ridge
+out = sys.argv[1]
+X, y = load_diabetes(return_X_y=True)
+joblib.dump(Ridge().fit(X, y), f"{out}/ridge.pkl")
+X, y = load_digits(return_X_y=True)
+joblib.dump(RandomForestClassifier(n_estimators=100, random_state=0).fit(X, y), f"{out}/forest.pkl")
+"""
+
+WRK_LUA = """
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+local f = assert(io.open(os.getenv("BENCH_BODY"), "rb"))
+wrk.body = f:read("*a")
+f:close()
+done = function(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format("RESULT %d %d %.1f %.1f %d\\n", summary.requests, summary.duration,
+    latency:percentile(50), latency:percentile(99), e.connect + e.read + e.write + e.status + e.timeout))
+end
+"""
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """One wrk run: which script and model, how many rows per request, how many connections."""
+
+    name: str
+    script: str
+    model: str
+    features: int
+    rows: int
+    connections: int
+
+
+SCENARIOS = [
+    Scenario("ridge 1 row, c=1", "classic", "ridge.pkl", 10, 1, 1),
+    Scenario("ridge 1 row, c=16", "classic", "ridge.pkl", 10, 1, 16),
+    Scenario("ridge 1000 rows, c=4", "classic", "ridge.pkl", 10, 1000, 4),
+    Scenario("forest 1 row, c=16", "classic", "forest.pkl", 64, 1, 16),
+    Scenario("forest 1000 rows, c=4", "classic", "forest.pkl", 64, 1000, 4),
+    Scenario("schema numpy ridge 1000 rows, c=4", "schema", "ridge.pkl", 10, 1000, 4),
+]
+
+
+def _python(env_dir: Path) -> Path:
+    return env_dir / "bin" / "python"
+
+
+def _site_packages(python: Path) -> Path:
+    out = subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                         check=True, capture_output=True, text=True)
+    return Path(out.stdout.strip())
+
+
+def _make_env(env_dir: Path, requirements: list[str]) -> Path:
+    python = _python(env_dir)
+    marker = env_dir / ".complete"
+    if marker.exists() and marker.read_text() == "\n".join(requirements):
+        return python
+    if env_dir.exists():
+        shutil.rmtree(env_dir)
+    print(f"creating {env_dir} ...", flush=True)
+    venv.EnvBuilder(with_pip=True).create(env_dir)
+    install = subprocess.run(
+        [str(python), "-m", "pip", "install", "-q", "--disable-pip-version-check", *requirements],
+        capture_output=True, text=True,
+    )
+    if install.returncode != 0:
+        raise RuntimeError(f"pip install failed in {env_dir}:\n{install.stdout}\n{install.stderr}")
+    marker.write_text("\n".join(requirements))
+    return python
+
+
+def prepare_envs(venv_dir: Path) -> tuple[Path, Path]:
+    """Create (or reuse) the azmlinfsrv environment and ours; return their interpreters."""
+    import joblib
+    import sklearn
+
+    venv_dir.mkdir(parents=True, exist_ok=True)
+    (venv_dir / ".gitignore").write_text("*\n")
+    common = ["inference-schema[numpy-support]==1.8", f"scikit-learn=={sklearn.__version__}",
+              f"joblib=={joblib.__version__}"]
+    theirs = _make_env(venv_dir / "azmlinfsrv", ["azureml-inference-server-http==1.5.1", *common])
+    ours = _make_env(venv_dir / "mldeploy", [*RUNTIME_REQUIREMENTS, *common])
+    install_runtime(_site_packages(ours))
+    return theirs, ours
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def body_file(folder: Path, rows: int, features: int) -> Path:
+    import numpy as np
+
+    path = folder / f"body_{rows}x{features}.json"
+    if not path.exists():
+        data = np.random.default_rng(0).random((rows, features)).round(6).tolist()
+        path.write_text(json.dumps({"data": data}))
+    return path
+
+
+class RunningServer:
+    """One server process, started fresh, with its cold-start time measured."""
+
+    def __init__(self, kind: str, python: Path, script: Path, model_dir: Path, scenario: Scenario,
+                 log_path: Path, probe: Path) -> None:
+        self.port = free_port()
+        env = dict(os.environ, MODEL_FILE=scenario.model, N_FEATURES=str(scenario.features),
+                   AML_APP_ROOT=str(script.parent), PYTHONUNBUFFERED="1")
+        env.pop("PYTHONPATH", None)
+        if kind == "azmlinfsrv":
+            cmd = [str(python.parent / "azmlinfsrv")]
+        else:
+            cmd = [str(python), "-m", "jupyter_mldeploy.server"]
+        cmd += ["--entry_script", str(script), "--model_dir", str(model_dir), "--port", str(self.port)]
+        self.log = open(log_path, "ab")
+        started = time.perf_counter()
+        self.proc = subprocess.Popen(cmd, cwd=str(script.parent), env=env, stdout=self.log,
+                                     stderr=subprocess.STDOUT, start_new_session=True)
+        payload = probe.read_bytes()
+        url = f"http://127.0.0.1:{self.port}/score"
+        while True:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"{kind} exited with {self.proc.returncode}; see {log_path}")
+            try:
+                response = requests.post(url, data=payload, headers={"Content-Type": "application/json"}, timeout=5)
+                if response.status_code == 200:
+                    break
+                raise RuntimeError(f"{kind} answered {response.status_code}: {response.text[:200]}")
+            except requests.ConnectionError:
+                time.sleep(0.005)
+        self.cold_start_s = time.perf_counter() - started
+        self.url = url
+
+    def stop(self) -> None:
+        # Stop the whole process group (gunicorn arbiter + worker, or our supervisor + worker).
+        try:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            self.proc.wait(30)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
+        except ProcessLookupError:
+            pass
+        self.log.close()
+
+
+def run_wrk(url: str, body: Path, connections: int, duration: float, lua: Path) -> dict[str, float]:
+    """Run wrk once; return req/s, p50/p99 latency (ms) and the error count."""
+    threads = 1 if connections == 1 else 2
+    out = subprocess.run(
+        ["wrk", f"-t{threads}", f"-c{connections}", f"-d{duration:g}s", "--timeout", "30s", "-s", str(lua), url],
+        check=True, capture_output=True, text=True, env=dict(os.environ, BENCH_BODY=str(body)),
+    ).stdout
+    match = re.search(r"RESULT (\d+) (\d+) ([\d.]+) ([\d.]+) (\d+)", out)
+    if not match:
+        raise RuntimeError(f"unexpected wrk output:\n{out}")
+    requests_done, duration_us, p50, p99, errors = match.groups()
+    return {"rps": int(requests_done) / (int(duration_us) / 1e6), "p50_ms": float(p50) / 1000,
+            "p99_ms": float(p99) / 1000, "errors": int(errors)}
+
+
+def main() -> int:
+    """Run the benchmark and print the table of medians."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--duration", type=float, default=10.0, help="seconds per wrk run (default 10)")
+    parser.add_argument("--repeats", type=int, default=3, help="rounds per server (default 3)")
+    parser.add_argument("--venv-dir", type=Path, default=REPO / "benchmarks" / ".venvs")
+    parser.add_argument("--json", type=Path, default=None, help="also write the raw results here")
+    args = parser.parse_args()
+    if shutil.which("wrk") is None:
+        parser.error("wrk is not on PATH; install it (apt-get install -y wrk)")
+    theirs, ours = prepare_envs(args.venv_dir)
+    pythons = {"azmlinfsrv": theirs, "mldeploy": ours}
+    work = Path(tempfile.mkdtemp(prefix="mldeploy-bench-"))
+    models = work / "models"
+    models.mkdir()
+    subprocess.run([str(ours), "-c", TRAIN, str(models)], check=True)
+    scripts = {}
+    for name, source in (("classic", CLASSIC_SCORE), ("schema", SCHEMA_SCORE)):
+        folder = work / name
+        folder.mkdir()
+        (folder / "score.py").write_text(textwrap.dedent(source))
+        scripts[name] = folder / "score.py"
+    lua = work / "post.lua"
+    lua.write_text(WRK_LUA)
+    results: dict[str, dict[str, list[dict[str, float]]]] = {s.name: {k: [] for k in pythons} for s in SCENARIOS}
+    cold: dict[str, list[float]] = {k: [] for k in pythons}
+    logs = {kind: work / f"{kind}.log" for kind in pythons}
+    ridge = SCENARIOS[0]
+    # Cold start: launch -> first 200, alternating which server goes first.
+    for round_index in range(args.repeats):
+        for kind in (list(pythons) if round_index % 2 == 0 else list(reversed(pythons))):
+            server = RunningServer(kind, pythons[kind], scripts["classic"], models, ridge, logs[kind],
+                                   body_file(work, 1, ridge.features))
+            cold[kind].append(server.cold_start_s)
+            server.stop()
+            print(f"cold start {kind:10s} {server.cold_start_s:.2f} s", flush=True)
+    # Throughput: both servers run side by side (an idle one costs nothing) and every wrk run of one is
+    # immediately followed by the same run against the other, so drifting load on the machine hits both.
+    groups: dict[tuple[str, str], list[Scenario]] = {}
+    for scenario in SCENARIOS:
+        groups.setdefault((scenario.script, scenario.model), []).append(scenario)
+    for (script, _model), scenarios in groups.items():
+        first = scenarios[0]
+        servers = {kind: RunningServer(kind, pythons[kind], scripts[script], models, first, logs[kind],
+                                       body_file(work, 1, first.features)) for kind in pythons}
+        try:
+            for scenario in scenarios:
+                body = body_file(work, scenario.rows, scenario.features)
+                for server in servers.values():
+                    run_wrk(server.url, body, scenario.connections, 1, lua)
+                for round_index in range(args.repeats):
+                    for kind in (list(pythons) if round_index % 2 == 0 else list(reversed(pythons))):
+                        result = run_wrk(servers[kind].url, body, scenario.connections, args.duration, lua)
+                        results[scenario.name][kind].append(result)
+                        print(f"round {round_index + 1} {kind:10s} {scenario.name:36s} {result['rps']:9.1f} req/s "
+                              f"p50 {result['p50_ms']:7.2f} ms p99 {result['p99_ms']:7.2f} ms "
+                              f"errors {result['errors']}", flush=True)
+        finally:
+            for server in servers.values():
+                server.stop()
+    print()
+    print(f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
+          f"Python {platform.python_version()}, {platform.system()} {platform.release()}")
+    print(f"Method: wrk on 127.0.0.1, {args.repeats} runs x {args.duration:g} s per scenario and server (after a "
+          "1 s warm-up), the two servers' runs interleaved, 1 worker each; medians shown. Cold start: median "
+          f"of {args.repeats} launches.")
+    print()
+    print("| scenario | azmlinfsrv req/s | ours req/s | ours/azmlinfsrv | azmlinfsrv p50 / p99 ms | ours p50 / p99 ms |")
+    print("|---|---:|---:|---:|---:|---:|")
+    summary = {}
+    for scenario in SCENARIOS:
+        row = {}
+        for kind in pythons:
+            runs = results[scenario.name][kind]
+            row[kind] = {key: statistics.median(r[key] for r in runs) for key in ("rps", "p50_ms", "p99_ms", "errors")}
+        ratio = row["mldeploy"]["rps"] / row["azmlinfsrv"]["rps"]
+        summary[scenario.name] = {**row, "ratio": ratio}
+        print(f"| {scenario.name} | {row['azmlinfsrv']['rps']:.0f} | {row['mldeploy']['rps']:.0f} | {ratio:.2f}x | "
+              f"{row['azmlinfsrv']['p50_ms']:.2f} / {row['azmlinfsrv']['p99_ms']:.2f} | "
+              f"{row['mldeploy']['p50_ms']:.2f} / {row['mldeploy']['p99_ms']:.2f} |")
+    theirs_cold, ours_cold = statistics.median(cold["azmlinfsrv"]), statistics.median(cold["mldeploy"])
+    summary["cold start"] = {"azmlinfsrv_s": theirs_cold, "mldeploy_s": ours_cold}
+    print(f"| cold start (launch -> first 200), s | {theirs_cold:.2f} | {ours_cold:.2f} | "
+          f"{theirs_cold / ours_cold:.2f}x faster | | |")
+    if args.json:
+        args.json.write_text(json.dumps({"summary": summary, "raw": results, "cold": cold}, indent=2))
+    shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,380 @@
+"""The ASGI application of a worker: ``GET /``, ``GET|POST|OPTIONS /score``, ``GET /swagger.json``.
+
+Statuses, messages and headers follow azmlinfsrv 1.5 (``server/routes.py`` and ``input_parsers.py``
+there); see CONTRACT.md. It is a plain ASGI callable rather than a routed framework app because ``/score``
+is the hot path: one pass over the headers, one body read, one orjson call.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+import traceback
+import uuid
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+from urllib.parse import parse_qsl
+
+import orjson
+
+from jupyter_mldeploy.server import encoding, logs
+from jupyter_mldeploy.server.shims import AMLRequest, AMLResponse, Headers
+from jupyter_mldeploy.server.swagger import SwaggerDocs, SwaggerError
+from jupyter_mldeploy.server.user_script import OBJECT, RAW, Runner, UserScript
+
+Scope = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
+Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
+
+HEADER_LIMIT = 100
+#: Key under which a not-yet-parsed JSON body travels to the run thread (not a valid parameter name).
+_BODY = "<body>"
+_JSON = b"application/json"
+_MSG_RUN_FAILED = "An unexpected error occurred in scoring script. Check the logs for more info."
+_MSG_INTERNAL = "An unexpected internal error occurred. Check the logs for more info."
+_MSG_NOT_ALLOWED = "The method is not allowed for the requested URL."
+_MSG_NOT_FOUND = (
+    "The requested URL was not found on the server. If you entered the URL manually please check your "
+    "spelling and try again."
+)
+
+logger = logging.getLogger("mldeploy.server")
+
+
+class HTTPError(Exception):
+    """An error answered as ``{"message": ...}`` with ``status``."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+def _error_body(message: str) -> bytes:
+    # json.dumps, not orjson: byte-identical to azmlinfsrv's error bodies ({"message": "..."} with a space).
+    return json.dumps({"message": message}).encode()
+
+
+def _parse_value(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
+def query_parameters(query_string: bytes) -> dict[str, Any]:
+    """Parse ``/score?...`` as azmlinfsrv does: each value JSON-parsed when it can be, repeated keys -> list.
+
+    Args:
+        query_string: The raw query string.
+
+    Returns:
+        dict[str, Any]: e.g. ``a=1&b=[1,2]&c=x&c=y`` -> ``{"a": 1, "b": [1, 2], "c": ["x", "y"]}``.
+    """
+    grouped: dict[str, list[str]] = {}
+    for key, value in parse_qsl(query_string.decode("utf-8", "replace"), keep_blank_values=True):
+        grouped.setdefault(key, []).append(value)
+    return {
+        key: _parse_value(values[0]) if len(values) == 1 else [_parse_value(v) for v in values]
+        for key, values in grouped.items()
+    }
+
+
+def _is_json(content_type: str) -> bool:
+    mimetype = content_type.split(";", 1)[0].strip().lower()
+    return mimetype == "application/json" or (mimetype.startswith("application/") and mimetype.endswith("+json"))
+
+
+def _loads(body: bytes) -> Any:
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError:
+        # json accepts what orjson does not (NaN, UTF-16/32 bodies); it also gives azmlinfsrv's messages.
+        try:
+            return json.loads(body)
+        except ValueError as exc:
+            if body:
+                raise HTTPError(400, f"POST body could not be decoded as JSON: {exc}") from None
+            raise HTTPError(400, "POST body is empty. Expecting a JSON dictionary.") from None
+
+
+class _Request:
+    """What one request carried, gathered in a single pass over the ASGI headers."""
+
+    __slots__ = ("scope", "method", "path", "raw_headers", "content_type", "content_length", "request_id",
+                 "id_headers", "start", "legacy_id", "client_id")
+
+    def __init__(self, scope: Scope) -> None:
+        self.scope = scope
+        self.method: str = scope["method"]
+        self.path: str = scope["path"]
+        self.raw_headers: list[tuple[bytes, bytes]] = scope["headers"]
+        self.start = time.perf_counter()
+        self.content_type = ""
+        self.content_length: int | None = None
+        rid = legacy = client = trace = ""
+        for name, value in self.raw_headers:
+            if name == b"content-type":
+                self.content_type = value.decode("latin-1")
+            elif name == b"content-length":
+                try:
+                    self.content_length = int(value)
+                except ValueError:
+                    self.content_length = None
+            elif name == b"x-request-id":
+                rid = value.decode("latin-1")
+            elif name == b"x-ms-request-id":
+                legacy = value.decode("latin-1")
+            elif name == b"x-ms-client-request-id":
+                client = value.decode("latin-1")
+            elif name == b"traceid":
+                trace = value.decode("latin-1")
+        self.id_headers: list[tuple[bytes, bytes]] = []
+        if trace:
+            self.id_headers.append((b"TraceId", trace.encode("latin-1")))
+        self.request_id = rid or str(uuid.uuid4())
+        self.legacy_id = legacy
+        self.client_id = client
+
+    def check_ids(self) -> None:
+        """Validate the id headers and prepare the echoed ones (azmlinfsrv's ``_init_headers``).
+
+        Raises:
+            HTTPError: 431 when an id is longer than 100 characters.
+        """
+        rid = self.request_id
+        if len(rid) > HEADER_LIMIT:
+            raise HTTPError(431, f"x-request-id must not exceed {HEADER_LIMIT} characters")
+        legacy, client = self.legacy_id, self.client_id
+        self.id_headers.append((b"x-request-id", rid.encode("latin-1")))
+        if legacy:
+            client = client or legacy
+        else:
+            legacy = client or rid
+        if len(legacy) > HEADER_LIMIT or len(client) > HEADER_LIMIT:
+            raise HTTPError(431, f"x-ms-request-id and x-ms-client-request-id must not exceed {HEADER_LIMIT} characters")
+        self.id_headers.append((b"x-ms-request-id", legacy.encode("latin-1")))
+        if client:
+            self.id_headers.append((b"x-ms-client-request-id", client.encode("latin-1")))
+
+    def headers(self) -> Headers:
+        """The request headers as a case-insensitive mapping."""
+        return Headers([(n.decode("latin-1"), v.decode("latin-1")) for n, v in self.raw_headers])
+
+
+class ScoringApp:
+    """The ASGI app serving one loaded entry script.
+
+    Args:
+        script: The loaded script (``init()`` already ran).
+        runner: Calls ``run()`` with the timeout.
+        swagger: The prepared swagger documents.
+        max_body_bytes: Largest accepted body; larger gets 413.
+        access_log: Where the per-request access lines go.
+    """
+
+    def __init__(self, script: UserScript, runner: Runner, swagger: SwaggerDocs, max_body_bytes: int,
+                 access_log: logs.AccessLog) -> None:
+        self.script = script
+        self.access_log = access_log
+        self.runner = runner
+        self.swagger = swagger
+        self.max_body_bytes = max_body_bytes
+        self._max_mb = max_body_bytes / 1_000_000
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Serve one ASGI HTTP request (other scope types are ignored)."""
+        if scope["type"] != "http":
+            return
+        request = _Request(scope)
+        logs.request_id.set(request.request_id)
+        fn_ms: float | None = None
+        failed: bool | None = None
+        try:
+            request.check_ids()
+            if request.path == "/score":
+                status, headers, body, fn_ms, failed = await self._score(request, receive)
+            elif request.path == "/":
+                if request.method not in ("GET", "HEAD"):
+                    raise HTTPError(405, _MSG_NOT_ALLOWED)
+                status, headers, body = 200, [(b"content-type", b"text/html; charset=utf-8")], b"Healthy"
+            elif request.path == "/swagger.json":
+                if request.method not in ("GET", "HEAD"):
+                    raise HTTPError(405, _MSG_NOT_ALLOWED)
+                status, headers, body = self._swagger(request)
+                failed = False
+            else:
+                raise HTTPError(404, _MSG_NOT_FOUND)
+        except HTTPError as exc:
+            status, headers, body = exc.status, [(b"content-type", _JSON)], _error_body(exc.message)
+            failed = False
+        except Exception:
+            # As azmlinfsrv's catch-all handler: log the traceback, answer JSON 500.
+            logger.error("Encountered Exception: %s", traceback.format_exc().rstrip())
+            status, headers, body = 500, [(b"content-type", _JSON)], _error_body(_MSG_INTERNAL)
+            failed = False
+        headers.extend(request.id_headers)
+        if failed is not None:
+            headers.append((b"x-ms-run-function-failed", b"True" if failed else b"False"))
+        if fn_ms is not None:
+            headers.append((b"x-ms-run-fn-exec-ms", f"{fn_ms:.3f}".encode()))
+        if request.method == "HEAD":
+            body_out = b""
+        else:
+            body_out = body
+        headers.append((b"content-length", str(len(body)).encode()))
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": body_out})
+        self._access_log(request, status, len(body))
+
+    def _access_log(self, request: _Request, status: int, length: int) -> None:
+        # Health probes are polled constantly; as azmlinfsrv, they are not access-logged.
+        if not self.access_log.enabled or request.path == "/":
+            return
+        elapsed = (time.perf_counter() - request.start) * 1000
+        query = request.scope.get("query_string") or b""
+        path = request.path + (f"?{query.decode('latin-1')}" if query else "")
+        self.access_log.write(request.request_id, request.method, path, status, elapsed, length)
+
+    def _swagger(self, request: _Request) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+        version = "2"
+        for key, value in parse_qsl((request.scope.get("query_string") or b"").decode("latin-1"),
+                                    keep_blank_values=True):
+            if key == "version":
+                version = value
+                break
+        try:
+            return 200, [(b"content-type", _JSON)], self.swagger.get(version)
+        except SwaggerError as exc:
+            raise HTTPError(404, str(exc)) from None
+
+    async def _read_body(self, request: _Request, receive: Receive) -> bytes:
+        if request.content_length is not None and request.content_length > self.max_body_bytes:
+            raise HTTPError(413, self._too_large())
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                break
+            chunk = message.get("body", b"")
+            if chunk:
+                size += len(chunk)
+                if size > self.max_body_bytes:
+                    raise HTTPError(413, self._too_large())
+                chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+    def _too_large(self) -> str:
+        return (f"Request body is larger than the {self._max_mb:g} MB limit; send less data or start the "
+                "server with a larger --max-request-mb.")
+
+    async def _score(
+        self, request: _Request, receive: Receive
+    ) -> tuple[int, list[tuple[bytes, bytes]], bytes, float | None, bool]:
+        method = request.method
+        if method not in ("GET", "POST", "OPTIONS"):
+            raise HTTPError(405, _MSG_NOT_ALLOWED)
+        script = self.script
+        query = request.scope.get("query_string") or b""
+        if script.mode == RAW:
+            body = await self._read_body(request, receive)
+            server = request.scope.get("server") or ("", None)
+            client = request.scope.get("client")
+            raw = AMLRequest(
+                method, request.path, query, request.headers(), body,
+                scheme=request.scope.get("scheme", "http"),
+                host=f"{server[0]}:{server[1]}" if server[1] else str(server[0]),
+                remote_addr=client[0] if client else None,
+                root_path=request.scope.get("root_path", ""),
+            )
+            kwargs: dict[str, Any] = {script.input_name: raw}
+        elif method == "OPTIONS":
+            return 200, [(b"content-type", b"text/html; charset=utf-8")], b"", None, False
+        elif script.mode == OBJECT:
+            if method == "GET":
+                kwargs = self._parameters(query_parameters(query))
+            else:
+                if not _is_json(request.content_type):
+                    raise HTTPError(415, "Expects Content-Type to be application/json")
+                # Parsing happens in the run thread (see _invoke): the CPU work of a request stays in
+                # one thread instead of contending for the GIL with the event loop.
+                kwargs = {_BODY: await self._read_body(request, receive)}
+        elif method == "GET":
+            kwargs = {script.input_name: json.dumps(query_parameters(query))}
+        else:
+            body = await self._read_body(request, receive)
+            try:
+                kwargs = {script.input_name: body.decode("utf-8")}
+            except UnicodeDecodeError as exc:
+                raise HTTPError(400, f"Input cannot be decoded as UTF-8: {exc}") from None
+        if script.wants_headers:
+            kwargs["request_headers"] = request.headers().to_dict()
+        outcome = await self.runner.call(self._invoke, kwargs, request.request_id)
+        if isinstance(outcome.error, HTTPError):
+            raise outcome.error
+        if outcome.timed_out:
+            logger.error("Encountered Exception: run() did not finish within %d ms", self.runner.timeout_ms)
+            body = _error_body(f"Scoring timeout after {self.runner.timeout_ms} ms")
+            return 500, [(b"content-type", _JSON)], body, None, True
+        if outcome.error is not None:
+            logger.error("Encountered Exception: %s", outcome.traceback.rstrip())
+            return 500, [(b"content-type", _JSON)], _error_body(_MSG_RUN_FAILED), None, True
+        return self._result_response(outcome.value, outcome.elapsed_ms)
+
+    def _parameters(self, parsed: Any) -> dict[str, Any]:
+        """Map a parsed JSON body (or query) to ``run``'s parameters (azmlinfsrv's ``ObjectInput``).
+
+        Raises:
+            HTTPError: 400 when the body is not an object or a required parameter is missing.
+        """
+        if not isinstance(parsed, dict):
+            raise HTTPError(400, "POST body should be a JSON dictionary.")
+        kwargs = {}
+        for parameter in self.script.parameters:
+            value = parsed.get(parameter.name, parameter.default)
+            if value is parameter.empty:
+                raise HTTPError(400, f"A value is not provided for the {parameter.name!r} parameter.")
+            kwargs[parameter.name] = value
+        return kwargs
+
+    def _invoke(self, **kwargs: Any) -> Any:
+        """Runs in the run thread: parses a JSON body, builds fast-path numpy inputs, calls ``run``."""
+        body = kwargs.pop(_BODY, None)
+        if body is not None:
+            headers = kwargs.pop("request_headers", None)
+            kwargs = self._parameters(_loads(body))
+            if headers is not None:
+                kwargs["request_headers"] = headers
+        for name, fast in self.script.numpy_fast.items():
+            if name in kwargs:
+                kwargs[name] = fast.build(kwargs[name])
+        return self.script.run(**kwargs)
+
+    def _result_response(
+        self, value: Any, elapsed_ms: float
+    ) -> tuple[int, list[tuple[bytes, bytes]], bytes, float | None, bool]:
+        if isinstance(value, AMLResponse) or (hasattr(value, "status_code") and hasattr(value, "get_data")):
+            logger.info("run() output is HTTP Response")
+            status = int(value.status_code)
+            raw_headers = value.headers
+            pairs = raw_headers if isinstance(raw_headers, list) else list(raw_headers.items())
+            headers = [
+                (str(k).encode("latin-1"), str(v).encode("latin-1"))
+                for k, v in pairs
+                if str(k).lower() not in ("content-length", "x-ms-run-function-failed")
+            ]
+            failed = status >= 500 or bool(getattr(value, "run_function_failed", False))
+            body = value.get_data()
+            if isinstance(body, str):
+                body = body.encode()
+            return status, headers, body, elapsed_ms, failed
+        try:
+            body = encoding.dumps(value)
+        except TypeError:
+            logger.error("Encountered Exception: %s", traceback.format_exc().rstrip())
+            return 500, [(b"content-type", _JSON)], _error_body(_MSG_INTERNAL), None, False
+        return 200, [(b"content-type", _JSON)], body, elapsed_ms, False

@@ -1,0 +1,432 @@
+"""The few ``azureml`` names an unchanged v1 score.py imports, provided inside the scoring process.
+
+``from azureml.contrib.services.aml_request import AMLRequest, rawhttp``,
+``from azureml.contrib.services.aml_response import AMLResponse`` and
+``from azureml.core.model import Model`` (for ``Model.get_model_path``) work without any azureml package:
+:func:`install_finder` appends an import finder to the END of ``sys.meta_path``, so an installed azureml
+package is always found first and these stand-ins only fill the gaps. The same classes are also served as
+``azureml_inference_server_http.api.aml_request`` / ``.aml_response`` (azmlinfsrv's own spelling).
+
+:class:`AMLRequest` offers the Flask request attributes scripts use (``method``, ``args``, ``headers``,
+``get_data(as_text=...)``, ``json``/``get_json()``, ``path``, ``url``, ``form``, ``cookies``...);
+:class:`AMLResponse` takes azmlinfsrv's ``AMLResponse(message, status_code, response_headers, json_str)``.
+"""
+
+from __future__ import annotations
+
+import importlib.abc
+import importlib.machinery
+import json
+import sys
+import types
+from collections.abc import Callable, Iterator, Mapping
+from http.cookies import SimpleCookie
+from typing import Any, TypeVar
+from urllib.parse import parse_qsl
+
+from jupyter_mldeploy.server import model_path
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+#: Set by :func:`rawhttp`; read by the script loader (azmlinfsrv keeps the same module-level flag).
+_rawHttpRequested = False
+
+
+def rawhttp(func: F) -> F:
+    """Mark ``run`` as wanting the raw :class:`AMLRequest` instead of the decoded body.
+
+    Args:
+        func: The script's ``run`` function.
+
+    Returns:
+        The same function, unchanged.
+    """
+    global _rawHttpRequested
+    _rawHttpRequested = True
+    return func
+
+
+class MultiDict(Mapping[str, str]):
+    """A read-only mapping that keeps every value of a repeated key (like werkzeug's ``MultiDict``).
+
+    Args:
+        pairs: ``(key, value)`` pairs in request order.
+    """
+
+    def __init__(self, pairs: list[tuple[str, str]]) -> None:
+        self._pairs = pairs
+        self._first: dict[str, str] = {}
+        for key, value in pairs:
+            self._first.setdefault(key, value)
+
+    def __getitem__(self, key: str) -> str:
+        return self._first[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._first)
+
+    def __len__(self) -> int:
+        return len(self._first)
+
+    def get(self, key: str, default: Any = None, type: Callable[[str], Any] | None = None) -> Any:  # noqa: A002
+        """Return the first value of ``key`` (converted with ``type`` when given), else ``default``."""
+        if key not in self._first:
+            return default
+        value = self._first[key]
+        if type is None:
+            return value
+        try:
+            return type(value)
+        except (TypeError, ValueError):
+            return default
+
+    def getlist(self, key: str) -> list[str]:
+        """Return every value of ``key`` in request order (an empty list when absent)."""
+        return [value for name, value in self._pairs if name == key]
+
+    def items(self, multi: bool = False) -> Any:  # type: ignore[override]
+        """Return ``(key, first value)`` pairs, or every pair with ``multi=True``."""
+        return list(self._pairs) if multi else list(self._first.items())
+
+    def to_dict(self, flat: bool = True) -> dict[str, Any]:
+        """Return a plain dict of first values (``flat=False``: of value lists)."""
+        if flat:
+            return dict(self._first)
+        return {key: self.getlist(key) for key in self._first}
+
+
+class Headers(Mapping[str, str]):
+    """Case-insensitive, read-only request headers; names iterate in ``Title-Case`` as werkzeug's do.
+
+    Args:
+        pairs: ``(name, value)`` pairs as received.
+    """
+
+    def __init__(self, pairs: list[tuple[str, str]]) -> None:
+        self._pairs = [(name.title(), value) for name, value in pairs]
+        self._index: dict[str, str] = {}
+        for name, value in pairs:
+            key = name.lower()
+            self._index[key] = f"{self._index[key]}, {value}" if key in self._index else value
+
+    def __getitem__(self, name: str) -> str:
+        return self._index[name.lower()]
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and name.lower() in self._index
+
+    def __iter__(self) -> Iterator[str]:
+        seen: set[str] = set()
+        for name, _ in self._pairs:
+            if name.lower() not in seen:
+                seen.add(name.lower())
+                yield name
+
+    def __len__(self) -> int:
+        return len(self._index)
+
+    def get(self, name: str, default: Any = None, type: Callable[[str], Any] | None = None) -> Any:  # noqa: A002
+        """Return the header's value (repeated headers joined by ``", "``), else ``default``."""
+        value = self._index.get(name.lower())
+        if value is None:
+            return default
+        return type(value) if type is not None else value
+
+    def getlist(self, name: str) -> list[str]:
+        """Return every value of a repeated header."""
+        return [value for key, value in self._pairs if key.lower() == name.lower()]
+
+    def to_dict(self) -> dict[str, str]:
+        """Return ``{Title-Case name: value}`` as azmlinfsrv passes to ``run(..., request_headers)``."""
+        return {name: self._index[name.lower()] for name in self}
+
+
+class AMLRequest:
+    """The HTTP request handed to a ``@rawhttp`` ``run(request)``, shaped like Flask's ``request``.
+
+    Args:
+        method: HTTP method (upper case).
+        path: URL path, e.g. ``/score``.
+        query_string: Raw query string bytes.
+        headers: Request headers.
+        body: The whole request body.
+        scheme: ``http`` or ``https``.
+        host: ``host[:port]`` the client addressed.
+        remote_addr: Client IP address, or None.
+        root_path: ASGI root path (mount prefix), usually empty.
+    """
+
+    def __init__(
+        self,
+        method: str,
+        path: str,
+        query_string: bytes,
+        headers: Headers,
+        body: bytes,
+        scheme: str = "http",
+        host: str = "",
+        remote_addr: str | None = None,
+        root_path: str = "",
+    ) -> None:
+        self.method = method
+        self.path = path
+        self.query_string = query_string
+        self.headers = headers
+        self.scheme = scheme
+        self.host = host or headers.get("host", "")
+        self.remote_addr = remote_addr
+        self.root_path = root_path
+        self._body = body
+        self.args = MultiDict(parse_qsl(query_string.decode("latin-1"), keep_blank_values=True))
+
+    def __repr__(self) -> str:
+        return f"<AMLRequest {self.url!r} [{self.method}]>"
+
+    @property
+    def full_path(self) -> str:
+        """Path plus ``?`` and the query string (as Flask's ``full_path``)."""
+        return f"{self.path}?{self.query_string.decode('latin-1')}"
+
+    @property
+    def host_url(self) -> str:
+        """``scheme://host/``."""
+        return f"{self.scheme}://{self.host}/"
+
+    @property
+    def base_url(self) -> str:
+        """The URL without the query string."""
+        return f"{self.scheme}://{self.host}{self.root_path}{self.path}"
+
+    @property
+    def url(self) -> str:
+        """The full URL including the query string."""
+        query = self.query_string.decode("latin-1")
+        return self.base_url + (f"?{query}" if query else "")
+
+    @property
+    def content_type(self) -> str | None:
+        """The ``Content-Type`` header, or None."""
+        return self.headers.get("content-type")
+
+    @property
+    def mimetype(self) -> str:
+        """The content type without parameters, lower case (``""`` when absent)."""
+        return (self.content_type or "").split(";", 1)[0].strip().lower()
+
+    @property
+    def content_length(self) -> int | None:
+        """The ``Content-Length`` header as an int, or None."""
+        return self.headers.get("content-length", type=int)
+
+    @property
+    def is_json(self) -> bool:
+        """True for ``application/json`` and ``application/*+json`` (Flask's rule)."""
+        mimetype = self.mimetype
+        return mimetype == "application/json" or (mimetype.startswith("application/") and mimetype.endswith("+json"))
+
+    @property
+    def data(self) -> bytes:
+        """The raw body."""
+        return self._body
+
+    def get_data(self, cache: bool = True, as_text: bool = False, parse_form_data: bool = False) -> Any:
+        """Return the body as ``bytes``, or ``str`` (UTF-8, undecodable bytes replaced) with ``as_text=True``."""
+        return self._body.decode("utf-8", "replace") if as_text else self._body
+
+    def get_json(self, force: bool = False, silent: bool = False, cache: bool = True) -> Any:
+        """Parse the body as JSON.
+
+        Args:
+            force: Parse even when the content type is not JSON.
+            silent: Return None instead of raising on a wrong content type or invalid JSON.
+            cache: Accepted for Flask compatibility.
+
+        Returns:
+            The parsed value, or None (``silent``).
+
+        Raises:
+            ValueError: The content type is not JSON (without ``force``) or the body is not valid JSON.
+        """
+        if not (force or self.is_json):
+            if silent:
+                return None
+            raise ValueError(f"Did not attempt to load JSON data because the content type {self.content_type!r} "
+                             "is not 'application/json'.")
+        try:
+            return json.loads(self._body)
+        except ValueError:
+            if silent:
+                return None
+            raise
+
+    @property
+    def json(self) -> Any:
+        """``get_json()``."""
+        return self.get_json()
+
+    @property
+    def form(self) -> MultiDict:
+        """Fields of an ``application/x-www-form-urlencoded`` body (empty for other content types)."""
+        if self.mimetype != "application/x-www-form-urlencoded":
+            return MultiDict([])
+        return MultiDict(parse_qsl(self._body.decode("utf-8", "replace"), keep_blank_values=True))
+
+    @property
+    def values(self) -> MultiDict:
+        """Query arguments and form fields together (Flask's ``values``)."""
+        return MultiDict(self.args.items(multi=True) + self.form.items(multi=True))
+
+    @property
+    def cookies(self) -> dict[str, str]:
+        """Cookies from the ``Cookie`` header."""
+        jar = SimpleCookie()
+        jar.load(self.headers.get("cookie", ""))
+        return {name: morsel.value for name, morsel in jar.items()}
+
+
+class AMLResponse:
+    """What a ``run()`` may return to set the HTTP response itself (azmlinfsrv's ``AMLResponse``).
+
+    Args:
+        message: The body: ``str`` or ``bytes`` as-is, or any JSON-serialisable value with ``json_str=True``.
+            None gives ``{}`` as JSON.
+        status_code: HTTP status.
+        response_headers: Extra headers. As azmlinfsrv does, a value holding commas becomes one header per
+            comma-separated part.
+        json_str: Encode ``message`` as JSON (content type ``application/json``).
+        run_function_failed: Value of the ``x-ms-run-function-failed`` header (forced True for 5xx).
+    """
+
+    def __init__(
+        self,
+        message: Any,
+        status_code: int,
+        response_headers: Mapping[str, str] | None = None,
+        json_str: bool = False,
+        run_function_failed: bool = False,
+    ) -> None:
+        content_type = "text/html; charset=utf-8"
+        if message is None:
+            body, content_type = b"{}", "application/json"
+        elif json_str:
+            body, content_type = json.dumps(message).encode(), "application/json"
+        elif isinstance(message, bytes):
+            body = message
+        else:
+            body = str(message).encode()
+        self.status_code = int(status_code)
+        self.body = body
+        self.run_function_failed = run_function_failed
+        self.headers: list[tuple[str, str]] = []
+        given = dict(response_headers or {})
+        if not any(name.lower() == "content-type" for name in given):
+            self.headers.append(("Content-Type", content_type))
+        for name, value in given.items():
+            for part in str(value).split(","):
+                self.headers.append((name, part.strip()))
+
+    def __repr__(self) -> str:
+        return f"<AMLResponse {self.status_code} {len(self.body)} bytes>"
+
+    @property
+    def data(self) -> bytes:
+        """The body bytes."""
+        return self.body
+
+    def get_data(self, as_text: bool = False) -> Any:
+        """Return the body as ``bytes`` (``str`` with ``as_text=True``)."""
+        return self.body.decode("utf-8", "replace") if as_text else self.body
+
+
+class Model:
+    """The part of ``azureml.core.model.Model`` a scoring script uses: :meth:`get_model_path`."""
+
+    @staticmethod
+    def get_model_path(model_name: str, version: int | None = None, _workspace: Any = None) -> str:
+        """Return the deployed model's path (``azureml-models/<name>/<version>/<entry>``).
+
+        Args:
+            model_name: Registered model name.
+            version: Version number; None = the highest deployed.
+            _workspace: Ignored (v1 accepts a workspace for remote lookups).
+
+        Returns:
+            str: The model file or folder path.
+
+        Raises:
+            FileNotFoundError: No such model where the scoring container keeps them.
+        """
+        return model_path.get_model_path(model_name, version)
+
+
+def _module_contents() -> dict[str, dict[str, Any]]:
+    this = sys.modules[__name__]
+    request = {"AMLRequest": AMLRequest, "rawhttp": rawhttp, "__getattr__": lambda name: getattr(this, name)}
+    response = {"AMLResponse": AMLResponse}
+    return {
+        "azureml": {},
+        "azureml.contrib": {},
+        "azureml.contrib.services": {},
+        "azureml.contrib.services.aml_request": request,
+        "azureml.contrib.services.aml_response": response,
+        "azureml.core": {"Model": Model},
+        "azureml.core.model": {"Model": Model},
+        "azureml_inference_server_http": {},
+        "azureml_inference_server_http.api": {},
+        "azureml_inference_server_http.api.aml_request": request,
+        "azureml_inference_server_http.api.aml_response": response,
+    }
+
+
+class AzureMLShimFinder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
+    """Provides the modules above when no installed package does (it sits last on ``sys.meta_path``)."""
+
+    def __init__(self) -> None:
+        self._contents = _module_contents()
+
+    def find_spec(
+        self, fullname: str, path: Any = None, target: types.ModuleType | None = None
+    ) -> importlib.machinery.ModuleSpec | None:
+        """Return a spec for one of the shimmed module names, else None."""
+        if fullname not in self._contents:
+            return None
+        is_package = not fullname.endswith(("aml_request", "aml_response", ".model"))
+        spec = importlib.machinery.ModuleSpec(fullname, self, is_package=is_package)
+        if is_package:
+            spec.submodule_search_locations = []
+        return spec
+
+    def create_module(self, spec: importlib.machinery.ModuleSpec) -> types.ModuleType | None:
+        """Use the default module creation."""
+        return None
+
+    def exec_module(self, module: types.ModuleType) -> None:
+        """Fill the module with the stand-in names."""
+        contents = dict(self._contents[module.__name__])
+        module.__dict__.update(contents)
+        module.__doc__ = "Stand-in provided by jupyter_mldeploy's scoring server (no azureml package installed)."
+
+
+def install_finder() -> AzureMLShimFinder:
+    """Append the shim finder to ``sys.meta_path`` (once).
+
+    Returns:
+        AzureMLShimFinder: The installed finder.
+    """
+    for finder in sys.meta_path:
+        if isinstance(finder, AzureMLShimFinder):
+            return finder
+    finder = AzureMLShimFinder()
+    sys.meta_path.append(finder)
+    return finder
+
+
+def raw_http_requested() -> bool:
+    """Return True when ``@rawhttp`` was applied, by our stand-in or by a real installed azureml package."""
+    if _rawHttpRequested:
+        return True
+    for name in ("azureml.contrib.services.aml_request", "azureml_inference_server_http.api.aml_request"):
+        module = sys.modules.get(name)
+        if module is not None and getattr(module, "_rawHttpRequested", False) is True:
+            return True
+    return False

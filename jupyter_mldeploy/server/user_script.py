@@ -1,0 +1,428 @@
+"""Loading the entry script, checking ``run()``'s signature, and calling ``run()`` with a timeout.
+
+The rules are azmlinfsrv 1.5's (``server/user_script.py`` and ``input_parsers.py`` there):
+
+* the script must define ``init()`` and ``run()``; a ``driver_module`` attribute holding a module with
+  ``run`` is followed (Azure ML's generated driver scripts);
+* ``run`` may not take ``*args``, ``**kwargs`` or positional-only parameters and needs one input besides
+  the optional ``request_headers``; ``@rawhttp`` together with ``@input_schema`` is an error;
+* the input mode follows from the decorators: raw request (``@rawhttp``), keyword arguments from a JSON
+  object (inference-schema's ``@input_schema``), or the body as one ``str`` (undecorated).
+
+Concurrency: like azmlinfsrv (a gunicorn *sync* worker handles one request at a time), each worker runs
+one ``run()`` at a time, so scripts written for azmlinfsrv need not be thread-safe. The call happens in a
+run thread so the event loop keeps answering (health checks, queued connections) meanwhile. When a call
+exceeds ``SCORING_TIMEOUT_MS`` the request gets 500 at once, a ``TimeoutError`` is raised inside the run
+thread (at its next Python instruction, as azmlinfsrv's SIGALRM does), and the requests queued behind it
+move to a fresh run thread, so a run stuck in native code cannot block the worker. The timeout counts
+from the moment a call starts, not while it waits its turn.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ctypes
+import importlib.util
+import inspect
+import os
+import queue
+import threading
+import time
+import traceback
+import types
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from jupyter_mldeploy.server import logs, shims
+
+RAW = "raw"
+OBJECT = "object"
+STRING = "string"
+
+
+class UserScriptError(Exception):
+    """The entry script cannot be served (missing functions, bad ``run`` signature, import failure)."""
+
+
+class ScoringTimeout(TimeoutError):
+    """Raised inside the run thread when ``run()`` exceeded ``SCORING_TIMEOUT_MS``."""
+
+
+@dataclass(frozen=True)
+class NumpyFastPath:
+    """How to build a ``NumpyParameterType`` argument straight from the parsed JSON list.
+
+    Attributes:
+        dtype: The sample's dtype (a plain numeric/bool/str dtype; structured and time dtypes take the
+            decorator's own path).
+        shape: The sample's shape; every dimension but the first must match when ``enforce_shape``.
+        enforce_shape: The parameter type's ``enforce_shape``.
+    """
+
+    dtype: Any
+    shape: tuple[int, ...]
+    enforce_shape: bool
+
+    def build(self, value: Any) -> Any:
+        """Return ``value`` as an ndarray, with the checks and messages of inference-schema 1.8.
+
+        Raises:
+            ValueError: Not a list, or the wrong number of dimensions or size along a dimension.
+        """
+        import numpy as np
+
+        if not isinstance(value, list):
+            raise ValueError("Invalid input format: expected an array of items.")
+        array = np.array(value, dtype=self.dtype)
+        if self.enforce_shape:
+            if array.ndim != len(self.shape):
+                raise ValueError(
+                    f"Invalid input array: an array with {len(self.shape)} dimensions is expected; "
+                    f"input has {array.ndim} [shape {array.shape}]"
+                )
+            for dim in range(1, len(self.shape)):
+                if array.shape[dim] != self.shape[dim]:
+                    raise ValueError(
+                        f"Invalid input array: array has size {array.shape[dim]} on dimension #{dim}, "
+                        f"while expected value is {self.shape[dim]}"
+                    )
+        return array
+
+
+def walk_path(path: str, depth: int = 0) -> Any:
+    """Yield an indented listing of ``path`` (folders end with ``/``), depth first, sorted by name.
+
+    Args:
+        path: A file or folder.
+        depth: Indentation level (4 spaces per level).
+
+    Yields:
+        str: One line per entry.
+    """
+    name = os.path.basename(os.path.normpath(path))
+    indent = "    " * depth
+    if os.path.isdir(path):
+        yield f"{indent}{name}{os.sep}"
+        try:
+            children = sorted(os.listdir(path))
+        except OSError as exc:
+            yield f"{indent}    <cannot list: {exc}>"
+            return
+        for child in children:
+            yield from walk_path(os.path.join(path, child), depth + 1)
+    else:
+        yield f"{indent}{name}"
+
+
+def model_dir_listing(model_dir: str | None, limit: int = 200) -> str:
+    """Return the first ``limit`` lines of a listing of ``AZUREML_MODEL_DIR`` (for init failures).
+
+    Args:
+        model_dir: The model folder, or None.
+        limit: Maximum number of lines (azmlinfsrv shows 200).
+
+    Returns:
+        str: The listing, with a note when it was cut or the folder is missing.
+    """
+    if not model_dir:
+        return "AZUREML_MODEL_DIR is not set."
+    if not os.path.exists(model_dir):
+        return f"AZUREML_MODEL_DIR {model_dir} does not exist."
+    lines = []
+    for index, line in enumerate(walk_path(model_dir)):
+        if index == limit:
+            lines.append(f"Output Truncated. First {limit} lines shown.")
+            break
+        lines.append(line)
+    return "Model Directory Contents:\n" + "\n".join(lines)
+
+
+class UserScript:
+    """An entry script loaded into this process.
+
+    Args:
+        path: Absolute path of score.py.
+
+    Attributes:
+        run: The ``run`` function called for requests (the driver module's when there is one).
+        init: The ``init`` function.
+        mode: :data:`RAW`, :data:`OBJECT` or :data:`STRING`.
+        input_name: Name of the first input parameter (RAW / STRING modes).
+        parameters: Input parameters other than ``request_headers`` (OBJECT mode).
+        wants_headers: Whether ``run`` takes ``request_headers``.
+        numpy_fast: Per parameter, how to build NumpyParameterType inputs directly.
+    """
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.module = self._import()
+        if not hasattr(self.module, "init"):
+            raise UserScriptError(f"User script at {path} does not have a init() function defined.")
+        if not hasattr(self.module, "run"):
+            raise UserScriptError(f"User script at {path} does not have a run() function defined.")
+        driver = getattr(self.module, "driver_module", None)
+        if isinstance(driver, types.ModuleType) and hasattr(driver, "run"):
+            self.run: Callable[..., Any] = driver.run
+        else:
+            self.run = self.module.run
+        self.init: Callable[[], Any] = self.module.init
+        self.numpy_fast: dict[str, NumpyFastPath] = {}
+        self._analyze()
+
+    def _import(self) -> types.ModuleType:
+        if not os.path.isfile(self.path):
+            raise UserScriptError(f"Entry script {self.path} does not exist; check --entry_script / AZUREML_ENTRY_SCRIPT.")
+        spec = importlib.util.spec_from_file_location("entry_module", self.path)
+        if spec is None or spec.loader is None:
+            raise UserScriptError(f"Entry script {self.path} cannot be imported as a Python module.")
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module
+
+    def _analyze(self) -> None:
+        params = list(inspect.signature(self.run).parameters.values())
+        if any(p.kind not in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD) for p in params):
+            raise UserScriptError("run() cannot accept positional-only arguments, *args, or **kwargs.")
+        self.wants_headers = any(p.name == "request_headers" for p in params)
+        inputs = [p for p in params if p.name != "request_headers"]
+        if not inputs:
+            if self.wants_headers:
+                raise UserScriptError('run() needs to accept an argument other than "request_headers".')
+            raise UserScriptError("run() needs to accept an argument for input data.")
+        self.input_name = inputs[0].name
+        self.parameters = inputs
+        decorated = self.schema_decorated()
+        if shims.raw_http_requested() and decorated:
+            raise UserScriptError("run() cannot be decorated with both @rawhttp and @input_schema")
+        if shims.raw_http_requested():
+            self.mode = RAW
+        elif decorated:
+            self.mode = OBJECT
+            self.numpy_fast = _numpy_fast_paths(self.run)
+        else:
+            self.mode = STRING
+
+    def schema_decorated(self) -> bool:
+        """Return True when inference-schema decorated ``run`` (False when inference-schema is absent)."""
+        try:
+            from inference_schema.schema_util import is_schema_decorated
+        except ImportError:
+            return False
+        return bool(is_schema_decorated(self.run))
+
+    def describe(self) -> str:
+        """One log line saying how ``run()`` will be called."""
+        if self.mode == RAW:
+            return "run() is decorated with @rawhttp. Server will invoke it with the request object."
+        if self.mode == OBJECT:
+            names = ", ".join(p.name for p in self.parameters)
+            return f"run() is decorated with @input_schema. Server will invoke it with the following arguments: {names}."
+        return "run() is not decorated. Server will invoke it with the input in JSON string."
+
+
+def _numpy_fast_paths(run: Callable[..., Any]) -> dict[str, NumpyFastPath]:
+    """Find the ``NumpyParameterType`` inputs declared on ``run`` that can skip the per-row conversion.
+
+    inference-schema's ``@input_schema`` wrapper converts a list row by row before ``np.array``; an ndarray
+    argument passes through it untouched, so building the array here (one ``np.array`` call with the
+    sample's dtype, then the same shape checks) is equivalent and much faster for plain dtypes.
+    """
+    try:
+        from inference_schema.parameter_types.numpy_parameter_type import NumpyParameterType
+    except ImportError:
+        return {}
+    found: dict[str, NumpyFastPath] = {}
+    layer: Any = run
+    for _ in range(32):  # decorator layers; a bound keeps a cyclic __wrapped__ chain from looping
+        wrapper = getattr(layer, "_self_wrapper", None)
+        closure = getattr(wrapper, "__closure__", None)
+        if wrapper is not None and closure:
+            cells = dict(zip(wrapper.__code__.co_freevars, (c.cell_contents for c in closure), strict=False))
+            param_type = cells.get("param_type")
+            name = cells.get("param_name")
+            if (
+                isinstance(param_type, NumpyParameterType)
+                and isinstance(name, str)
+                and cells.get("convert_to_provided_type", True)
+                and param_type.enforce_column_type
+            ):
+                dtype = param_type.sample_input.dtype
+                if dtype.names is None and dtype.kind not in "mMOV":
+                    found[name] = NumpyFastPath(dtype, tuple(param_type.sample_input.shape), param_type.enforce_shape)
+        next_layer = getattr(layer, "__wrapped__", None)
+        if next_layer is None or next_layer is layer:
+            break
+        layer = next_layer
+    return found
+
+
+def _async_raise(thread_id: int, exc_type: type[BaseException]) -> None:
+    ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(thread_id), ctypes.py_object(exc_type))
+
+
+class _Call:
+    __slots__ = ("func", "kwargs", "rid", "loop", "future", "lock", "started", "thread", "timer", "done",
+                 "expired", "elapsed_ms")
+
+    def __init__(self, func: Callable[..., Any], kwargs: dict[str, Any], rid: str,
+                 loop: asyncio.AbstractEventLoop, future: asyncio.Future[Any]) -> None:
+        self.func, self.kwargs, self.rid, self.loop, self.future = func, kwargs, rid, loop, future
+        self.lock = threading.Lock()
+        self.started: float | None = None
+        self.thread: _RunThread | None = None
+        self.timer: asyncio.TimerHandle | None = None
+        self.done = False
+        self.expired = False
+        self.elapsed_ms = 0.0
+
+
+def _settle(future: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:
+    if future.done():
+        return
+    if error is not None:
+        future.set_exception(error)
+    else:
+        future.set_result(result)
+
+
+class _RunThread(threading.Thread):
+    """Executes calls one by one; after a timeout it is abandoned and exits once its call returns."""
+
+    def __init__(self) -> None:
+        super().__init__(name="mldeploy-run", daemon=True)
+        self.inbox: queue.SimpleQueue[_Call | None] = queue.SimpleQueue()
+        self.abandoned = False
+
+    def run(self) -> None:
+        while not self.abandoned:
+            try:
+                call = self.inbox.get()
+                if call is None:
+                    return
+                self._execute(call)
+            except ScoringTimeout:
+                # A timeout delivered just after the call finished; nothing is running any more.
+                continue
+
+    def _execute(self, call: _Call) -> None:
+        logs.request_id.set(call.rid)
+        start = time.perf_counter()
+        with call.lock:
+            call.started, call.thread = start, self
+        result: Any = None
+        error: BaseException | None = None
+        try:
+            result = call.func(**call.kwargs)
+        except Exception as exc:
+            error = exc
+        except BaseException as exc:  # noqa: B036 - SystemExit/KeyboardInterrupt from run() must not kill the worker
+            error = RuntimeError(f"run() raised {type(exc).__name__}: {exc}")
+            error.__cause__ = exc
+        with call.lock:
+            call.done = True
+            call.elapsed_ms = (time.perf_counter() - start) * 1000
+        logs.request_id.set(None)
+        call.loop.call_soon_threadsafe(_settle, call.future, result, error)
+
+
+@dataclass
+class RunOutcome:
+    """The result of one ``run()`` call.
+
+    Attributes:
+        value: What ``run`` returned (None when it raised).
+        error: What ``run`` raised, or None.
+        timed_out: True when the call exceeded the timeout.
+        elapsed_ms: Time spent in ``run`` (the timeout when it timed out).
+        traceback: Formatted traceback of ``error``.
+    """
+
+    value: Any
+    error: BaseException | None
+    timed_out: bool
+    elapsed_ms: float
+    traceback: str = ""
+
+
+class Runner:
+    """Calls ``run()`` one request at a time per worker, in a run thread, with a timeout.
+
+    Calls queue in the run thread's inbox (first come, first served), so the thread goes from one call
+    straight to the next while the event loop sends the previous response. The timeout counts from the
+    moment a call starts, not while it waits in the queue (as azmlinfsrv: a queued request waits in the
+    accept queue, outside its timeout).
+
+    Args:
+        timeout_ms: ``SCORING_TIMEOUT_MS``.
+    """
+
+    def __init__(self, timeout_ms: int) -> None:
+        self.timeout_ms = timeout_ms
+        self._timeout_s = timeout_ms / 1000
+        self._thread: _RunThread | None = None
+
+    def _runner_thread(self) -> _RunThread:
+        if self._thread is None or self._thread.abandoned or not self._thread.is_alive():
+            self._thread = _RunThread()
+            self._thread.start()
+        return self._thread
+
+    def _check(self, call: _Call) -> None:
+        """Timer callback: re-arm while the call waits or runs within its time, else expire it."""
+        with call.lock:
+            if call.done:
+                return
+            if call.started is None or call.thread is None:
+                call.timer = call.loop.call_later(self._timeout_s, self._check, call)
+                return
+            remaining = call.started + self._timeout_s - time.perf_counter()
+            if remaining > 0:
+                call.timer = call.loop.call_later(remaining, self._check, call)
+                return
+            call.expired = True
+            stuck = call.thread
+            stuck.abandoned = True
+            if stuck.ident is not None:
+                _async_raise(stuck.ident, ScoringTimeout)
+        # Calls queued behind the stuck one move, in order, to a fresh run thread.
+        fresh = self._runner_thread()
+        while True:
+            try:
+                queued = stuck.inbox.get_nowait()
+            except queue.Empty:
+                break
+            if queued is not None:
+                fresh.inbox.put(queued)
+        stuck.inbox.put(None)
+        if not call.future.done():
+            call.future.set_exception(ScoringTimeout())
+
+    async def call(self, func: Callable[..., Any], kwargs: dict[str, Any], rid: str) -> RunOutcome:
+        """Run ``func(**kwargs)`` in the run thread with the request id ``rid`` set.
+
+        Args:
+            func: The script's ``run`` (or a wrapper of it).
+            kwargs: Its arguments.
+            rid: The request id for log prefixes.
+
+        Returns:
+            RunOutcome: The value or the error; never raises for what ``run`` does.
+        """
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Any] = loop.create_future()
+        call = _Call(func, kwargs, rid, loop, future)
+        # A timer handle rather than asyncio.wait_for: no extra task per request on the hot path.
+        call.timer = loop.call_later(self._timeout_s, self._check, call)
+        self._runner_thread().inbox.put(call)
+        try:
+            value = await future
+        except Exception as exc:
+            if call.expired:
+                return RunOutcome(None, exc, True, float(self.timeout_ms))
+            text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+            return RunOutcome(None, exc, False, call.elapsed_ms, text)
+        finally:
+            if call.timer is not None:
+                call.timer.cancel()
+        return RunOutcome(value, None, False, call.elapsed_ms)

@@ -1,0 +1,54 @@
+"""Settings resolution: azmlinfsrv's flags (both spellings), command line > environment > config file."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from jupyter_mldeploy.server.config import ConfigError, build_parser, resolve_settings
+
+
+def _resolve(argv: list[str], env: dict[str, str], cwd: Path):
+    return resolve_settings(build_parser().parse_args(argv), env, str(cwd))
+
+
+def test_priority_cli_env_file(tmp_path: Path) -> None:
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps({"WORKER_COUNT": 3, "SERVER_PORT": 7000, "SCORING_TIMEOUT_MS": 10,
+                                  "AML_CORS_ORIGINS": "file.com", "AZUREML_ENTRY_SCRIPT": "from_file.py"}))
+    from_file = _resolve(["--config_file", str(config)], {}, tmp_path)
+    assert (from_file.worker_count, from_file.port, from_file.scoring_timeout_ms) == (3, 7000, 10)
+    assert from_file.entry_script == str(tmp_path / "from_file.py")
+    assert from_file.cors_origins == "file.com"
+    env = {"WORKER_COUNT": "2", "SERVER_PORT": "7001", "AZUREML_CONFIG_FILE": str(config)}
+    from_env = _resolve([], env, tmp_path)
+    assert (from_env.worker_count, from_env.port, from_env.scoring_timeout_ms) == (2, 7001, 10)
+    from_cli = _resolve(["--worker-count", "4", "--port", "0", "--entry-script", "cli.py",
+                         "--access-control-allow-origins", "cli.com"], env, tmp_path)
+    assert (from_cli.worker_count, from_cli.port) == (4, 0)
+    assert from_cli.entry_script == str(tmp_path / "cli.py")
+    assert from_cli.cors_origins == "cli.com"
+
+
+def test_defaults_and_worker_env(tmp_path: Path) -> None:
+    settings = _resolve(["--entry_script", "score.py", "--model_dir", "m"], {}, tmp_path)
+    assert settings.port == 5001 and settings.host == "127.0.0.1" and settings.worker_count == 1
+    assert settings.scoring_timeout_ms == 3_600_000 and settings.max_request_mb == 100
+    env = settings.worker_env()
+    assert env["AZUREML_MODEL_DIR"] == str(tmp_path / "m")
+    assert env["AZUREML_ENTRY_SCRIPT"] == str(tmp_path / "score.py")
+    assert env["AML_APP_ROOT"] == str(tmp_path)
+    assert "AML_CORS_ORIGINS" not in env
+
+
+def test_errors_name_the_setting(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="No entry script"):
+        _resolve([], {}, tmp_path)
+    with pytest.raises(ConfigError, match="WORKER_COUNT"):
+        _resolve(["--entry_script", "s.py"], {"WORKER_COUNT": "many"}, tmp_path)
+    with pytest.raises(ConfigError, match="does not exist"):
+        _resolve(["--config_file", "missing.json"], {}, tmp_path)
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["--port", "70000"])
