@@ -459,6 +459,20 @@ class Model:
 
         return deploy_model(workspace, name, models, inference_config, deployment_config, overwrite, show_output)
 
+    @staticmethod
+    def package(
+        workspace: Workspace,
+        models: Sequence[Model | str],
+        inference_config: Any = None,
+        generate_dockerfile: bool = False,
+        image_name: str | None = None,
+    ) -> Any:
+        """Package models, code and environment as a Docker image (v1 ``Model.package``); see
+        :func:`jupyter_mldeploy.docker.package.package_models`."""
+        from jupyter_mldeploy.docker.package import package_models
+
+        return package_models(workspace, models, inference_config, generate_dockerfile, image_name)
+
     # -- display --------------------------------------------------------------------------------------
 
     def __repr__(self) -> str:

@@ -1,0 +1,281 @@
+"""``DeploymentConfiguration``: where and how a service runs, read from and written to v1's
+``deploymentconfig.json`` (DESIGN §7).
+
+Services run as local processes (``runtime="process"``) or in Docker containers (``runtime="docker"``,
+see :mod:`jupyter_mldeploy.docker.service`, which also turns ``containerResourceRequirements`` into container
+CPU and memory limits). The Kubernetes keys of the v1 file (``autoScaler``, ``numReplicas`` ...) are parsed,
+checked and kept, so one file serves every runtime and survives a round trip.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from jupyter_mldeploy.deploy.ports import validate_port
+from jupyter_mldeploy.errors import DeploymentError, InvalidArgument, NotFound
+
+RUNTIMES = ("process", "docker")
+_COMPUTE_TYPES = {"local": "local", "docker": "local", "aks": "aks", "kubernetes": "aks"}
+
+#: ``deploymentconfig.json`` keys and the attribute each fills.
+_KEY_MAP = {
+    "computeType": "compute_type",
+    "port": "port",
+    "runtime": "runtime",
+    "host": "host",
+    "workerCount": "worker_count",
+    "scoringTimeoutMs": "scoring_timeout_ms",
+    "corsOrigins": "cors_origins",
+    "containerResourceRequirements": "container_resource_requirements",
+    "autoScaler": "auto_scaler",
+    "numReplicas": "num_replicas",
+    "authEnabled": "auth_enabled",
+    "tokenAuthEnabled": "token_auth_enabled",
+    "maxConcurrentRequestsPerContainer": "max_concurrent_requests_per_container",
+    "appInsightsEnabled": "app_insights_enabled",
+    "enableAppInsights": "app_insights_enabled",
+    "description": "description",
+    "tags": "tags",
+    "properties": "properties",
+    "environmentVariables": "environment_variables",
+}
+
+
+@dataclass
+class DeploymentConfiguration:
+    """How a service runs. Build one with :meth:`LocalWebservice.deploy_configuration` or :meth:`from_file`.
+
+    Attributes:
+        compute_type: ``"local"`` (v1's ``computeType``); ``"aks"`` is parsed for round trips only.
+        runtime: ``"process"`` (a detached local process in the environment's interpreter) or ``"docker"``
+            (a container of the environment's image; also set by ``"computeType": "docker"``).
+        port: TCP port, or None for a free one chosen at deploy time.
+        host: Interface to bind; ``127.0.0.1`` keeps the service private to this machine.
+        worker_count: Scoring worker processes (azmlinfsrv's ``WORKER_COUNT``), each running ``init()``.
+        scoring_timeout_ms: Per-request limit for ``run()`` in milliseconds (``SCORING_TIMEOUT_MS``);
+            None keeps the server's default (3600000).
+        cors_origins: Allowed CORS origins (``AML_CORS_ORIGINS``); None leaves CORS off.
+        environment_variables: Extra variables set for the scoring process.
+        container_resource_requirements: v1 ``{"cpu", "memoryInGB", ...}``: the Docker runtime's container
+            limits (``cpuLimit``/``memoryInGBLimit`` win when given); kept for Kubernetes.
+        auto_scaler: v1 autoscaler settings, kept for Kubernetes.
+        num_replicas: v1 replica count, kept for Kubernetes.
+        auth_enabled: v1 key auth flag (kept; not enforced by the process runtime).
+        token_auth_enabled: v1 token auth flag (kept).
+        max_concurrent_requests_per_container: v1 setting (kept).
+        app_insights_enabled: v1 setting (kept).
+        description: Free text.
+        tags: Free ``str -> str`` labels.
+        properties: Free ``str -> str`` facts.
+    """
+
+    compute_type: str = "local"
+    runtime: str = "process"
+    port: int | None = None
+    host: str = "127.0.0.1"
+    worker_count: int = 1
+    scoring_timeout_ms: int | None = None
+    cors_origins: list[str] | None = None
+    environment_variables: dict[str, str] = field(default_factory=dict)
+    container_resource_requirements: dict[str, Any] | None = None
+    auto_scaler: dict[str, Any] | None = None
+    num_replicas: int | None = None
+    auth_enabled: bool | None = None
+    token_auth_enabled: bool | None = None
+    max_concurrent_requests_per_container: int | None = None
+    app_insights_enabled: bool | None = None
+    description: str | None = None
+    tags: dict[str, str] | None = None
+    properties: dict[str, str] | None = None
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        """Check every field.
+
+        Raises:
+            InvalidArgument: Naming the field, the bad value and the accepted values.
+        """
+        compute = _COMPUTE_TYPES.get(str(self.compute_type).lower())
+        if compute is None:
+            raise InvalidArgument(
+                f"Unknown computeType {self.compute_type!r}: use 'local' (also 'docker', 'aks', 'kubernetes')."
+            )
+        if str(self.compute_type).lower() == "docker":
+            self.runtime = "docker"
+        self.compute_type = compute
+        if self.runtime not in RUNTIMES:
+            raise InvalidArgument(f"Unknown runtime {self.runtime!r}: use 'process' (the default) or 'docker'.")
+        if self.port is not None:
+            validate_port(self.port)
+        if not isinstance(self.host, str) or not self.host:
+            raise InvalidArgument(f"Invalid host {self.host!r}: use an interface address such as '127.0.0.1'.")
+        if isinstance(self.worker_count, bool) or not isinstance(self.worker_count, int) or not 1 <= self.worker_count <= 64:
+            raise InvalidArgument(f"Invalid worker_count {self.worker_count!r}: use an integer from 1 to 64.")
+        if self.scoring_timeout_ms is not None and (
+            isinstance(self.scoring_timeout_ms, bool) or not isinstance(self.scoring_timeout_ms, int)
+            or self.scoring_timeout_ms < 1
+        ):
+            raise InvalidArgument(
+                f"Invalid scoring_timeout_ms {self.scoring_timeout_ms!r}: use a positive number of milliseconds."
+            )
+        if isinstance(self.cors_origins, str):
+            self.cors_origins = [o.strip() for o in self.cors_origins.split(",") if o.strip()]
+        if not isinstance(self.environment_variables, dict) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in self.environment_variables.items()
+        ):
+            raise InvalidArgument("environment_variables must map variable names to string values.")
+        requirements = self.container_resource_requirements
+        if requirements is not None:
+            if not isinstance(requirements, dict):
+                raise InvalidArgument("containerResourceRequirements must be an object such as {\"cpu\": 1}.")
+            for key in ("cpu", "memoryInGB", "cpuLimit", "memoryInGBLimit", "gpu"):
+                value = requirements.get(key)
+                if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0):
+                    raise InvalidArgument(f"containerResourceRequirements.{key} must be a number >= 0, not {value!r}.")
+
+    def check_runnable(self) -> None:
+        """Raise unless this configuration can be deployed by this release.
+
+        Raises:
+            DeploymentError: For a Kubernetes compute type, or the Docker runtime when no Docker engine answers
+                (within seconds), saying what to use.
+        """
+        if self.compute_type != "local":
+            raise DeploymentError(
+                f"computeType {self.compute_type!r} deploys to Kubernetes, which arrives with the Kubernetes "
+                "runtime; deploy locally with LocalWebservice.deploy_configuration() (computeType 'local')."
+            )
+        if self.runtime == "docker":
+            # Fails fast (seconds) when no engine answers: "start Docker or use runtime='process'".
+            from jupyter_mldeploy.docker.engine import docker_client
+
+            docker_client(DeploymentError).close()
+
+    # -- files ----------------------------------------------------------------------------------------
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], source: str = "deployment config") -> DeploymentConfiguration:
+        """Build a configuration from ``deploymentconfig.json`` content (camelCase v1 keys).
+
+        Raises:
+            InvalidArgument: For unknown keys (listed, with the known ones) or bad values.
+        """
+        if not isinstance(data, dict):
+            raise InvalidArgument(f"{source} must hold a JSON object, not {type(data).__name__}.")
+        unknown = sorted(set(data) - set(_KEY_MAP))
+        if unknown:
+            raise InvalidArgument(f"{source} has unknown keys {unknown}; known keys: {sorted(_KEY_MAP)}.")
+        if "computeType" not in data:
+            raise InvalidArgument(f"{source} has no 'computeType'; add \"computeType\": \"local\".")
+        kwargs = {_KEY_MAP[key]: value for key, value in data.items()}
+        if kwargs.get("environment_variables") is None:
+            kwargs.pop("environment_variables", None)
+        try:
+            return cls(**kwargs)
+        except InvalidArgument as exc:
+            raise InvalidArgument(f"{source}: {exc}") from None
+
+    @classmethod
+    def from_file(cls, path: str | os.PathLike[str]) -> DeploymentConfiguration:
+        """Read a v1 ``deploymentconfig.json`` such as ``{"computeType": "local", "port": 6789}``.
+
+        Args:
+            path: The JSON file.
+
+        Raises:
+            NotFound: When the file does not exist.
+            InvalidArgument: When it is not JSON, lacks ``computeType`` or holds unknown keys or bad values.
+        """
+        file = Path(path).expanduser().resolve()
+        if not file.is_file():
+            raise NotFound(f"Deployment config {file} does not exist.")
+        try:
+            data = json.loads(file.read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise InvalidArgument(f"Deployment config {file} is not valid JSON ({exc}); fix the file.") from exc
+        return cls.from_dict(data, source=f"Deployment config {file}")
+
+    def serialize(self) -> dict[str, Any]:
+        """Return the ``deploymentconfig.json`` content; unset optional keys are left out."""
+        data: dict[str, Any] = {}
+        for key, attr in _KEY_MAP.items():
+            if key == "enableAppInsights":
+                continue
+            value = getattr(self, attr)
+            if value is None or (attr == "environment_variables" and not value):
+                continue
+            if attr in ("host", "worker_count", "runtime") and value == getattr(DeploymentConfiguration(), attr):
+                continue
+            data[key] = value
+        return data
+
+    def to_file(self, path: str | os.PathLike[str]) -> Path:
+        """Write ``deploymentconfig.json`` atomically and return its path."""
+        file = Path(path).expanduser().resolve()
+        tmp = file.with_name(f".{file.name}.tmp")
+        tmp.write_text(json.dumps(self.serialize(), indent=2) + "\n", encoding="utf-8")
+        os.replace(tmp, file)
+        return file
+
+
+def local_deploy_configuration(
+    port: int | None = None,
+    runtime: str = "process",
+    *,
+    host: str = "127.0.0.1",
+    worker_count: int = 1,
+    scoring_timeout_ms: int | None = None,
+    cors_origins: list[str] | str | None = None,
+    environment_variables: dict[str, str] | None = None,
+    description: str | None = None,
+    tags: dict[str, str] | None = None,
+    cpu_cores: float | None = None,
+    memory_gb: float | None = None,
+) -> DeploymentConfiguration:
+    """Build a local deployment configuration (v1: ``LocalWebservice.deploy_configuration(port=None)``).
+
+    Args:
+        port: TCP port; None picks a free one when the service is deployed.
+        runtime: ``"process"`` (the default) or ``"docker"`` (needs a Docker engine).
+        host: Interface to bind (``127.0.0.1``: reachable from this machine only).
+        worker_count: Scoring worker processes.
+        scoring_timeout_ms: Per-request limit for ``run()``, in milliseconds.
+        cors_origins: Allowed origins for browser callers (list or comma-separated string), or ``"*"``.
+        environment_variables: Extra variables for the scoring process.
+        description: Free text.
+        tags: Free labels.
+        cpu_cores: Docker runtime: CPU limit of the container (``containerResourceRequirements.cpu``).
+        memory_gb: Docker runtime: memory limit of the container in GiB (``containerResourceRequirements.memoryInGB``).
+
+    Returns:
+        DeploymentConfiguration: with ``compute_type="local"``.
+
+    Raises:
+        InvalidArgument: For a bad value (names the parameter).
+    """
+    origins = [o.strip() for o in cors_origins.split(",") if o.strip()] if isinstance(cors_origins, str) else cors_origins
+    return DeploymentConfiguration(
+        compute_type="local",
+        runtime=runtime,
+        port=port,
+        host=host,
+        worker_count=worker_count,
+        scoring_timeout_ms=scoring_timeout_ms,
+        cors_origins=origins,
+        environment_variables=dict(environment_variables or {}),
+        description=description,
+        tags=tags,
+        container_resource_requirements=_resources(cpu_cores, memory_gb),
+    )
+
+
+def _resources(cpu_cores: float | None, memory_gb: float | None) -> dict[str, Any] | None:
+    """``containerResourceRequirements`` for the given limits, or None when neither is given."""
+    resources = {key: value for key, value in (("cpu", cpu_cores), ("memoryInGB", memory_gb)) if value is not None}
+    return resources or None

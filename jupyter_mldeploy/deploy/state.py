@@ -1,0 +1,214 @@
+"""Service states and the JSON record of a service (``deployments/<service>/service.json``).
+
+The record is the only thing a new Python process needs to re-attach to a running service
+(``Webservice(ws, name)``): it names the process (pid plus its start time, so a recycled pid is never
+mistaken for ours), the port, the app folder in use, the models, and the configurations the service was
+deployed with. It is JSON (never pickle) and replaced atomically, so a reader never sees half a file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from jupyter_mldeploy.errors import DeploymentError
+
+#: Version of the ``service.json`` format; a record of another version is refused, not misread.
+RECORD_FORMAT = 1
+
+
+class ServiceState(str):
+    """A service state: ``Transitioning``, ``Healthy``, ``Unhealthy``, ``Failed`` or ``Deleted``.
+
+    A ``str`` whose comparisons accept Azure ML v1's names as aliases, so v1 notebook code such as
+    ``service.state == "running"`` keeps working: ``ServiceState("Healthy") == "running"`` is True.
+    """
+
+    TRANSITIONING = "Transitioning"
+    HEALTHY = "Healthy"
+    UNHEALTHY = "Unhealthy"
+    FAILED = "Failed"
+    DELETED = "Deleted"
+
+    #: v1 names (local and AKS) and lower-case spellings, mapped to ours.
+    ALIASES: dict[str, str] = {
+        "transitioning": TRANSITIONING,
+        "creating": TRANSITIONING,
+        "updating": TRANSITIONING,
+        "starting": TRANSITIONING,
+        "healthy": HEALTHY,
+        "running": HEALTHY,
+        "succeeded": HEALTHY,
+        "unhealthy": UNHEALTHY,
+        "exited": UNHEALTHY,
+        "stopped": UNHEALTHY,
+        "failed": FAILED,
+        "crashloopbackoff": FAILED,
+        "deleted": DELETED,
+    }
+
+    @classmethod
+    def canonical(cls, name: str) -> str:
+        """Return our name for ``name`` (any case, v1 aliases accepted).
+
+        Raises:
+            ValueError: For a name that is no state; the message lists the states.
+        """
+        found = cls.ALIASES.get(str(name).strip().lower())
+        if found is None:
+            raise ValueError(
+                f"Unknown service state {name!r}: use one of Transitioning, Healthy, Unhealthy, Failed, Deleted "
+                f"(or v1's {', '.join(sorted(k for k in cls.ALIASES if k not in {'healthy', 'failed'}))})."
+            )
+        return found
+
+    def __new__(cls, value: str) -> ServiceState:
+        return super().__new__(cls, cls.canonical(value))
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, str):
+            try:
+                return str.__eq__(self, self.canonical(other))
+            except ValueError:
+                return False
+        return NotImplemented
+
+    def __ne__(self, other: object) -> bool:
+        result = self.__eq__(other)
+        return result if result is NotImplemented else not result
+
+    __hash__ = str.__hash__
+
+    def is_(self, *names: str) -> bool:
+        """Return True when this state is any of ``names`` (aliases accepted)."""
+        return any(self == name for name in names)
+
+
+def utc_now() -> str:
+    """Return the current time as an ISO 8601 UTC string (seconds precision with microseconds)."""
+    return datetime.now(timezone.utc).isoformat()
+
+
+@dataclass
+class ModelRef:
+    """A model version a service serves.
+
+    Attributes:
+        name: Model name.
+        version: Model version.
+    """
+
+    name: str
+    version: int
+
+    @property
+    def id(self) -> str:
+        """``"name:version"``."""
+        return f"{self.name}:{self.version}"
+
+
+@dataclass
+class ServiceRecord:
+    """The content of ``service.json``.
+
+    Attributes:
+        name: Service name.
+        runtime: ``"process"``.
+        host: Interface the server binds (``127.0.0.1`` unless configured otherwise).
+        port: TCP port the server listens on.
+        pid: The supervisor's pid (leader of its own process group), or None before it started.
+        pid_create_time: ``psutil.Process(pid).create_time()`` (seconds since the epoch), to tell our
+            process from a later one that reuses the pid.
+        python: The interpreter the scoring server runs in.
+        app_generation: Number of the app folder in use (``app-<n>``).
+        server_generation: The supervisor's worker generation serving ``app-<n>``, from its status file.
+        models: The model versions served.
+        inference_config: The inference configuration, as ``InferenceConfig.serialize()`` (absolute paths).
+        deployment_config: The deployment configuration, as ``DeploymentConfiguration.serialize()``.
+        environment: ``{"name", "version", "spec_hash"}`` of the environment, or None for the deploying
+            interpreter.
+        created_time: ISO 8601 UTC.
+        updated_time: ISO 8601 UTC.
+        log_offset: Byte offset in ``server.log`` where the latest start began (errors show what follows).
+        last_error: The latest failure message from a deploy, reload or update, or None.
+        status_file: Name of the supervisor's status file in the service folder (a restart on a new port
+            gives the new supervisor its own, so the two never write the same file).
+        pending: A switch in progress (``reload(wait=False)``): ``{"record": <the new record>,
+            "base_server_generation", "previous_spec", "log_offset"}``; None otherwise.
+        format: :data:`RECORD_FORMAT`.
+    """
+
+    name: str
+    runtime: str
+    host: str
+    port: int
+    python: str
+    models: list[ModelRef]
+    inference_config: dict[str, Any]
+    deployment_config: dict[str, Any]
+    environment: dict[str, Any] | None = None
+    pid: int | None = None
+    pid_create_time: float | None = None
+    app_generation: int = 1
+    server_generation: int | None = None
+    created_time: str = field(default_factory=utc_now)
+    updated_time: str = field(default_factory=utc_now)
+    log_offset: int = 0
+    last_error: str | None = None
+    status_file: str = "status.json"
+    pending: dict[str, Any] | None = None
+    format: int = RECORD_FORMAT
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the JSON-safe content."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], source: Path) -> ServiceRecord:
+        """Build a record from ``service.json`` content.
+
+        Raises:
+            DeploymentError: When the content is of another format or lacks fields; names the file.
+        """
+        if data.get("format") != RECORD_FORMAT:
+            raise DeploymentError(
+                f"{source} has record format {data.get('format')!r}, this jupyter-mldeploy reads "
+                f"{RECORD_FORMAT}; delete the service folder or use the matching jupyter-mldeploy."
+            )
+        try:
+            models = [ModelRef(str(m["name"]), int(m["version"])) for m in data["models"]]
+            known = {f for f in cls.__dataclass_fields__ if f != "models"}
+            return cls(models=models, **{k: v for k, v in data.items() if k in known})
+        except (KeyError, TypeError, ValueError) as exc:
+            raise DeploymentError(f"{source} is damaged ({exc!r}); delete the service and deploy it again.") from exc
+
+
+def write_json_atomic(path: Path, data: Any) -> None:
+    """Write JSON to ``path`` through a temporary file in the same folder and ``os.replace``.
+
+    A reader sees the old content or the new, never a partial file; a crash leaves at most a stray
+    ``.tmp`` file.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            json.dump(data, handle, indent=2)
+            handle.write("\n")
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def read_json(path: Path) -> Any | None:
+    """Return the JSON content of ``path``, or None when missing or not (yet) valid JSON."""
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (FileNotFoundError, json.JSONDecodeError, UnicodeDecodeError):
+        return None
