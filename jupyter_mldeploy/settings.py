@@ -54,3 +54,11 @@ MLDEPLOY_WORKSPACE = EnvironmentVariable(
 MLDEPLOY_CACHE_DIR = EnvironmentVariable(
     "MLDEPLOY_CACHE_DIR", Path, _default_cache_dir(), "per-user cache of built environments (envs/<spec-hash>/)"
 )
+MLDEPLOY_DOCKER_BASE_IMAGE = EnvironmentVariable(
+    "MLDEPLOY_DOCKER_BASE_IMAGE", str, None,
+    "base image of Docker builds when the environment names none (default: python:X.Y-slim, else the local "
+    "mldeploy/base-python:bookworm)",
+)
+MLDEPLOY_DOCKER_PING_TIMEOUT = EnvironmentVariable(
+    "MLDEPLOY_DOCKER_PING_TIMEOUT", float, 5.0, "seconds to wait for a Docker engine to answer before giving up"
+)

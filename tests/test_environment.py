@@ -425,8 +425,10 @@ def test_interpreter_choice() -> None:
         find_interpreter("2.5")
 
 
-def test_use_docker_is_refused() -> None:
-    with pytest.raises(InvalidArgument, match="docker runtime is not available yet"):
+def test_use_docker_without_engine_fails_fast(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    # The Docker build itself is tested in tests/docker/; here: no engine -> a quick, clear error.
+    monkeypatch.setenv("DOCKER_HOST", f"unix://{tmp_path}/no-docker.sock")
+    with pytest.raises(EnvironmentBuildError, match="start Docker or use runtime='process'"):
         Environment("d").build_local(useDocker=True)
-    with pytest.raises(InvalidArgument, match="docker runtime is not available yet"):
+    with pytest.raises(EnvironmentBuildError, match="No Docker engine answers"):
         Environment("d").build_local(use_docker=True)

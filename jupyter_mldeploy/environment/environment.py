@@ -510,22 +510,25 @@ class Environment:
         Args:
             workspace: Accepted for v1 compatibility; builds are cached per user, not per workspace.
             show_output: Stream the build output to stdout line by line (it always goes to the build log).
-            useDocker: v1's switch for a Docker build; must be False (the Docker runtime is not available yet).
+            useDocker: v1's switch for a Docker build: build (or reuse) the image the Docker runtime runs,
+                ``mldeploy-env:<hash>`` (see :func:`jupyter_mldeploy.docker.build.build_image`).
             use_docker: Same as ``useDocker``.
 
         Returns:
-            BuiltEnvironment: with ``python``, the interpreter to run the scoring server with.
+            BuiltEnvironment: with ``python``, the interpreter to run the scoring server with; with
+            ``use_docker``, a :class:`jupyter_mldeploy.docker.build.BuiltImage` (``tag``, ``image_id``,
+            ``reused``, ``build_seconds``).
 
         Raises:
-            InvalidArgument: When a Docker build is asked for.
-            EnvironmentBuildError: When the build fails; the message names the step and holds the output.
+            EnvironmentBuildError: When the build fails; the message names the step and holds the output. With
+                ``use_docker``, also when no Docker engine answers.
         """
         del workspace
         if useDocker or use_docker:
-            raise InvalidArgument(
-                "build_local(useDocker=True): the docker runtime is not available yet in jupyter_mldeploy; "
-                "build with useDocker=False (a local virtual environment)."
-            )
+            # The Docker runtime's image of this environment (dependencies only), tagged by its content hash.
+            from jupyter_mldeploy.docker.build import build_image
+
+            return build_image(self, show_output=show_output)  # type: ignore[return-value]
         from jupyter_mldeploy.environment.build import build_environment
 
         return build_environment(self, show_output=show_output)
