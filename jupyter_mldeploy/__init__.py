@@ -34,7 +34,28 @@ _EXPORTS = {
     "ScoringError": "jupyter_mldeploy.errors",
 }
 
-__all__ = ["__version__", *_EXPORTS]
+__all__ = [  # spelled out (not built from _EXPORTS) so linters and IDEs see the public names
+    "BuiltEnvironment",
+    "CondaDependencies",
+    "Conflict",
+    "DeploymentConfiguration",
+    "DeploymentError",
+    "Environment",
+    "EnvironmentBuildError",
+    "InferenceConfig",
+    "InvalidArgument",
+    "LocalWebservice",
+    "MLDeployError",
+    "Model",
+    "NotFound",
+    "ScoringError",
+    "Webservice",
+    "Workspace",
+    "__version__",
+    "load_ipython_extension",
+    "panel",
+]
+assert set(__all__) >= set(_EXPORTS)
 
 if TYPE_CHECKING:  # pragma: no cover
     from jupyter_mldeploy.deploy import DeploymentConfiguration, LocalWebservice, Webservice
@@ -64,3 +85,29 @@ def __getattr__(name: str) -> Any:
 
 def __dir__() -> list[str]:
     return sorted(__all__)
+
+
+def load_ipython_extension(ipython: Any) -> None:
+    """Register the notebook magics: ``%load_ext jupyter_mldeploy`` (see :mod:`jupyter_mldeploy.magics`)."""
+    from jupyter_mldeploy.magics import load_ipython_extension as load
+
+    load(ipython)
+
+
+def panel(workspace: Any = None) -> Any:
+    """Return the notebook panel (registry, deployments, endpoint tester as tabs); see ``widgets.panel``."""
+    from jupyter_mldeploy.widgets import panel as build_panel
+
+    return build_panel(workspace)
+
+
+def _jupyter_labextension_paths() -> list[dict[str, str]]:
+    """Where JupyterLab finds the prebuilt sidebar (the build output of ``labextension/``)."""
+    return [{"src": "labextension", "dest": "jupyter-mldeploy"}]
+
+
+def _jupyter_server_extension_points() -> list[dict[str, Any]]:
+    """The Jupyter Server extension serving the sidebar's REST API (imported only by Jupyter Server)."""
+    from jupyter_mldeploy.jupyter_server import MLDeployExtension
+
+    return [{"module": "jupyter_mldeploy.jupyter_server", "app": MLDeployExtension}]

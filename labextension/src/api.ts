@@ -1,0 +1,94 @@
+/**
+ * Thin client of the server extension's REST API (`<base_url>/mldeploy/api/`).
+ *
+ * Every call goes through Jupyter's `ServerConnection`, so the token / XSRF cookie are sent. A non-2xx
+ * answer becomes an `APIError` carrying the server's `{"message"}` text, which the sidebar shows.
+ */
+import { URLExt } from '@jupyterlab/coreutils';
+import { ServerConnection } from '@jupyterlab/services';
+
+/** One registered model version, as `Model.serialize()` returns it. */
+export interface IModelVersion {
+  name: string;
+  version: number;
+  id: string;
+  tags: { [key: string]: string };
+  description: string | null;
+  createdTime: string;
+  sampleInput: unknown;
+}
+
+/** A model name with its versions, newest first. */
+export interface IModelGroup {
+  name: string;
+  latestVersion: number;
+  versions: IModelVersion[];
+}
+
+/** A service, as `Webservice.serialize()` returns it. */
+export interface IService {
+  name: string;
+  state: string;
+  scoringUri?: string;
+  swaggerUri?: string;
+  models?: string[];
+  error?: string | null;
+}
+
+/** The score proxy's answer: what the service replied, and how long it took (ms). */
+export interface IScoreResult {
+  status: number;
+  body: string;
+  latency_ms: number;
+  headers: { [key: string]: string };
+}
+
+/** An error answered by the server, with its HTTP status. */
+export class APIError extends Error {
+  constructor(
+    message: string,
+    readonly status: number
+  ) {
+    super(message);
+  }
+}
+
+/**
+ * Call `mldeploy/api/<path>` and return the decoded JSON answer.
+ *
+ * @param path - Route below `mldeploy/api/`, already URL-encoded.
+ * @param init - Fetch options (method, body, headers).
+ * @throws APIError with the server's message on any non-2xx answer or network failure.
+ */
+export async function requestAPI<T>(
+  path: string,
+  init: RequestInit = {}
+): Promise<T> {
+  const settings = ServerConnection.makeSettings();
+  const url = URLExt.join(settings.baseUrl, 'mldeploy', 'api', path);
+  let response: Response;
+  try {
+    response = await ServerConnection.makeRequest(url, init, settings);
+  } catch (error) {
+    throw new APIError(`Cannot reach the Jupyter server: ${error}`, 0);
+  }
+  const text = await response.text();
+  let data: any = null;
+  if (text.length > 0) {
+    try {
+      data = JSON.parse(text);
+    } catch {
+      data = { message: text };
+    }
+  }
+  if (!response.ok) {
+    const message = data && data.message ? data.message : response.statusText;
+    throw new APIError(`${message} (HTTP ${response.status})`, response.status);
+  }
+  return data as T;
+}
+
+/** URL-encode one path segment (model or service name). */
+export function seg(value: string | number): string {
+  return encodeURIComponent(String(value));
+}

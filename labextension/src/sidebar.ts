@@ -1,0 +1,473 @@
+/**
+ * The "ML Deploy" left panel: models, services (live state), and a request tester.
+ *
+ * Plain DOM inside a Lumino widget: every list is rebuilt from the REST answers, and every action calls
+ * one route and then refreshes. All logic (states, validation, deletion rules) lives in Python.
+ */
+import { Clipboard, Dialog, showDialog } from '@jupyterlab/apputils';
+import { LabIcon } from '@jupyterlab/ui-components';
+import { Widget } from '@lumino/widgets';
+
+import {
+  APIError,
+  IModelGroup,
+  IScoreResult,
+  IService,
+  requestAPI,
+  seg
+} from './api';
+
+/** How often the panel re-reads the services' states while it is visible (ms). */
+const POLL_INTERVAL_MS = 3000;
+
+const ICON_SVG = `<svg xmlns="http://www.w3.org/2000/svg" width="16" height="16" viewBox="0 0 24 24">
+  <g class="jp-icon3" fill="#616161">
+    <path d="M12 2 3 7v10l9 5 9-5V7l-9-5zm0 2.3L18.7 8 12 11.7 5.3 8 12 4.3zM5 9.7l6 3.3v6.6l-6-3.3V9.7zm8 9.9V13l6-3.3v6.6l-6 3.3z"/>
+  </g>
+</svg>`;
+
+/** The sidebar's icon (a box: a packaged model). */
+export const mldeployIcon = new LabIcon({
+  name: 'jupyter-mldeploy:icon',
+  svgstr: ICON_SVG
+});
+
+/** Create an element with a class and optional text. */
+function el<K extends keyof HTMLElementTagNameMap>(
+  tag: K,
+  className?: string,
+  text?: string
+): HTMLElementTagNameMap[K] {
+  const node = document.createElement(tag);
+  if (className) {
+    node.className = className;
+  }
+  if (text !== undefined) {
+    node.textContent = text;
+  }
+  return node;
+}
+
+/** Create a small button that runs `action` on click. */
+function button(
+  label: string,
+  title: string,
+  action: () => void,
+  className = ''
+): HTMLButtonElement {
+  const node = el(
+    'button',
+    `jp-Button jp-mod-styled jp-MLDeploy-button ${className}`.trim(),
+    label
+  );
+  node.title = title;
+  node.addEventListener('click', action);
+  return node;
+}
+
+/** Options of the sidebar. */
+export interface ISidebarOptions {
+  /** Open a main-area tab following a service's log. */
+  openLogs: (name: string) => void;
+}
+
+/** The ML Deploy sidebar widget. */
+export class MLDeploySidebar extends Widget {
+  constructor(options: ISidebarOptions) {
+    super();
+    this._openLogs = options.openLogs;
+    this.id = 'jp-mldeploy-sidebar';
+    this.addClass('jp-MLDeploy');
+    this.title.icon = mldeployIcon;
+    this.title.caption = 'ML Deploy';
+
+    const header = el('div', 'jp-MLDeploy-header');
+    header.appendChild(el('h2', 'jp-MLDeploy-title', 'ML Deploy'));
+    header.appendChild(
+      button('Refresh', 'Refresh models and services', () => {
+        void this.refresh();
+      })
+    );
+    this.node.appendChild(header);
+    this._workspaceNode = el('div', 'jp-MLDeploy-workspace');
+    this.node.appendChild(this._workspaceNode);
+
+    this._errorNode = el('div', 'jp-MLDeploy-error');
+    this._errorNode.setAttribute('role', 'alert');
+    this._errorNode.hidden = true;
+    this.node.appendChild(this._errorNode);
+
+    this._modelsNode = this._section('Models', 'models');
+    this._servicesNode = this._section('Services', 'services');
+    this._buildTester(this._section('Test request', 'tester'));
+  }
+
+  /** Show `message` in the red notice at the top until dismissed or replaced. */
+  showError(message: string): void {
+    this._errorNode.replaceChildren();
+    this._errorNode.appendChild(el('span', 'jp-MLDeploy-errorText', message));
+    this._errorNode.appendChild(
+      button('×', 'Dismiss', () => this.clearError(), 'jp-MLDeploy-dismiss')
+    );
+    this._errorNode.hidden = false;
+  }
+
+  /** Hide the error notice. */
+  clearError(): void {
+    this._errorNode.hidden = true;
+    this._errorNode.replaceChildren();
+  }
+
+  /** The services listed at the last refresh. */
+  get services(): IService[] {
+    return this._services;
+  }
+
+  /** Re-read workspace, models and services from the server. */
+  async refresh(): Promise<void> {
+    try {
+      const [workspace, models, services] = await Promise.all([
+        requestAPI<{ path: string }>('workspace'),
+        requestAPI<{ models: IModelGroup[] }>('models'),
+        requestAPI<{ services: IService[] }>('services')
+      ]);
+      this._workspaceNode.textContent = `Workspace: ${workspace.path}`;
+      this._models = models.models;
+      this._services = services.services;
+      this._renderModels();
+      this._renderServices();
+      this._renderServiceChoices();
+      if (this._pollFailed) {
+        this._pollFailed = false;
+        this.clearError();
+      }
+    } catch (error) {
+      this._pollFailed = true;
+      this._report(error);
+    }
+  }
+
+  protected onAfterAttach(): void {
+    void this.refresh();
+    this._timer = window.setInterval(() => {
+      if (this.isVisible && !this._busy) {
+        void this.refresh();
+      }
+    }, POLL_INTERVAL_MS);
+  }
+
+  protected onBeforeDetach(): void {
+    window.clearInterval(this._timer);
+  }
+
+  protected onAfterShow(): void {
+    void this.refresh();
+  }
+
+  private _section(title: string, key: string): HTMLElement {
+    const section = el('section', `jp-MLDeploy-section jp-MLDeploy-${key}`);
+    section.appendChild(el('h3', 'jp-MLDeploy-sectionTitle', title));
+    const body = el('div', 'jp-MLDeploy-sectionBody');
+    section.appendChild(body);
+    this.node.appendChild(section);
+    return body;
+  }
+
+  private _report(error: unknown): void {
+    this.showError(
+      error instanceof Error ? error.message : `Unexpected error: ${error}`
+    );
+  }
+
+  /** Run one action, show its error if any, then refresh. */
+  private async _act(action: () => Promise<unknown>): Promise<void> {
+    this._busy = true;
+    try {
+      await action();
+    } catch (error) {
+      this._report(error);
+    } finally {
+      this._busy = false;
+    }
+    await this.refresh();
+  }
+
+  private _renderModels(): void {
+    const list = el('ul', 'jp-MLDeploy-list');
+    if (this._models.length === 0) {
+      list.appendChild(
+        el('li', 'jp-MLDeploy-empty', 'No registered models yet.')
+      );
+    }
+    for (const group of this._models) {
+      const item = el('li', 'jp-MLDeploy-model');
+      item.dataset.name = group.name;
+      item.appendChild(el('div', 'jp-MLDeploy-name', group.name));
+      const versions = el('ul', 'jp-MLDeploy-versions');
+      for (const version of group.versions) {
+        const row = el('li', 'jp-MLDeploy-version');
+        row.dataset.id = version.id;
+        row.appendChild(
+          el('span', 'jp-MLDeploy-versionLabel', `v${version.version}`)
+        );
+        const tags = Object.entries(version.tags)
+          .map(([key, value]) => `${key}=${value}`)
+          .join(', ');
+        row.appendChild(el('span', 'jp-MLDeploy-tags', tags));
+        row.appendChild(
+          button(
+            'Delete',
+            `Delete ${version.id}`,
+            () => {
+              void this._deleteModel(version.name, version.version);
+            },
+            'jp-MLDeploy-danger'
+          )
+        );
+        versions.appendChild(row);
+      }
+      item.appendChild(versions);
+      list.appendChild(item);
+    }
+    this._modelsNode.replaceChildren(list);
+  }
+
+  private _renderServices(): void {
+    const list = el('ul', 'jp-MLDeploy-list');
+    if (this._services.length === 0) {
+      list.appendChild(el('li', 'jp-MLDeploy-empty', 'No services deployed.'));
+    }
+    for (const service of this._services) {
+      const item = el('li', 'jp-MLDeploy-service');
+      item.dataset.name = service.name;
+      const top = el('div', 'jp-MLDeploy-serviceHeader');
+      top.appendChild(el('span', 'jp-MLDeploy-name', service.name));
+      const badge = el('span', 'jp-MLDeploy-state', service.state);
+      badge.dataset.state = service.state;
+      if (service.error) {
+        badge.title = service.error;
+      }
+      top.appendChild(badge);
+      item.appendChild(top);
+      if (service.models && service.models.length > 0) {
+        item.appendChild(
+          el('div', 'jp-MLDeploy-serviceModels', service.models.join(', '))
+        );
+      }
+      if (service.scoringUri) {
+        const uri = el('div', 'jp-MLDeploy-uri');
+        uri.appendChild(el('code', 'jp-MLDeploy-uriText', service.scoringUri));
+        const scoringUri = service.scoringUri;
+        uri.appendChild(
+          button('Copy', 'Copy the scoring URI', () => {
+            Clipboard.copyToSystem(scoringUri);
+          })
+        );
+        item.appendChild(uri);
+      }
+      const actions = el('div', 'jp-MLDeploy-actions');
+      actions.appendChild(
+        button('Reload', 'Serve the current score.py without downtime', () => {
+          badge.textContent = 'Transitioning';
+          badge.dataset.state = 'Transitioning';
+          void this._act(() =>
+            requestAPI(`services/${seg(service.name)}/reload`, {
+              method: 'POST'
+            })
+          );
+        })
+      );
+      actions.appendChild(
+        button('Logs', 'Open the log in a tab that follows it', () =>
+          this._openLogs(service.name)
+        )
+      );
+      actions.appendChild(
+        button(
+          'Delete',
+          `Delete service ${service.name}`,
+          () => {
+            void this._deleteService(service.name);
+          },
+          'jp-MLDeploy-danger'
+        )
+      );
+      item.appendChild(actions);
+      list.appendChild(item);
+    }
+    this._servicesNode.replaceChildren(list);
+  }
+
+  private async _deleteModel(name: string, version: number): Promise<void> {
+    const answer = await showDialog({
+      title: 'Delete model version',
+      body: `Delete ${name}:${version} and its files from the workspace?`,
+      buttons: [Dialog.cancelButton(), Dialog.warnButton({ label: 'Delete' })]
+    });
+    if (!answer.button.accept) {
+      return;
+    }
+    const path = `models/${seg(name)}/${seg(version)}`;
+    await this._act(async () => {
+      try {
+        await requestAPI(path, { method: 'DELETE' });
+      } catch (error) {
+        if (!(error instanceof APIError) || error.status !== 409) {
+          throw error;
+        }
+        // A service serves this version: say so, and let the user delete it anyway.
+        const force = await showDialog({
+          title: 'Model version in use',
+          body: `${error.message}\n\nDelete it anyway?`,
+          buttons: [
+            Dialog.cancelButton(),
+            Dialog.warnButton({ label: 'Delete anyway' })
+          ]
+        });
+        if (force.button.accept) {
+          await requestAPI(`${path}?force=true`, { method: 'DELETE' });
+        }
+      }
+    });
+  }
+
+  private async _deleteService(name: string): Promise<void> {
+    const answer = await showDialog({
+      title: 'Delete service',
+      body: `Stop service ${name} and remove its deployment folder?`,
+      buttons: [Dialog.cancelButton(), Dialog.warnButton({ label: 'Delete' })]
+    });
+    if (answer.button.accept) {
+      await this._act(() =>
+        requestAPI(`services/${seg(name)}`, { method: 'DELETE' })
+      );
+    }
+  }
+
+  private _buildTester(body: HTMLElement): void {
+    this._serviceSelect = el('select', 'jp-MLDeploy-serviceSelect');
+    this._serviceSelect.addEventListener('change', () => this._prefill());
+    this._requestText = el('textarea', 'jp-MLDeploy-requestBody');
+    this._requestText.rows = 6;
+    this._requestText.spellcheck = false;
+    this._requestText.value = '{"data": []}';
+    this._resultNode = el('div', 'jp-MLDeploy-result');
+    body.appendChild(this._serviceSelect);
+    body.appendChild(this._requestText);
+    body.appendChild(
+      button(
+        'Send',
+        'POST this body to the service',
+        () => {
+          void this._send();
+        },
+        'jp-MLDeploy-send'
+      )
+    );
+    body.appendChild(this._resultNode);
+  }
+
+  /** Keep the service picker in step with the list, without losing the user's choice. */
+  private _renderServiceChoices(): void {
+    const current = this._serviceSelect.value;
+    const names = this._services.map(s => s.name);
+    const shown = Array.from(this._serviceSelect.options).map(o => o.value);
+    if (names.join('\n') === shown.join('\n')) {
+      return;
+    }
+    this._serviceSelect.replaceChildren(
+      ...names.map(name => {
+        const option = el('option', '', name);
+        option.value = name;
+        return option;
+      })
+    );
+    if (names.includes(current)) {
+      this._serviceSelect.value = current;
+    } else {
+      this._prefill();
+    }
+  }
+
+  /** Put the served model's sample input (when registered with one) in the editor. */
+  private _prefill(): void {
+    const service = this._services.find(
+      s => s.name === this._serviceSelect.value
+    );
+    const modelId = service && service.models ? service.models[0] : undefined;
+    for (const group of this._models) {
+      for (const version of group.versions) {
+        if (version.id === modelId && version.sampleInput !== null) {
+          this._requestText.value = JSON.stringify(version.sampleInput);
+          return;
+        }
+      }
+    }
+  }
+
+  private async _send(): Promise<void> {
+    const name = this._serviceSelect.value;
+    if (!name) {
+      this.showError('Deploy a service first: there is nothing to send to.');
+      return;
+    }
+    const text = this._requestText.value;
+    try {
+      JSON.parse(text);
+    } catch (error) {
+      this.showError(`The request body is not valid JSON: ${error}`);
+      return;
+    }
+    this._resultNode.replaceChildren(
+      el('div', 'jp-MLDeploy-pending', 'Sending…')
+    );
+    try {
+      const result = await requestAPI<IScoreResult>(
+        `services/${seg(name)}/score`,
+        {
+          method: 'POST',
+          body: text,
+          headers: { 'Content-Type': 'application/json' }
+        }
+      );
+      this._showResult(result);
+    } catch (error) {
+      this._resultNode.replaceChildren();
+      this._report(error);
+    }
+  }
+
+  private _showResult(result: IScoreResult): void {
+    const ok = result.status >= 200 && result.status < 300;
+    const summary = el(
+      'div',
+      `jp-MLDeploy-status ${ok ? 'jp-mod-ok' : 'jp-mod-failed'}`,
+      `HTTP ${result.status} · ${result.latency_ms.toFixed(1)} ms`
+    );
+    summary.dataset.status = String(result.status);
+    let shown = result.body;
+    try {
+      shown = JSON.stringify(JSON.parse(result.body), null, 2);
+    } catch {
+      // Not JSON: show the text as the service sent it.
+    }
+    this._resultNode.replaceChildren(
+      summary,
+      el('pre', 'jp-MLDeploy-responseBody', shown)
+    );
+  }
+
+  private _openLogs: (name: string) => void;
+  private _workspaceNode: HTMLElement;
+  private _errorNode: HTMLElement;
+  private _modelsNode: HTMLElement;
+  private _servicesNode: HTMLElement;
+  private _serviceSelect!: HTMLSelectElement;
+  private _requestText!: HTMLTextAreaElement;
+  private _resultNode!: HTMLElement;
+  private _models: IModelGroup[] = [];
+  private _services: IService[] = [];
+  private _timer = 0;
+  private _busy = false;
+  private _pollFailed = false;
+}

@@ -1,0 +1,294 @@
+"""The sidebar's REST API (jupyter_mldeploy.jupyter_server) on a real Jupyter Server, via pytest-jupyter.
+
+Requests go over real HTTP on 127.0.0.1 to a server with the extension enabled, over a real workspace; the
+service tests deploy a real scoring-server process and call it through the ``score`` proxy.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fixtures.deploy_support import source_dir, train_ridge
+from tornado.httpclient import HTTPClientError
+
+from jupyter_mldeploy import Environment, Model
+from jupyter_mldeploy.deploy import LocalWebservice, Webservice
+from jupyter_mldeploy.inference_config import InferenceConfig
+from jupyter_mldeploy.jupyter_server.handlers import route_table
+from jupyter_mldeploy.workspace import Workspace
+
+pytest_plugins = ["pytest_jupyter.jupyter_server"]
+
+API = ("mldeploy", "api")
+
+
+@pytest.fixture
+def jp_server_config(workspace: Workspace) -> dict[str, Any]:
+    """Enable the extension and point it at the test's workspace."""
+    return {
+        "ServerApp": {"jpserver_extensions": {"jupyter_mldeploy": True}},
+        "MLDeployExtension": {"workspace": str(workspace.path)},
+    }
+
+
+async def get_json(jp_fetch, *path: str, **kwargs: Any) -> Any:
+    response = await jp_fetch(*API, *path, **kwargs)
+    assert response.headers["Content-Type"].startswith("application/json")
+    return json.loads(response.body)
+
+
+async def error_of(jp_fetch, *path: str, **kwargs: Any) -> tuple[int, dict[str, Any]]:
+    """Make a request that must fail; return its status and JSON body."""
+    with pytest.raises(HTTPClientError) as info:
+        await jp_fetch(*API, *path, **kwargs)
+    response = info.value.response
+    assert response is not None
+    return info.value.code, json.loads(response.body)
+
+
+def register_text_model(ws: Workspace, tmp_path: Path, name: str, content: str, **kwargs: Any) -> Model:
+    folder = tmp_path / f"{name}-{content}"
+    folder.mkdir(parents=True)
+    (folder / "weights.txt").write_text(content)
+    return Model.register(ws, model_path=str(folder / "weights.txt"), model_name=name, **kwargs)
+
+
+# One concrete request per route; the test below checks this covers the whole route table.
+PROTECTED = [
+    ("GET", "workspace"),
+    ("GET", "models"),
+    ("GET", "models/m"),
+    ("GET", "models/m/1"),
+    ("DELETE", "models/m/1"),
+    ("GET", "services"),
+    ("GET", "services/s"),
+    ("DELETE", "services/s"),
+    ("POST", "services/s/reload"),
+    ("GET", "services/s/logs"),
+    ("POST", "services/s/score"),
+    ("GET", "environments"),
+]
+
+
+def test_protected_list_covers_every_route() -> None:
+    import re
+
+    patterns = [re.compile(pattern + "$") for pattern, _ in route_table()]
+    covered = {i for i, p in enumerate(patterns) for _, path in PROTECTED if p.match(f"mldeploy/api/{path}")}
+    assert covered == set(range(len(patterns)))
+
+
+@pytest.mark.parametrize("auth", [None, "token not-the-token"], ids=["no-token", "wrong-token"])
+async def test_every_route_refuses_unauthenticated_requests(jp_fetch, workspace, tmp_path, auth) -> None:
+    # A real model and service name behind the routes, so a 403 cannot be a 404 in disguise.
+    register_text_model(workspace, tmp_path, "m", "1")
+    for method, path in PROTECTED:
+        body = b"{}" if method == "POST" else None
+        with pytest.raises(HTTPClientError) as info:
+            # An empty Authorization header overrides the fixture's token: no credentials at all.
+            await jp_fetch(*API, path, method=method, body=body, headers={"Authorization": auth or ""})
+        assert info.value.code in (401, 403), (method, path, info.value.code)
+    assert Model(workspace, "m", version=1).version == 1  # the DELETE did not go through
+
+
+async def test_workspace_route_names_the_configured_folder(jp_fetch, workspace) -> None:
+    data = await get_json(jp_fetch, "workspace")
+    assert data["path"] == str(workspace.path)
+    assert data["version"]
+
+
+class TestDefaultWorkspace:
+    """Without ``MLDeployExtension.workspace``: $MLDEPLOY_WORKSPACE, else the nearest .mldeploy above root_dir."""
+
+    @pytest.fixture
+    def jp_server_config(self) -> dict[str, Any]:
+        return {"ServerApp": {"jpserver_extensions": {"jupyter_mldeploy": True}}}
+
+    async def test_nearest_mldeploy_above_the_root_dir(self, jp_fetch, jp_root_dir, tmp_path) -> None:
+        # jp_root_dir is tmp_path/root_dir: a project folder holding .mldeploy/ one level up
+        Workspace.create(tmp_path / ".mldeploy")
+        data = await get_json(jp_fetch, "workspace")
+        assert data["path"] == str((tmp_path / ".mldeploy").resolve())
+
+    async def test_environment_variable_wins(self, jp_fetch, tmp_path, monkeypatch) -> None:
+        Workspace.create(tmp_path / ".mldeploy")
+        monkeypatch.setenv("MLDEPLOY_WORKSPACE", str(tmp_path / "from-env"))
+        data = await get_json(jp_fetch, "workspace")
+        assert data["path"] == str((tmp_path / "from-env").resolve())
+        assert (tmp_path / "from-env" / "registry.sqlite").is_file()
+
+
+class TestRelativeWorkspace:
+    """A relative ``MLDeployExtension.workspace`` is read against the server's root_dir."""
+
+    @pytest.fixture
+    def jp_server_config(self) -> dict[str, Any]:
+        return {
+            "ServerApp": {"jpserver_extensions": {"jupyter_mldeploy": True}},
+            "MLDeployExtension": {"workspace": "project"},
+        }
+
+    async def test_relative_to_root_dir_and_nested_mldeploy(self, jp_fetch, jp_root_dir) -> None:
+        Workspace.create(jp_root_dir / "project" / ".mldeploy")
+        data = await get_json(jp_fetch, "workspace")
+        assert data["path"] == str((jp_root_dir / "project" / ".mldeploy").resolve())
+
+
+async def test_models_are_grouped_by_name_newest_first(jp_fetch, workspace, tmp_path) -> None:
+    register_text_model(workspace, tmp_path, "iris", "a", tags={"stage": "dev"})
+    register_text_model(workspace, tmp_path, "iris", "b", tags={"stage": "prod"})
+    register_text_model(workspace, tmp_path, "boston", "c")
+
+    data = await get_json(jp_fetch, "models")
+    assert [g["name"] for g in data["models"]] == ["boston", "iris"]
+    iris = data["models"][1]
+    assert iris["latestVersion"] == 2
+    assert [v["version"] for v in iris["versions"]] == [2, 1]
+    assert iris["versions"][0]["tags"] == {"stage": "prod"}
+    assert iris["versions"][0]["files"][0]["path"] == "weights.txt"
+
+    one = await get_json(jp_fetch, "models", "iris")
+    assert one == iris
+    version = await get_json(jp_fetch, "models", "iris", "1")
+    assert version["id"] == "iris:1" and version["tags"] == {"stage": "dev"}
+
+
+async def test_model_errors_are_json_with_the_core_status(jp_fetch, workspace, tmp_path) -> None:
+    register_text_model(workspace, tmp_path, "iris", "a")
+    code, body = await error_of(jp_fetch, "models", "nope")
+    assert code == 404 and body["error"] == "NotFound" and "nope" in body["message"]
+    code, body = await error_of(jp_fetch, "models", "iris", "7")
+    assert code == 404 and "7" in body["message"]
+    code, body = await error_of(jp_fetch, "models", "bad name!")
+    assert code == 400 and body["error"] == "InvalidArgument"
+    code, body = await error_of(jp_fetch, "models", "iris", "1", method="DELETE", params={"force": "maybe"})
+    assert code == 400 and "force" in body["message"]
+
+
+async def test_delete_model_version(jp_fetch, workspace, tmp_path) -> None:
+    register_text_model(workspace, tmp_path, "iris", "a")
+    register_text_model(workspace, tmp_path, "iris", "b")
+    data = await get_json(jp_fetch, "models", "iris", "1", method="DELETE")
+    assert data == {"deleted": "iris:1"}
+    assert [m.version for m in Model.list(workspace, name="iris")] == [2]
+    code, _ = await error_of(jp_fetch, "models", "iris", "1", method="DELETE")
+    assert code == 404
+
+
+async def test_environments_lists_curated_and_registered(jp_fetch, workspace) -> None:
+    Environment("team-env").register(workspace)
+    data = await get_json(jp_fetch, "environments")
+    names = [env["name"] for env in data["environments"]]
+    assert "team-env" in names
+    assert len(names) > 1  # curated environments come first
+    team = next(env for env in data["environments"] if env["name"] == "team-env")
+    assert str(team["version"]) == "1"
+
+
+async def test_unknown_service_is_404(jp_fetch) -> None:
+    for method, path in [("GET", ""), ("DELETE", ""), ("GET", "logs"), ("POST", "score"), ("POST", "reload")]:
+        parts = ("services", "ghost", path) if path else ("services", "ghost")
+        code, body = await error_of(jp_fetch, *parts, method=method, body=b"{}" if method == "POST" else None)
+        assert code == 404 and "ghost" in body["message"], (method, path)
+    assert await get_json(jp_fetch, "services") == {"services": []}
+
+
+@pytest.fixture
+def ridge_service(workspace: Workspace, tmp_path: Path):
+    """A registered Ridge model and a Healthy process service serving it; deleted afterwards."""
+    path, model, samples = train_ridge(tmp_path / "train")
+    registered = Model.register(workspace, model_path=str(path), model_name="diabetes")
+    config = InferenceConfig("score.py", source_directory=source_dir(tmp_path, "score_ridge.py"))
+    service = Model.deploy(
+        workspace, "diabetes-svc", [registered], config, LocalWebservice.deploy_configuration()
+    )
+    try:
+        service.wait_for_deployment(timeout_sec=120)
+        yield service, model, samples
+    finally:
+        if "diabetes-svc" in [s.name for s in Webservice.list(workspace)]:
+            Webservice(workspace, "diabetes-svc").delete()
+
+
+async def test_service_lifecycle_through_the_api(jp_fetch, workspace, ridge_service) -> None:
+    service, model, samples = ridge_service
+
+    listed = await get_json(jp_fetch, "services")
+    assert [s["name"] for s in listed["services"]] == ["diabetes-svc"]
+    assert listed["services"][0]["state"] == "Healthy"
+    one = await get_json(jp_fetch, "services", "diabetes-svc")
+    assert one["scoringUri"] == service.scoring_uri and one["models"] == ["diabetes:1"]
+
+    # score: proxied as is, the service's status/body/headers reported, latency measured
+    body = json.dumps({"data": samples})
+    scored = await get_json(
+        jp_fetch,
+        "services",
+        "diabetes-svc",
+        "score",
+        method="POST",
+        body=body,
+        headers={"x-request-id": "sidebar-test-1"},
+    )
+    assert scored["status"] == 200
+    assert json.loads(scored["body"]) == pytest.approx(model.predict(samples).tolist())
+    assert 0 < scored["latency_ms"] < 30_000
+    headers = {k.lower(): v for k, v in scored["headers"].items()}
+    assert headers["x-request-id"] == "sidebar-test-1"
+
+    failed = await get_json(jp_fetch, "services", "diabetes-svc", "score", method="POST", body="not json")
+    assert failed["status"] == 500
+    assert "scoring script" in json.loads(failed["body"])["message"]
+
+    # logs: the last N lines, with the request id the score call carried
+    logs = await get_json(jp_fetch, "services", "diabetes-svc", "logs", params={"tail": "500"})
+    assert "sidebar-test-1" in logs["logs"]
+    short = await get_json(jp_fetch, "services", "diabetes-svc", "logs", params={"tail": "2"})
+    assert 1 <= len(short["logs"].strip().splitlines()) <= 2
+    code, err = await error_of(jp_fetch, "services", "diabetes-svc", "logs", params={"tail": "zero"})
+    assert code == 400 and "tail" in err["message"]
+
+    # a model version in use cannot be deleted without force
+    code, err = await error_of(jp_fetch, "models", "diabetes", "1", method="DELETE")
+    assert code == 409 and err["error"] == "Conflict" and "diabetes-svc" in err["message"]
+
+    # reload runs off the event loop: the server keeps answering while the new workers start
+    reload = asyncio.ensure_future(
+        jp_fetch(*API, "services", "diabetes-svc", "reload", method="POST", body=b"", request_timeout=120)
+    )
+    await asyncio.sleep(0.05)
+    started = time.perf_counter()
+    await get_json(jp_fetch, "workspace")
+    quick = time.perf_counter() - started
+    assert not reload.done(), (
+        "GET workspace answered only after the reload: the reload blocked the event loop"
+    )
+    reloaded = json.loads((await reload).body)
+    assert reloaded["state"] == "Healthy"
+    assert quick < 1.0, f"GET workspace took {quick:.2f} s during a reload"
+
+    deleted = await get_json(jp_fetch, "services", "diabetes-svc", method="DELETE")
+    assert deleted == {"deleted": "diabetes-svc"}
+    assert await get_json(jp_fetch, "services") == {"services": []}
+    code, _ = await error_of(jp_fetch, "services", "diabetes-svc", "score", method="POST", body=b"{}")
+    assert code == 404
+    # with the service gone, the model can be deleted
+    assert await get_json(jp_fetch, "models", "diabetes", "1", method="DELETE") == {"deleted": "diabetes:1"}
+
+
+async def test_score_on_a_stopped_service_is_502_naming_its_state(jp_fetch, ridge_service) -> None:
+    import psutil
+
+    service, _, _ = ridge_service
+    proc = psutil.Process(service.pid)
+    for child in proc.children(recursive=True):
+        child.kill()
+    proc.kill()
+    proc.wait(timeout=30)
+    code, err = await error_of(jp_fetch, "services", "diabetes-svc", "score", method="POST", body=b"{}")
+    assert code == 502 and "diabetes-svc" in err["message"] and "logs" in err["message"]
