@@ -1,0 +1,73 @@
+"""Notebook panels (ipywidgets 8): the registry, the deployments with live states, an endpoint tester.
+
+``jupyter_mldeploy.panel()`` (or ``%mldeploy``) shows the three as tabs::
+
+    import jupyter_mldeploy
+    jupyter_mldeploy.panel()          # Workspace.from_config(), or panel("path/to/workspace")
+
+Each panel is also usable alone (``RegistryPanel(ws)``, ``DeploymentsPanel(ws)``, ``EndpointTester(ws)``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import ipywidgets as widgets
+
+from jupyter_mldeploy.widgets._common import resolve_workspace
+from jupyter_mldeploy.widgets.deployments import DeploymentsPanel, ServiceRow
+from jupyter_mldeploy.widgets.registry import RegistryPanel
+from jupyter_mldeploy.widgets.tester import EndpointTester
+from jupyter_mldeploy.workspace import Workspace
+
+
+class MLDeployPanel(widgets.Tab):
+    """The three panels as tabs: Registry, Deployments, Test endpoint.
+
+    Deploying from the Registry tab refreshes the other two. ``close()`` stops the live refresh.
+
+    Args:
+        workspace: A ``Workspace``, a folder, or None for ``Workspace.from_config()``.
+        interval: Seconds between live refreshes of the Deployments tab.
+
+    Attributes:
+        registry (RegistryPanel), deployments (DeploymentsPanel), tester (EndpointTester): The tabs.
+    """
+
+    def __init__(self, workspace: Workspace | str | Path | None = None, interval: float = 2.0) -> None:
+        self.workspace = resolve_workspace(workspace)
+        self.registry = RegistryPanel(self.workspace)
+        self.deployments = DeploymentsPanel(self.workspace, interval=interval)
+        self.tester = EndpointTester(self.workspace)
+        self.registry.on_deploy(self._deployed)
+        super().__init__(children=[self.registry, self.deployments, self.tester],
+                         titles=("Registry", "Deployments", "Test endpoint"))
+
+    def _deployed(self, service: Any) -> None:
+        self.deployments.refresh()
+        self.tester.refresh()
+        self.tester.service_select.value = service.name
+
+    def close(self) -> None:
+        """Stop the live refresh and close every widget."""
+        self.deployments.close()
+        self.registry.close()
+        self.tester.close()
+        super().close()
+
+
+def panel(workspace: Workspace | str | Path | None = None, interval: float = 2.0) -> MLDeployPanel:
+    """Build the panel (show it by leaving it as a cell's last expression, or with ``display()``).
+
+    Args:
+        workspace: A ``Workspace``, a folder, or None for ``Workspace.from_config()``.
+        interval: Seconds between live refreshes of the Deployments tab.
+
+    Returns:
+        MLDeployPanel: A ``Tab`` widget.
+    """
+    return MLDeployPanel(workspace, interval=interval)
+
+
+__all__ = ["DeploymentsPanel", "EndpointTester", "MLDeployPanel", "RegistryPanel", "ServiceRow", "panel"]

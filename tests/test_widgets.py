@@ -1,0 +1,246 @@
+"""The panels, without a browser: build them, set values, click buttons, assert on traits (real services)."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from jupyter_mldeploy.deploy import Webservice, deploy_model
+from jupyter_mldeploy.inference_config import InferenceConfig
+from jupyter_mldeploy.registry import Model
+from jupyter_mldeploy.widgets import DeploymentsPanel, EndpointTester, MLDeployPanel, RegistryPanel, panel
+from jupyter_mldeploy.workspace import Workspace
+
+SCORE = '''
+import json
+import os
+
+import numpy as np
+from inference_schema.parameter_types.numpy_parameter_type import NumpyParameterType
+from inference_schema.schema_decorators import input_schema
+
+
+def init():
+    global factor
+    with open(os.path.join(os.environ["AZUREML_MODEL_DIR"], "factor.json")) as handle:
+        factor = json.load(handle)["factor"]
+
+
+@input_schema("data", NumpyParameterType(np.array([[1.0, 2.0, 3.0]])))
+def run(data):
+    return (data.sum(axis=1) * factor).tolist()
+'''
+
+RAW_SCORE = '''
+import json
+
+
+def init():
+    pass
+
+
+def run(raw_data):
+    return {"echo": json.loads(raw_data)}
+'''
+
+
+def _wait_for(condition: Callable[[], bool], timeout: float = 15.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.05)
+
+
+@pytest.fixture
+def ws(workspace: Workspace, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Workspace]:
+    """A workspace with model ``factor:1`` (factor 2, with a sample input) and score.py files in the cwd."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "factor.json").write_text(json.dumps({"factor": 2.0}))
+    (tmp_path / "score.py").write_text(SCORE)
+    (tmp_path / "raw_score.py").write_text(RAW_SCORE)
+    Model.register(workspace, "factor.json", "factor", tags={"stage": "dev"}, description="doubles",
+                   sample_input={"data": [[1.0, 1.0, 1.0]]})
+    yield workspace
+    for service in Webservice.list(workspace):
+        service.delete()
+
+
+def test_registry_panel_shows_versions_and_details(ws: Workspace) -> None:
+    registry = RegistryPanel(ws)
+    assert registry.model_select.options == ("factor",)
+    assert registry.version_select.value == 1
+    details = registry.details.value
+    assert "factor:1" in details and "stage=dev" in details and "doubles" in details
+    assert "factor.json" in details and "Lineage" in details
+    assert registry.deploy_service.value == "factor-svc"
+
+
+def test_registry_panel_registers_downloads_and_deletes(ws: Workspace, tmp_path: Path) -> None:
+    registry = RegistryPanel(ws)
+    (tmp_path / "factor3.json").write_text(json.dumps({"factor": 3.0}))
+    registry.register_path.value = "factor3.json"
+    registry.register_name.value = "factor"
+    registry.register_tags.value = "stage=prod, owner=me"
+    registry.register_description.value = "triples"
+    registry.register_button.click()
+    assert registry.message.text == "Registered factor:2." and not registry.message.is_error
+    assert registry.version_select.value == 2
+    assert Model(ws, "factor", version=2).tags == {"stage": "prod", "owner": "me"}
+
+    registry.download_dir.value = str(tmp_path / "out")
+    registry.download_button.click()
+    assert json.loads((tmp_path / "out" / "factor3.json").read_text()) == {"factor": 3.0}
+
+    # Delete asks first; cancel keeps the version.
+    registry.delete_button.click()
+    assert registry.confirm_box.layout.display == "flex" and "factor:2" in registry.confirm_label.value
+    registry.cancel_button.click()
+    assert registry.confirm_box.layout.display == "none"
+    assert [m.version for m in Model.list(ws, name="factor")] == [2, 1]
+    registry.delete_button.click()
+    registry.confirm_button.click()
+    assert registry.message.text == "Deleted factor:2."
+    assert [m.version for m in Model.list(ws, name="factor")] == [1]
+    assert registry.version_select.options == (("1", 1),)
+
+
+def test_registry_panel_reports_errors_in_its_message_line(ws: Workspace) -> None:
+    registry = RegistryPanel(ws)
+    registry.register_path.value = "missing.pkl"
+    registry.register_name.value = "x"
+    registry.register_button.click()
+    assert registry.message.is_error and "does not exist" in registry.message.text
+    registry.register_path.value = "factor.json"
+    registry.register_name.value = "bad/name"
+    registry.register_button.click()
+    assert registry.message.is_error and "Invalid model name" in registry.message.text
+
+
+def test_deploy_this_version_then_delete_refused_while_served(ws: Workspace) -> None:
+    registry = RegistryPanel(ws)
+    deployed = []
+    registry.on_deploy(deployed.append)
+    registry.deploy_service.value = "factor-svc"
+    registry.deploy_button.click()
+    assert not registry.message.is_error, registry.message.text
+    assert [s.name for s in deployed] == ["factor-svc"]
+    service = Webservice(ws, "factor-svc")
+    assert service.state == "Healthy" and service.model_ids == ["factor:1"]
+    assert service.run({"data": [[1, 2, 3]]}) == [12.0]
+    # The registry refuses to delete a served version; the panel says so.
+    registry.delete_button.click()
+    registry.confirm_button.click()
+    assert registry.message.is_error and "factor-svc" in registry.message.text
+
+
+def test_deployments_panel_rows_logs_reload_delete(ws: Workspace, tmp_path: Path) -> None:
+    deploy_model(ws, "svc", ["factor:1"], InferenceConfig("raw_score.py")).wait_for_deployment()
+    deployments = DeploymentsPanel(ws, auto_refresh=False)
+    try:
+        row = deployments.rows["svc"]
+        assert "Healthy" in row.badge.value
+        service = Webservice(ws, "svc")
+        assert str(service.port) in row.info.value and "factor:1" in row.info.value
+        assert service.scoring_uri in row.info.value
+
+        row.logs_button.click()
+        assert deployments.log_service == "svc"
+        assert "Worker with pid" in deployments.log_view.value or "started worker" in deployments.log_view.value
+
+        # Reload serves the edited script without another deploy.
+        (tmp_path / "raw_score.py").write_text(RAW_SCORE.replace('"echo"', '"reloaded"'))
+        row.reload_button.click()
+        assert deployments.message.text == "Reloaded svc.", deployments.message.text
+        assert service.run({"a": 1}) == {"reloaded": {"a": 1}}
+
+        row.delete_button.click()
+        assert row.confirm_box.layout.display == "flex"
+        row.confirm_button.click()
+        assert deployments.message.text == "Deleted svc."
+        assert "svc" not in deployments.rows
+        assert Webservice.list(ws) == []
+    finally:
+        deployments.close()
+
+
+def test_deployments_panel_refreshes_live_in_the_background(ws: Workspace) -> None:
+    deployments = DeploymentsPanel(ws, interval=0.1)
+    try:
+        assert deployments.running and deployments.rows == {}
+        # Deployed from elsewhere (another cell, the CLI): the row appears and turns Healthy by itself.
+        deploy_model(ws, "live", ["factor:1"], InferenceConfig("raw_score.py"))
+        _wait_for(lambda: "live" in deployments.rows and "Healthy" in deployments.rows["live"].badge.value)
+        deployments.rows["live"].logs_button.click()
+        Webservice(ws, "live").run({"marker": "followed"})
+        # The log viewer follows the tail: the request's access line shows up without another click.
+        _wait_for(lambda: "POST /score 200" in deployments.log_view.value)
+        Webservice(ws, "live").delete()
+        _wait_for(lambda: "live" not in deployments.rows)
+    finally:
+        deployments.stop()
+    assert not deployments.running
+    count = deployments.refresh_count
+    time.sleep(0.3)
+    assert deployments.refresh_count == count, "the refresh thread kept running after stop()"
+
+
+def test_endpoint_tester_prefills_validates_and_sends(ws: Workspace) -> None:
+    deploy_model(ws, "svc", ["factor:1"], InferenceConfig("score.py")).wait_for_deployment()
+    tester = EndpointTester(ws)
+    assert tester.service_select.value == "svc"
+    # Prefilled from the schema's example (the decorator's sample).
+    assert json.loads(tester.request.value) == {"data": [[1.0, 2.0, 3.0]]}
+    tester.send_button.click()
+    assert "HTTP 200" in tester.status.value
+    assert tester.last_response.body == [12.0]
+    assert "12.0" in tester.response.value
+
+    tester.request.value = '{"data": [[1, "x", 3]]}'
+    tester.send_button.click()
+    assert "Not sent" in tester.status.value and "data[0][1]" in tester.status.value
+
+    tester.request.value = "{not json"
+    tester.send_button.click()
+    assert "not JSON" in tester.status.value
+
+    tester.request.value = '{"data": [[1, 1, 1]]}'
+    tester.repeat.value = 25
+    tester.send_button.click()
+    assert tester.last_report.count == 25 and tester.last_report.failures == 0
+    assert "p50" in tester.status.value and "p99" in tester.status.value
+
+
+def test_endpoint_tester_falls_back_to_the_models_sample_input(ws: Workspace) -> None:
+    deploy_model(ws, "raw", ["factor:1"], InferenceConfig("raw_score.py")).wait_for_deployment()
+    tester = EndpointTester(ws)
+    assert json.loads(tester.request.value) == {"data": [[1.0, 1.0, 1.0]]}
+    tester.send_button.click()
+    assert tester.last_response.body == {"echo": {"data": [[1.0, 1.0, 1.0]]}}
+
+
+def test_panel_tabs_and_deploy_refreshes_the_others(ws: Workspace) -> None:
+    shown = panel(ws, interval=0.2)
+    try:
+        assert isinstance(shown, MLDeployPanel)
+        assert shown.titles == ("Registry", "Deployments", "Test endpoint")
+        shown.registry.deploy_service.value = "from-panel"
+        shown.registry.deploy_button.click()
+        assert "from-panel" in shown.deployments.rows
+        assert shown.tester.service_select.value == "from-panel"
+    finally:
+        shown.close()
+    assert not shown.deployments.running
+
+
+def test_top_level_panel_function(ws: Workspace) -> None:
+    import jupyter_mldeploy
+
+    shown = jupyter_mldeploy.panel(ws.path)
+    try:
+        assert shown.workspace == ws
+    finally:
+        shown.close()
