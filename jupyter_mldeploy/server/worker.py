@@ -79,6 +79,31 @@ def _exit_with_parent() -> None:
         libc.prctl(pr_set_pdeathsig, signal.SIGTERM)
 
 
+class _DrainingApp:
+    """Wraps the ASGI app so that, once the worker is retiring, every response closes its connection.
+
+    A keep-alive client of a retiring worker then gets ``Connection: close`` with its next answer and opens
+    a new connection, which lands on the new generation, instead of having its idle connection closed under
+    it when the worker exits.
+    """
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+        self.draining = False
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if not self.draining or scope.get("type") != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_closing(message: dict[str, Any]) -> None:
+            if message.get("type") == "http.response.start":
+                message = {**message, "headers": [*message.get("headers", []), (b"connection", b"close")]}
+            await send(message)
+
+        await self.app(scope, receive, send_closing)
+
+
 class _SupervisedServer:
     """Builds the uvicorn server lazily (uvicorn is imported only once ``init()`` succeeded)."""
 
@@ -99,6 +124,7 @@ class _SupervisedServer:
         )
         self.server = Server(config)
         self.sock = sock
+        self.app = app
 
 
 async def _serve(supervised: _SupervisedServer, ready: _ReadyPipe, log: logging.Logger) -> None:
@@ -115,6 +141,8 @@ async def _serve(supervised: _SupervisedServer, ready: _ReadyPipe, log: logging.
         # shutdown closes connections that have not started a request.
         for listener in getattr(server, "servers", None) or []:
             listener.close()
+        if isinstance(supervised.app, _DrainingApp):
+            supervised.app.draining = True
         loop.call_later(DRAIN_GRACE_SEC, setattr, server, "should_exit", True)
 
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -229,7 +257,7 @@ def main(argv: list[str] | None = None) -> int:
         app = CORSMiddleware(app, allow_origins=allowed, allow_methods=["GET", "POST"], allow_headers=["*"])
         log.info("Enabling CORS for the following origins: %s", ", ".join(allowed))
     sock = socket.socket(fileno=args.fd)
-    _run(_serve(_SupervisedServer(app, sock, env.get("AZUREML_LOG_LEVEL", "INFO")), ready, log))
+    _run(_serve(_SupervisedServer(_DrainingApp(app), sock, env.get("AZUREML_LOG_LEVEL", "INFO")), ready, log))
     return 0
 
 
