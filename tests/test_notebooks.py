@@ -49,15 +49,22 @@ def test_magics_notebooks_load_the_extension() -> None:
 def test_notebook_runs_under_papermill(notebook: Path, tmp_path: Path) -> None:
     workspace_dir = tmp_path / "ws"
     output = tmp_path / notebook.name
-    papermill.execute_notebook(
-        str(notebook),
-        str(output),
-        parameters={"workspace_dir": str(workspace_dir)},
-        cwd=str(tmp_path),
-        kernel_name="python3",
-        progress_bar=False,
-        execution_timeout=300,
-    )
+    try:
+        papermill.execute_notebook(
+            str(notebook),
+            str(output),
+            parameters={"workspace_dir": str(workspace_dir)},
+            cwd=str(tmp_path),
+            kernel_name="python3",
+            progress_bar=False,
+            execution_timeout=300,
+        )
+    except papermill.PapermillExecutionError:
+        # A notebook that stopped half-way never reached its clean-up cell: stop what it deployed.
+        if workspace_dir.exists():
+            for service in Webservice.list(Workspace(workspace_dir)):
+                service.delete()
+        raise
     executed = nbformat.read(output, as_version=4)
     def shown_errors(cell: nbformat.NotebookNode) -> list[str]:
         """Error outputs, and IPython's UsageError (printed to stderr as one line, no error output)."""
