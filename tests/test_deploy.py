@@ -16,6 +16,7 @@ import pytest
 import requests
 from fixtures.deploy_support import source_dir, train_ridge
 
+import jupyter_mldeploy
 from jupyter_mldeploy import Conflict, DeploymentError, InvalidArgument, Model, ScoringError
 from jupyter_mldeploy.deploy import LocalWebservice, Webservice
 from jupyter_mldeploy.deploy.state import ServiceState
@@ -285,4 +286,8 @@ def test_environment_built_with_uv_serves_a_model(workspace, ridge, tmp_path: Pa
     assert service.serialize()["environment"]["name"] == "ridge-env"
     workers = psutil.Process(service.pid).children()
     assert workers and all(w.cmdline()[0] == python for w in workers)
+    # The built environment stays isolated: no folder of this interpreter is put on its workers' path.
+    host_package_parent = str(Path(jupyter_mldeploy.__file__).resolve().parent.parent)
+    for worker in workers:
+        assert host_package_parent not in worker.environ().get("PYTHONPATH", "")
     assert service.run({"data": samples}) == pytest.approx(model.predict(samples).tolist())

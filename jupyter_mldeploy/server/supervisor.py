@@ -109,8 +109,10 @@ def load_spec(settings: ServerSettings) -> WorkerSpec:
     if "AZUREML_ENTRY_SCRIPT" not in env:
         raise ConfigError("No entry script: neither the settings nor the spec file set AZUREML_ENTRY_SCRIPT.")
     cwd = str(cwd or env.get("AML_APP_ROOT") or settings.app_root)
-    if os.path.realpath(python) == os.path.realpath(sys.executable):
-        # Same interpreter: make sure it imports this very copy of the server even from another cwd.
+    if os.path.abspath(python) == os.path.abspath(sys.executable):
+        # Same interpreter: make sure it imports this very copy of the server even from another cwd. Paths are
+        # compared unresolved: a virtual environment's python links to its base interpreter, and adding this
+        # copy's folder (maybe the host's whole site-packages) to a built environment would break its isolation.
         package_parent = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
         env["PYTHONPATH"] = os.pathsep.join(p for p in (package_parent, env.get("PYTHONPATH")) if p)
     env.setdefault("PYTHONUNBUFFERED", "1")
