@@ -40,6 +40,30 @@ _KNOWN_KEYS = {
 _RUNTIMES = {"python", "spark-py"}
 
 
+def read_config_file(path: str | os.PathLike[str], what: str) -> tuple[Path, Any]:
+    """Read a v1 JSON configuration file (``inferenceconfig.json``, ``deploymentconfig.json``).
+
+    Args:
+        path: The file (``~`` expanded, resolved to an absolute path).
+        what: How messages name the file, e.g. ``"Inference config"``.
+
+    Returns:
+        tuple[Path, Any]: The resolved path and the decoded JSON content (not yet checked).
+
+    Raises:
+        NotFound: When the file does not exist.
+        InvalidArgument: When it is not valid UTF-8 JSON.
+    """
+    file = Path(path).expanduser().resolve()
+    if not file.is_file():
+        raise NotFound(f"{what} {file} does not exist.")
+    try:
+        data = json.loads(file.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise InvalidArgument(f"{what} {file} is not valid JSON ({exc}); fix the file.") from exc
+    return file, data
+
+
 @dataclass(frozen=True)
 class EnvironmentReference:
     """A registered environment named by ``{"name", "version"}`` in ``inferenceconfig.json``.
@@ -240,13 +264,7 @@ class InferenceConfig:
             InvalidArgument: When the file is not a JSON object, lacks ``entryScript``, or holds unknown keys
                 (listed, with the known ones).
         """
-        file = Path(path).expanduser().resolve()
-        if not file.is_file():
-            raise NotFound(f"Inference config {file} does not exist.")
-        try:
-            data = json.loads(file.read_text(encoding="utf-8"))
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise InvalidArgument(f"Inference config {file} is not valid JSON ({exc}); fix the file.") from exc
+        file, data = read_config_file(path, "Inference config")
         return cls.from_dict(data, base_dir=file.parent, workspace=workspace, source=f"Inference config {file}")
 
     @classmethod

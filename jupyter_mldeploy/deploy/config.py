@@ -16,7 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from jupyter_mldeploy.deploy.ports import validate_port
-from jupyter_mldeploy.errors import DeploymentError, InvalidArgument, NotFound
+from jupyter_mldeploy.errors import DeploymentError, InvalidArgument
+from jupyter_mldeploy.inference_config import read_config_file
 
 RUNTIMES = ("process", "docker")
 _COMPUTE_TYPES = {"local": "local", "docker": "local", "aks": "aks", "kubernetes": "aks"}
@@ -192,13 +193,7 @@ class DeploymentConfiguration:
             NotFound: When the file does not exist.
             InvalidArgument: When it is not JSON, lacks ``computeType`` or holds unknown keys or bad values.
         """
-        file = Path(path).expanduser().resolve()
-        if not file.is_file():
-            raise NotFound(f"Deployment config {file} does not exist.")
-        try:
-            data = json.loads(file.read_text(encoding="utf-8"))
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise InvalidArgument(f"Deployment config {file} is not valid JSON ({exc}); fix the file.") from exc
+        file, data = read_config_file(path, "Deployment config")
         return cls.from_dict(data, source=f"Deployment config {file}")
 
     def serialize(self) -> dict[str, Any]:

@@ -30,6 +30,7 @@ import re
 import sys
 import time
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -205,6 +206,62 @@ def _layout(
     )
 
 
+def _service_record(
+    name: str,
+    runtime: str,
+    python: str,
+    port: int,
+    sources: list[ModelSource],
+    inference_config: InferenceConfig,
+    config: DeploymentConfiguration,
+    environment: dict[str, Any] | None,
+    **fields: Any,
+) -> ServiceRecord:
+    """Build the record of a service serving ``sources`` on ``port`` (both runtimes, deploy and update).
+
+    Sets ``config.port`` to ``port`` first, so the stored deployment configuration names the port in use.
+    ``fields`` are the further :class:`ServiceRecord` fields (times, generations, pid, ...).
+    """
+    config.port = port
+    return ServiceRecord(
+        name=name,
+        runtime=runtime,
+        host=config.host,
+        port=port,
+        python=python,
+        models=[ModelRef(s.name, s.version) for s in sources],
+        inference_config=inference_config.serialize(),
+        deployment_config=config.serialize(),
+        environment=environment,
+        **fields,
+    )
+
+
+def _reload_base(status: dict[str, Any]) -> int:
+    """The generation a new reload's outcome is compared with (see :func:`_switch_outcome`).
+
+    The supervisor numbers every attempt, failed ones too: the new one is above both numbers.
+    """
+    return max(int(status.get("generation") or 0), int((status.get("last_reload") or {}).get("generation") or 0))
+
+
+@dataclass(frozen=True)
+class _UpdateInputs:
+    """What an update serves, resolved and checked before anything changes.
+
+    Attributes:
+        inference_config: The new inference configuration, or the service's current one.
+        config: The new deployment configuration (checked), or the current one.
+        sources: The model versions to serve.
+        port: The port to serve on: the new configuration's, else the current one.
+    """
+
+    inference_config: InferenceConfig
+    config: DeploymentConfiguration
+    sources: list[ModelSource]
+    port: int
+
+
 def _write_db(workspace: Workspace, record: ServiceRecord) -> None:
     """Mirror the service and its model versions in the registry (the registry refuses to delete those)."""
     with workspace.transaction() as conn:
@@ -293,34 +350,10 @@ class Webservice:
 
     # -- v1 factory -----------------------------------------------------------------------------------
 
-    @staticmethod
-    def deploy_configuration(
-        port: int | None = None,
-        runtime: str = "process",
-        *,
-        host: str = "127.0.0.1",
-        worker_count: int = 1,
-        scoring_timeout_ms: int | None = None,
-        cors_origins: list[str] | str | None = None,
-        environment_variables: dict[str, str] | None = None,
-        description: str | None = None,
-        tags: dict[str, str] | None = None,
-        cpu_cores: float | None = None,
-        memory_gb: float | None = None,
-    ) -> DeploymentConfiguration:
-        """Build a local deployment configuration (v1 ``LocalWebservice.deploy_configuration``).
-
-        See :func:`jupyter_mldeploy.deploy.config.local_deploy_configuration` for the arguments.
-
-        Returns:
-            DeploymentConfiguration: ``compute_type="local"``; ``port=None`` picks a free port at deploy time.
-        """
-        return local_deploy_configuration(
-            port=port, runtime=runtime, host=host, worker_count=worker_count,
-            scoring_timeout_ms=scoring_timeout_ms, cors_origins=cors_origins,
-            environment_variables=environment_variables, description=description, tags=tags,
-            cpu_cores=cpu_cores, memory_gb=memory_gb,
-        )
+    #: Build a local deployment configuration (v1 ``LocalWebservice.deploy_configuration``): the same
+    #: function as :func:`jupyter_mldeploy.deploy.config.local_deploy_configuration`, so the arguments and
+    #: their checks are defined once. ``port=None`` picks a free port at deploy time.
+    deploy_configuration = staticmethod(local_deploy_configuration)
 
     @classmethod
     def list(cls, workspace: Workspace, compute_type: str | None = None) -> list[Webservice]:
@@ -440,13 +473,7 @@ class Webservice:
             if code == process.EXIT_PORT_TAKEN:
                 error = error or f"Port {record.port} was taken before the server could bind it."
             return ServiceState(ServiceState.FAILED), error or self._last_log_error(record)
-        if reported == "Failed":
-            return ServiceState(ServiceState.FAILED), error
-        if reported == "Healthy":
-            if process.probe_health(record.host, record.port):
-                return ServiceState(ServiceState.HEALTHY), None
-            return ServiceState(ServiceState.UNHEALTHY), f"GET / on port {record.port} does not answer 200."
-        return ServiceState(ServiceState.TRANSITIONING), None
+        return _running_state(record, reported, error)
 
     def _last_log_error(self, record: ServiceRecord) -> str:
         log = process.read_log(self._files(record), record.log_offset).strip().splitlines()
@@ -622,21 +649,12 @@ class Webservice:
     ) -> None:
         self._settle(timeout=SWITCH_TIMEOUT_SEC)
         record = self._record()
-        ic = inference_config if inference_config is not None else self.inference_config
-        config = deployment_config if deployment_config is not None else self.deployment_config
-        config = _check_inputs(ic, config)
-        model_refs = models if models is not None else [m.id for m in record.models]
-        try:
-            sources = _resolve_models(self.workspace, model_refs)
-        except NotFound as exc:
-            raise DeploymentError(
-                f"Cannot update service {self.name!r}: {exc} Update it with models=[...] naming existing versions."
-            ) from exc
+        inputs = self._update_inputs(record, models, inference_config, deployment_config)
+        ic, config, new_port = inputs.inference_config, inputs.config, inputs.port
         if inference_config is not None or not Path(record.python).exists():
             python, environment = _resolve_python(self.workspace, ic, show_output)
         else:
             python, environment = record.python, record.environment
-        new_port = config.port if deployment_config is not None and config.port is not None else record.port
         restart = new_port != record.port or config.host != record.host
         running = process.is_running(record.pid, record.pid_create_time)
         if running and not restart and not self._observe()[0].is_(ServiceState.HEALTHY):
@@ -646,18 +664,9 @@ class Webservice:
             ensure_port_free(new_port, config.host)
 
         generation = record.app_generation + 1
-        app = _layout(self.workspace, self._folder, generation, ic, sources)
-        config.port = new_port
-        new_record = ServiceRecord(
-            name=record.name,
-            runtime=RUNTIME,
-            host=config.host,
-            port=new_port,
-            python=python,
-            models=[ModelRef(s.name, s.version) for s in sources],
-            inference_config=ic.serialize(),
-            deployment_config=config.serialize(),
-            environment=environment,
+        app = _layout(self.workspace, self._folder, generation, ic, inputs.sources)
+        new_record = _service_record(
+            record.name, RUNTIME, python, new_port, inputs.sources, ic, config, environment,
             pid=record.pid,
             pid_create_time=record.pid_create_time,
             app_generation=generation,
@@ -677,6 +686,36 @@ class Webservice:
             remove_app_folder(app.root)
             raise
 
+    def _update_inputs(
+        self,
+        record: ServiceRecord,
+        models: Sequence[Model | str] | None,
+        inference_config: InferenceConfig | None,
+        deployment_config: DeploymentConfiguration | None,
+    ) -> _UpdateInputs:
+        """Resolve and check an update's inputs against ``record``; what is not given is kept.
+
+        Raises:
+            InvalidArgument: For a bad configuration.
+            DeploymentError: When a model version to serve no longer exists.
+        """
+        ic = inference_config if inference_config is not None else self.inference_config
+        config = deployment_config if deployment_config is not None else self.deployment_config
+        config = _check_inputs(ic, config)
+        self._check_update_config(config)
+        model_refs = models if models is not None else [m.id for m in record.models]
+        try:
+            sources = _resolve_models(self.workspace, model_refs)
+        except NotFound as exc:
+            raise DeploymentError(
+                f"Cannot update service {self.name!r}: {exc} Update it with models=[...] naming existing versions."
+            ) from exc
+        port = config.port if deployment_config is not None and config.port is not None else record.port
+        return _UpdateInputs(inference_config=ic, config=config, sources=sources, port=port)
+
+    def _check_update_config(self, config: DeploymentConfiguration) -> None:
+        """Refuse a deployment configuration this runtime cannot switch to (the process runtime takes any)."""
+
     def _switch_in_place(
         self,
         record: ServiceRecord,
@@ -688,8 +727,7 @@ class Webservice:
     ) -> None:
         files = self._files(record)
         status = process.read_status(files) or {}
-        # The supervisor numbers every attempt, failed ones too: the new one is above both numbers.
-        base = max(int(status.get("generation") or 0), int((status.get("last_reload") or {}).get("generation") or 0))
+        base = _reload_base(status)
         previous_spec = read_json(files.spec)
         process.write_spec(files, new_record.python, app.root, env, config.worker_count)
         record.pending = {
@@ -911,6 +949,17 @@ def _one_line(text: str) -> str:
     return f"{first}: {exception}" if exception and exception != lines[0] else first
 
 
+def _running_state(record: ServiceRecord, reported: str, error: str | None) -> tuple[ServiceState, str | None]:
+    """The state of a running server from what its supervisor reports; ``Healthy`` is confirmed by ``GET /``."""
+    if reported == "Failed":
+        return ServiceState(ServiceState.FAILED), error
+    if reported == "Healthy":
+        if process.probe_health(record.host, record.port):
+            return ServiceState(ServiceState.HEALTHY), None
+        return ServiceState(ServiceState.UNHEALTHY), f"GET / on port {record.port} does not answer 200."
+    return ServiceState(ServiceState.TRANSITIONING), None
+
+
 def _switch_outcome(status: dict[str, Any], base_generation: int) -> bool | None:
     """Read a reload's outcome from the status file: True adopted, False refused, None not decided yet."""
     generation = status.get("generation")
@@ -1009,13 +1058,8 @@ def deploy_model(
         return deploy_docker(workspace, name, models, inference_config, config, overwrite, show_output)
     sources = _resolve_models(workspace, models)
     with _service_lock(workspace, name):
-        folder = _service_folder(workspace, name)
-        if (folder / "service.json").exists():
-            if not overwrite:
-                raise Conflict(
-                    f"Service {name!r} already exists; pass overwrite=True to update it, or choose another name."
-                )
-            existing = LocalWebservice(workspace, name)
+        existing = _service_to_overwrite(workspace, name, overwrite)
+        if existing is not None:
             existing._update_locked(sources_to_ids(sources), inference_config, config, wait=show_output,
                                     show_output=show_output)
             service = existing
@@ -1024,6 +1068,21 @@ def deploy_model(
     if show_output:
         service.wait_for_deployment(show_output=True)
     return service
+
+
+def _service_to_overwrite(workspace: Workspace, name: str, overwrite: bool) -> LocalWebservice | None:
+    """Return the existing service ``name`` for a deploy to update in place, or None when the name is free.
+
+    Call it under the service's lock.
+
+    Raises:
+        Conflict: When the service exists and ``overwrite`` is False.
+    """
+    if not (_service_folder(workspace, name) / "service.json").exists():
+        return None
+    if not overwrite:
+        raise Conflict(f"Service {name!r} already exists; pass overwrite=True to update it, or choose another name.")
+    return LocalWebservice(workspace, name)
 
 
 def sources_to_ids(sources: list[ModelSource]) -> list[str]:
@@ -1049,18 +1108,7 @@ def _create(
     started: process.StartedProcess | None = None
     try:
         app = _layout(workspace, folder, 1, inference_config, sources)
-        config.port = port
-        record = ServiceRecord(
-            name=name,
-            runtime=RUNTIME,
-            host=config.host,
-            port=port,
-            python=python,
-            models=[ModelRef(s.name, s.version) for s in sources],
-            inference_config=inference_config.serialize(),
-            deployment_config=config.serialize(),
-            environment=environment,
-        )
+        record = _service_record(name, RUNTIME, python, port, sources, inference_config, config, environment)
         env = _server_env(app, config, inference_config)
         files = process.ServerFiles(folder, record.status_file)
         process.write_spec(files, python, app.root, env, config.worker_count)

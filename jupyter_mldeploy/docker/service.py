@@ -41,7 +41,6 @@ from jupyter_mldeploy.deploy.app_folder import AppFolder, ModelSource, remove_ap
 from jupyter_mldeploy.deploy.config import DeploymentConfiguration
 from jupyter_mldeploy.deploy.ports import ensure_port_free, free_port
 from jupyter_mldeploy.deploy.state import (
-    ModelRef,
     ServiceRecord,
     ServiceState,
     read_json,
@@ -231,10 +230,6 @@ class DockerWebservice(ws_module.LocalWebservice):
         ref = self._container_ref()
         return ref.image if ref is not None else None
 
-    def _files(self, record: ServiceRecord | None = None) -> process.ServerFiles:
-        record = record or self._record()
-        return process.ServerFiles(self._folder, record.status_file)
-
     # -- state ----------------------------------------------------------------------------------------
 
     def _observe(self) -> tuple[ServiceState, str | None]:
@@ -260,13 +255,7 @@ class DockerWebservice(ws_module.LocalWebservice):
                     f"The container {container.name} stopped (exit code {code}); see get_logs(), then reload()."
                 )
             return ServiceState(ServiceState.FAILED), error or self._last_log_error(container, code)
-        if reported == "Failed":
-            return ServiceState(ServiceState.FAILED), error
-        if reported == "Healthy":
-            if process.probe_health(record.host, record.port):
-                return ServiceState(ServiceState.HEALTHY), None
-            return ServiceState(ServiceState.UNHEALTHY), f"GET / on port {record.port} does not answer 200."
-        return ServiceState(ServiceState.TRANSITIONING), None
+        return ws_module._running_state(record, reported, error)
 
     @staticmethod
     def _last_log_error(container: Container, code: object) -> str:
@@ -369,28 +358,14 @@ class DockerWebservice(ws_module.LocalWebservice):
     ) -> None:
         del wait  # the Docker runtime always waits for the switch to finish
         record = self._record()
-        ic = inference_config if inference_config is not None else self.inference_config
-        config = deployment_config if deployment_config is not None else self.deployment_config
-        config = ws_module._check_inputs(ic, config)
-        if config.runtime != RUNTIME:
-            raise InvalidArgument(
-                f"Service {self.name!r} runs in Docker; to move it to runtime {config.runtime!r}, delete it and "
-                "deploy it again."
-            )
-        model_refs = models if models is not None else [m.id for m in record.models]
-        try:
-            sources = ws_module._resolve_models(self.workspace, model_refs)
-        except NotFound as exc:
-            raise DeploymentError(
-                f"Cannot update service {self.name!r}: {exc} Update it with models=[...] naming existing versions."
-            ) from exc
+        inputs = self._update_inputs(record, models, inference_config, deployment_config)
+        ic, config, new_port = inputs.inference_config, inputs.config, inputs.port
         ref = self._container_ref()
         if inference_config is not None or ref is None:
             image, environment = _image_for(self._client, self.workspace, ic, show_output)
             image_tag, image_id = image.tag, image.image_id
         else:
             image_tag, image_id, environment = ref.image, ref.image_id, record.environment
-        new_port = config.port if deployment_config is not None and config.port is not None else record.port
         limits = container_limits(config)
         container = self._container(ref)
         running = container is not None and container.status == "running"
@@ -402,13 +377,11 @@ class DockerWebservice(ws_module.LocalWebservice):
         if not in_place and new_port != record.port:
             ensure_port_free(new_port, config.host)
         generation = record.app_generation + 1
-        app = ws_module._layout(self.workspace, self._folder, generation, ic, sources)
-        config.port = new_port
-        new_record = ServiceRecord(
-            name=record.name, runtime=RUNTIME, host=config.host, port=new_port, python=CONTAINER_PYTHON,
-            models=[ModelRef(s.name, s.version) for s in sources], inference_config=ic.serialize(),
-            deployment_config=config.serialize(), environment=environment, app_generation=generation,
-            created_time=record.created_time, updated_time=utc_now(), status_file=record.status_file,
+        app = ws_module._layout(self.workspace, self._folder, generation, ic, inputs.sources)
+        new_record = ws_module._service_record(
+            record.name, RUNTIME, CONTAINER_PYTHON, new_port, inputs.sources, ic, config, environment,
+            app_generation=generation, created_time=record.created_time, updated_time=utc_now(),
+            status_file=record.status_file,
         )
         env = _container_env(self._folder, app, config, ic)
         try:
@@ -422,6 +395,13 @@ class DockerWebservice(ws_module.LocalWebservice):
             raise
         remove_app_folder(self._folder / f"app-{record.app_generation}")
 
+    def _check_update_config(self, config: DeploymentConfiguration) -> None:
+        if config.runtime != RUNTIME:
+            raise InvalidArgument(
+                f"Service {self.name!r} runs in Docker; to move it to runtime {config.runtime!r}, delete it and "
+                "deploy it again."
+            )
+
     def _switch_in_place(  # type: ignore[override]
         self,
         record: ServiceRecord,
@@ -433,8 +413,7 @@ class DockerWebservice(ws_module.LocalWebservice):
         config: DeploymentConfiguration,
     ) -> None:
         files = self._files(record)
-        status = process.read_status(files) or {}
-        base = max(int(status.get("generation") or 0), int((status.get("last_reload") or {}).get("generation") or 0))
+        base = ws_module._reload_base(process.read_status(files) or {})
         spec_path = self._folder / f"container-spec-{ref.generation}.json"
         previous_spec = read_json(spec_path)
         _write_container_spec(self._folder, ref.generation, app, env, config.worker_count)
@@ -683,13 +662,8 @@ def deploy_docker(
     client = docker_client(DeploymentError)
     sources = ws_module._resolve_models(workspace, models)
     with ws_module._service_lock(workspace, name):
-        folder = workspace.deployments_dir / name
-        if (folder / "service.json").exists():
-            if not overwrite:
-                raise Conflict(
-                    f"Service {name!r} already exists; pass overwrite=True to update it, or choose another name."
-                )
-            existing = ws_module.Webservice(workspace, name)
+        existing = ws_module._service_to_overwrite(workspace, name, overwrite)
+        if existing is not None:
             if not isinstance(existing, DockerWebservice):
                 raise Conflict(
                     f"Service {name!r} runs on the {existing.runtime!r} runtime; delete it first to deploy it in "
@@ -724,12 +698,8 @@ def _create(
     ref: ContainerRef | None = None
     try:
         app = ws_module._layout(workspace, folder, 1, inference_config, sources)
-        config.port = port
-        record = ServiceRecord(
-            name=name, runtime=RUNTIME, host=config.host, port=port, python=CONTAINER_PYTHON,
-            models=[ModelRef(s.name, s.version) for s in sources],
-            inference_config=inference_config.serialize(), deployment_config=config.serialize(),
-            environment=environment,
+        record = ws_module._service_record(
+            name, RUNTIME, CONTAINER_PYTHON, port, sources, inference_config, config, environment
         )
         env = _container_env(folder, app, config, inference_config)
         ws_module._write_db(workspace, record)

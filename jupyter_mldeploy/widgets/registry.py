@@ -169,6 +169,14 @@ class RegistryPanel(widgets.VBox):
 
     # -- actions --------------------------------------------------------------------------------------
 
+    def _chosen_model(self) -> Any:
+        """Clear the message line and return the selected version; None after asking the user to select one."""
+        self.message.clear()
+        model = self.selected
+        if model is None:
+            self.message.error("Select a model version first.")
+        return model
+
     def _on_register(self, _button: Any = None) -> None:
         from jupyter_mldeploy.registry import Model
 
@@ -190,20 +198,16 @@ class RegistryPanel(widgets.VBox):
             self.message.ok(f"Registered {model.id}.")
 
     def _on_download(self, _button: Any = None) -> None:
-        self.message.clear()
-        model = self.selected
+        model = self._chosen_model()
         if model is None:
-            self.message.error("Select a model version first.")
             return
         with reported(self.message):
             written = model.download(self.download_dir.value.strip() or ".", exist_ok=True)
             self.message.ok(f"Downloaded {model.id} to {written}.")
 
     def _on_delete(self, _button: Any = None) -> None:
-        self.message.clear()
-        model = self.selected
+        model = self._chosen_model()
         if model is None:
-            self.message.error("Select a model version first.")
             return
         self.confirm_label.value = f"Delete <b>{html.escape(model.id)}</b> and its files?"
         self.confirm_box.layout.display = "flex"
@@ -229,10 +233,8 @@ class RegistryPanel(widgets.VBox):
         from jupyter_mldeploy.deploy import Webservice, deploy_model
         from jupyter_mldeploy.inference_config import InferenceConfig
 
-        self.message.clear()
-        model = self.selected
+        model = self._chosen_model()
         if model is None:
-            self.message.error("Select a model version first.")
             return
         with reported(self.message):
             name = self.deploy_service.value.strip()
