@@ -4,7 +4,7 @@ Every argument goes unchanged to the server's own parser (:func:`jupyter_mldeplo
 so the flags are exactly those of ``python -m jupyter_mldeploy.server``: ``--entry_script``, ``--model_dir``,
 ``--port``, ``--worker_count``, ``--access_control_allow_origins``, ``--config_file``,
 ``--appinsights_instrumentation_key`` (hyphenated spellings too), plus ``--host``, ``--status-file``,
-``--spec-file`` and ``--max-request-mb``.
+``--spec-file``, ``--max-request-mb`` and ``--inline-run-ms``.
 """
 
 from __future__ import annotations

@@ -12,7 +12,7 @@ import logging
 import time
 import traceback
 import uuid
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable, Collection, MutableMapping
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -182,6 +182,23 @@ class ScoringApp:
         self.swagger = swagger
         self.max_body_bytes = max_body_bytes
         self._max_mb = max_body_bytes / 1_000_000
+        # The HTTP server's request tasks (see watch_requests): the runner calls run() inline only for a
+        # request that is alone, since with company the run thread overlaps their I/O with the run.
+        self._tasks: Collection[Any] | None = None
+
+    def watch_requests(self, tasks: Collection[Any]) -> None:
+        """Count in-flight requests from the HTTP server's own set of request tasks.
+
+        A request task exists from the moment its headers are parsed, before the task first runs, so this
+        also sees requests that are read but not yet started (uvicorn's ``ServerState.tasks``).
+
+        Args:
+            tasks: A live collection holding one entry per request being handled.
+        """
+        self._tasks = tasks
+
+    def _alone(self) -> bool:
+        return len(self._tasks) <= 1 if self._tasks is not None else True
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Serve one ASGI HTTP request (other scope types are ignored)."""
@@ -313,7 +330,7 @@ class ScoringApp:
                 raise HTTPError(400, f"Input cannot be decoded as UTF-8: {exc}") from None
         if script.wants_headers:
             kwargs["request_headers"] = request.headers().to_dict()
-        outcome = await self.runner.call(self._invoke, kwargs, request.request_id)
+        outcome = await self.runner.call(self._invoke, kwargs, request.request_id, alone=self._alone())
         if isinstance(outcome.error, HTTPError):
             raise outcome.error
         if outcome.timed_out:

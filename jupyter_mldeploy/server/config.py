@@ -25,6 +25,8 @@ DEFAULT_SCORING_TIMEOUT_MS = 3_600_000
 #: Ours: azmlinfsrv binds 0.0.0.0; we bind loopback unless told otherwise (DESIGN.md §9).
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_MAX_REQUEST_MB = 100.0
+#: Ours: runs shorter than this (ms) may be called on the event-loop thread (see ``user_script.Runner``).
+DEFAULT_INLINE_RUN_MS = 2.0
 
 
 class ConfigError(ValueError):
@@ -52,6 +54,8 @@ class ServerSettings:
         spec_file: JSON file overriding how workers are spawned (re-read on SIGHUP), or None.
         max_request_mb: Largest accepted request body, in MB (10**6 bytes); larger answers 413.
         debug_port: ``AZUREML_DEBUG_PORT``: workers attach debugpy to this port when set.
+        inline_run_ms: ``MLDEPLOY_INLINE_RUN_MS``: once a script's recent runs are all shorter than this
+            many milliseconds, calls run on the event-loop thread instead of the run thread; 0 = never.
     """
 
     entry_script: str | None
@@ -70,6 +74,7 @@ class ServerSettings:
     spec_file: str | None
     max_request_mb: float
     debug_port: int | None
+    inline_run_ms: float = DEFAULT_INLINE_RUN_MS
 
     def worker_env(self) -> dict[str, str]:
         """Return the environment variables that carry these settings to a worker process.
@@ -117,6 +122,13 @@ def _positive_float(value: str) -> float:
     return number
 
 
+def _non_negative_float(value: str) -> float:
+    number = float(value)
+    if not number >= 0:
+        raise argparse.ArgumentTypeError(f"{value} is not a number >= 0")
+    return number
+
+
 def build_parser(prog: str = "python -m jupyter_mldeploy.server") -> argparse.ArgumentParser:
     """Return the command-line parser: azmlinfsrv's flags (both ``_`` and ``-`` spellings) plus ours.
 
@@ -159,6 +171,11 @@ def build_parser(prog: str = "python -m jupyter_mldeploy.server") -> argparse.Ar
     parser.add_argument(
         "--max-request-mb", "--max_request_mb", type=_positive_float,
         help=f"Largest request body in MB; bigger ones get 413 (default {DEFAULT_MAX_REQUEST_MB:g}).",
+    )
+    parser.add_argument(
+        "--inline-run-ms", "--inline_run_ms", type=_non_negative_float,
+        help=f"Call run() on the event-loop thread once recent runs all took less than this many ms "
+             f"(default {DEFAULT_INLINE_RUN_MS:g}; 0 = always use the separate run thread).",
     )
     return parser
 
@@ -247,6 +264,16 @@ def resolve_settings(
         max_request_mb = float(max_mb) if max_mb is not None else DEFAULT_MAX_REQUEST_MB
     except ValueError:
         raise ConfigError(f"MLDEPLOY_MAX_REQUEST_MB must be a number of MB, got {max_mb!r}.") from None
+    raw_inline = pick(args.inline_run_ms, "MLDEPLOY_INLINE_RUN_MS")
+    try:
+        inline_run_ms = float(raw_inline) if raw_inline is not None else DEFAULT_INLINE_RUN_MS
+    except ValueError:
+        inline_run_ms = -1.0
+    if not inline_run_ms >= 0:
+        raise ConfigError(
+            f"MLDEPLOY_INLINE_RUN_MS must be a number of milliseconds >= 0 (0 turns inline runs off), "
+            f"got {raw_inline!r}."
+        )
     return ServerSettings(
         entry_script=entry_script,
         model_dir=model_dir,
@@ -270,6 +297,7 @@ def resolve_settings(
         spec_file=os.path.abspath(os.path.join(cwd, args.spec_file)) if args.spec_file else None,
         max_request_mb=max_request_mb,
         debug_port=_int_setting("AZUREML_DEBUG_PORT", debug_port, 1) if debug_port else None,
+        inline_run_ms=inline_run_ms,
     )
 
 

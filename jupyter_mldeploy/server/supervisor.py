@@ -243,6 +243,7 @@ class Supervisor:
             "--fd", str(self.sock.fileno()),
             "--ready-fd", str(ready_w),
             "--max-request-mb", repr(self.settings.max_request_mb),
+            "--inline-run-ms", repr(self.settings.inline_run_ms),
             "--generation", str(generation.number),
         ]
         try:

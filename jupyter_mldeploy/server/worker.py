@@ -185,7 +185,7 @@ def main(argv: list[str] | None = None) -> int:
 
     Args:
         argv: ``--fd`` (the bound socket), ``--ready-fd`` (the pipe to the supervisor),
-            ``--max-request-mb``, ``--generation``.
+            ``--max-request-mb``, ``--inline-run-ms``, ``--generation``.
 
     Returns:
         int: 0 after a graceful stop, 3 when loading the script or ``init()`` failed.
@@ -194,6 +194,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--fd", type=int, required=True, help="File descriptor of the bound TCP socket.")
     parser.add_argument("--ready-fd", type=int, default=None, help="Pipe to report readiness on.")
     parser.add_argument("--max-request-mb", type=float, default=100.0)
+    parser.add_argument("--inline-run-ms", type=float, default=2.0)
     parser.add_argument("--generation", type=int, default=1)
     args = parser.parse_args(argv)
     _exit_with_parent()
@@ -201,7 +202,12 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
 
     from jupyter_mldeploy.server import logs, shims
-    from jupyter_mldeploy.server.user_script import Runner, UserScript, model_dir_listing
+    from jupyter_mldeploy.server.user_script import (
+        INLINE_AFTER_SHORT_RUNS,
+        Runner,
+        UserScript,
+        model_dir_listing,
+    )
 
     env = os.environ
     log, access_log = logs.setup_logging(env.get("AZUREML_LOG_LEVEL", "INFO"))
@@ -248,7 +254,12 @@ def main(argv: list[str] | None = None) -> int:
     log.info("Scoring timeout is set to %d", timeout_ms)
     from jupyter_mldeploy.server.app import ScoringApp
 
-    app: Any = ScoringApp(script, Runner(timeout_ms), swagger, int(args.max_request_mb * 1_000_000), access_log)
+    runner = Runner(timeout_ms, args.inline_run_ms)
+    if runner.inline_enabled:
+        log.info("run() moves to the event-loop thread after %d consecutive runs under %g ms "
+                 "(MLDEPLOY_INLINE_RUN_MS; 0 turns this off)", INLINE_AFTER_SHORT_RUNS, args.inline_run_ms)
+    scoring_app = ScoringApp(script, runner, swagger, int(args.max_request_mb * 1_000_000), access_log)
+    app: Any = scoring_app
     origins = env.get("AML_CORS_ORIGINS")
     if origins:
         from starlette.middleware.cors import CORSMiddleware
@@ -257,7 +268,12 @@ def main(argv: list[str] | None = None) -> int:
         app = CORSMiddleware(app, allow_origins=allowed, allow_methods=["GET", "POST"], allow_headers=["*"])
         log.info("Enabling CORS for the following origins: %s", ", ".join(allowed))
     sock = socket.socket(fileno=args.fd)
-    _run(_serve(_SupervisedServer(_DrainingApp(app), sock, env.get("AZUREML_LOG_LEVEL", "INFO")), ready, log))
+    supervised = _SupervisedServer(_DrainingApp(app), sock, env.get("AZUREML_LOG_LEVEL", "INFO"))
+    # uvicorn's live set of request tasks (uvicorn >= 0.13); without it every request counts as alone.
+    tasks = getattr(getattr(supervised.server, "server_state", None), "tasks", None)
+    if tasks is not None:
+        scoring_app.watch_requests(tasks)
+    _run(_serve(supervised, ready, log))
     return 0
 
 

@@ -52,3 +52,18 @@ def test_errors_name_the_setting(tmp_path: Path) -> None:
         _resolve(["--config_file", "missing.json"], {}, tmp_path)
     with pytest.raises(SystemExit):
         build_parser().parse_args(["--port", "70000"])
+
+
+def test_inline_run_bound_from_flag_env_and_file(tmp_path: Path) -> None:
+    assert _resolve(["--entry_script", "s.py"], {}, tmp_path).inline_run_ms == 2.0
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps({"MLDEPLOY_INLINE_RUN_MS": 5}))
+    assert _resolve(["--entry_script", "s.py", "--config_file", str(config)], {}, tmp_path).inline_run_ms == 5.0
+    env = {"MLDEPLOY_INLINE_RUN_MS": "0.5", "AZUREML_CONFIG_FILE": str(config)}
+    assert _resolve(["--entry_script", "s.py"], env, tmp_path).inline_run_ms == 0.5
+    assert _resolve(["--entry_script", "s.py", "--inline_run_ms", "0"], env, tmp_path).inline_run_ms == 0.0
+    for bad in ("fast", "-1", "nan"):
+        with pytest.raises(ConfigError, match=r"MLDEPLOY_INLINE_RUN_MS must be a number of milliseconds >= 0"):
+            _resolve(["--entry_script", "s.py"], {"MLDEPLOY_INLINE_RUN_MS": bad}, tmp_path)
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["--inline-run-ms", "-3"])
