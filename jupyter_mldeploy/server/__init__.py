@@ -21,6 +21,7 @@ RUNTIME_REQUIREMENTS: tuple[str, ...] = (
     "uvloop>=0.19; sys_platform != 'win32'",
     "orjson>=3.9",
     "numpy>=1.23",
+    "python-multipart>=0.0.13",
 )
 
 _PACKAGE_DIR = Path(__file__).resolve().parent

@@ -8,7 +8,7 @@ package is always found first and these stand-ins only fill the gaps. The same c
 ``azureml_inference_server_http.api.aml_request`` / ``.aml_response`` (azmlinfsrv's own spelling).
 
 :class:`AMLRequest` offers the Flask request attributes scripts use (``method``, ``args``, ``headers``,
-``get_data(as_text=...)``, ``json``/``get_json()``, ``path``, ``url``, ``form``, ``cookies``...);
+``get_data(as_text=...)``, ``json``/``get_json()``, ``path``, ``url``, ``form``, ``files``, ``cookies``...);
 :class:`AMLResponse` takes azmlinfsrv's ``AMLResponse(message, status_code, response_headers, json_str)``.
 """
 
@@ -16,7 +16,11 @@ from __future__ import annotations
 
 import importlib.abc
 import importlib.machinery
+import io
 import json
+import logging
+import os
+import shutil
 import sys
 import types
 from collections.abc import Callable, Iterator, Mapping
@@ -27,6 +31,7 @@ from urllib.parse import parse_qsl
 from jupyter_mldeploy.server import model_path
 
 F = TypeVar("F", bound=Callable[..., Any])
+_logger = logging.getLogger("mldeploy.server")
 
 #: Set by :func:`rawhttp`; read by the script loader (azmlinfsrv keeps the same module-level flag).
 _rawHttpRequested = False
@@ -46,7 +51,7 @@ def rawhttp(func: F) -> F:
     return func
 
 
-class MultiDict(Mapping[str, str]):
+class MultiDict(Mapping[str, Any]):
     """A read-only mapping that keeps every value of a repeated key (like werkzeug's ``MultiDict``).
 
     Args:
@@ -141,6 +146,137 @@ class Headers(Mapping[str, str]):
         return {name: self._index[name.lower()] for name in self}
 
 
+class FileStorage:
+    """One uploaded file of a ``multipart/form-data`` body, shaped like werkzeug's ``FileStorage``.
+
+    Args:
+        data: The part's content.
+        filename: The ``filename`` of its ``Content-Disposition`` (may be ``""``).
+        name: The form field name.
+        headers: The part's own headers.
+    """
+
+    def __init__(self, data: bytes, filename: str, name: str, headers: Headers) -> None:
+        self.stream = io.BytesIO(data)
+        self.filename = filename
+        self.name = name
+        self.headers = headers
+
+    @property
+    def content_type(self) -> str | None:
+        """The part's ``Content-Type`` header, or None."""
+        return self.headers.get("content-type")
+
+    @property
+    def mimetype(self) -> str:
+        """The content type without parameters, lower case (``""`` when absent)."""
+        return (self.content_type or "").split(";", 1)[0].strip().lower()
+
+    @property
+    def content_length(self) -> int:
+        """Size of the content in bytes."""
+        return len(self.stream.getbuffer())
+
+    def read(self, size: int = -1) -> bytes:
+        """Read from :attr:`stream` (all that is left by default)."""
+        return self.stream.read(size)
+
+    def save(self, dst: str | os.PathLike[str] | Any, buffer_size: int = 16384) -> None:
+        """Write what is left in :attr:`stream` to a path or a binary file object (as werkzeug: from the
+        stream's current position, so ``read()`` first leaves nothing to save without ``stream.seek(0)``).
+
+        Args:
+            dst: A file path, or an object with ``write(bytes)`` (left open).
+            buffer_size: Copy chunk size in bytes.
+        """
+        if isinstance(dst, (str, os.PathLike)):
+            with open(dst, "wb") as handle:
+                shutil.copyfileobj(self.stream, handle, buffer_size)
+        else:
+            shutil.copyfileobj(self.stream, dst, buffer_size)
+
+    def __iter__(self) -> Iterator[bytes]:
+        return iter(self.stream)
+
+    def __bool__(self) -> bool:
+        return bool(self.filename)
+
+    def __repr__(self) -> str:
+        return f"<FileStorage: {self.filename!r} ({self.content_type!r})>"
+
+
+def _disposition(value: str) -> dict[str, str]:
+    from python_multipart.multipart import parse_options_header
+
+    _, params = parse_options_header(value)
+    return {key.decode("latin-1").lower(): val.decode("utf-8", "replace") for key, val in params.items()}
+
+
+def parse_multipart(body: bytes, content_type: str) -> tuple[list[tuple[str, str]], list[tuple[str, FileStorage]]]:
+    """Split a ``multipart/form-data`` body into form fields and files, as werkzeug's form parser does.
+
+    A part whose ``Content-Disposition`` has a ``filename`` is a file; the others are text fields
+    (decoded as UTF-8). Parsing uses python-multipart (the parser starlette uses).
+
+    Args:
+        body: The whole request body.
+        content_type: The request's ``Content-Type`` header (must carry the ``boundary``).
+
+    Returns:
+        tuple: ``(fields, files)``, each a list of ``(field name, value)`` pairs in body order.
+
+    Raises:
+        ValueError: No boundary, or a malformed body.
+    """
+    from python_multipart import MultipartParser
+    from python_multipart.multipart import parse_options_header
+
+    _, params = parse_options_header(content_type)
+    boundary = params.get(b"boundary")
+    if not boundary:
+        raise ValueError("multipart/form-data body without a boundary parameter in Content-Type")
+    fields: list[tuple[str, str]] = []
+    files: list[tuple[str, FileStorage]] = []
+    part_headers: list[tuple[str, str]] = []
+    header = {"field": b"", "value": b""}
+    chunks: list[bytes] = []
+
+    def on_part_begin() -> None:
+        part_headers.clear()
+        chunks.clear()
+
+    def on_header_field(data: bytes, start: int, end: int) -> None:
+        header["field"] += data[start:end]
+
+    def on_header_value(data: bytes, start: int, end: int) -> None:
+        header["value"] += data[start:end]
+
+    def on_header_end() -> None:
+        part_headers.append((header["field"].decode("latin-1"), header["value"].decode("utf-8", "replace")))
+        header["field"] = header["value"] = b""
+
+    def on_part_data(data: bytes, start: int, end: int) -> None:
+        chunks.append(data[start:end])
+
+    def on_part_end() -> None:
+        headers = Headers(list(part_headers))
+        disposition = _disposition(headers.get("content-disposition", ""))
+        name = disposition.get("name", "")
+        content = b"".join(chunks)
+        if "filename" in disposition:
+            files.append((name, FileStorage(content, disposition["filename"], name, headers)))
+        else:
+            fields.append((name, content.decode("utf-8", "replace")))
+
+    parser = MultipartParser(boundary, {
+        "on_part_begin": on_part_begin, "on_header_field": on_header_field, "on_header_value": on_header_value,
+        "on_header_end": on_header_end, "on_part_data": on_part_data, "on_part_end": on_part_end,
+    })
+    parser.write(body)
+    parser.finalize()
+    return fields, files
+
+
 class AMLRequest:
     """The HTTP request handed to a ``@rawhttp`` ``run(request)``, shaped like Flask's ``request``.
 
@@ -177,6 +313,7 @@ class AMLRequest:
         self.remote_addr = remote_addr
         self.root_path = root_path
         self._body = body
+        self._parsed_form: tuple[MultiDict, MultiDict] | None = None
         self.args = MultiDict(parse_qsl(query_string.decode("latin-1"), keep_blank_values=True))
 
     def __repr__(self) -> str:
@@ -264,12 +401,33 @@ class AMLRequest:
         """``get_json()``."""
         return self.get_json()
 
+    def _form_data(self) -> tuple[MultiDict, MultiDict]:
+        if self._parsed_form is None:
+            fields: list[tuple[str, Any]] = []
+            files: list[tuple[str, Any]] = []
+            if self.mimetype == "application/x-www-form-urlencoded":
+                fields = parse_qsl(self._body.decode("utf-8", "replace"), keep_blank_values=True)
+            elif self.mimetype == "multipart/form-data":
+                try:
+                    fields, files = parse_multipart(self._body, self.content_type or "")  # type: ignore[assignment]
+                except ValueError as exc:
+                    # werkzeug's form parser is silent here too (request.form/files stay empty).
+                    _logger.warning("Could not parse the multipart/form-data body: %s", exc)
+            self._parsed_form = (MultiDict(fields), MultiDict(files))
+        return self._parsed_form
+
     @property
     def form(self) -> MultiDict:
-        """Fields of an ``application/x-www-form-urlencoded`` body (empty for other content types)."""
-        if self.mimetype != "application/x-www-form-urlencoded":
-            return MultiDict([])
-        return MultiDict(parse_qsl(self._body.decode("utf-8", "replace"), keep_blank_values=True))
+        """Text fields of an ``application/x-www-form-urlencoded`` or ``multipart/form-data`` body.
+
+        Empty for other content types and for a malformed body (as werkzeug; a warning is logged).
+        """
+        return self._form_data()[0]
+
+    @property
+    def files(self) -> MultiDict:
+        """Uploaded files of a ``multipart/form-data`` body: field name -> :class:`FileStorage`."""
+        return self._form_data()[1]
 
     @property
     def values(self) -> MultiDict:

@@ -221,3 +221,67 @@ def test_undecorated_run_with_request_headers(serve: ServeFactory) -> None:
     response = requests.post(server.url + "/score", data="hello", headers={"x-request-id": "abc",
                                                                           "Content-Type": "text/plain"})
     assert response.json() == {"body": "hello", "rid": "abc", "ct": "text/plain"}
+
+
+UPLOAD_SCORE = """
+import hashlib, os, tempfile
+from azureml.contrib.services.aml_request import AMLRequest, rawhttp
+from azureml.contrib.services.aml_response import AMLResponse
+
+def init():
+    pass
+
+@rawhttp
+def run(request):
+    if "image" not in request.files:
+        return AMLResponse({"error": "send an image", "form": request.form.to_dict(flat=False)}, 400,
+                           json_str=True)
+    image = request.files["image"]
+    digest = hashlib.sha256(image.read()).hexdigest()
+    image.stream.seek(0)
+    target = os.path.join(tempfile.mkdtemp(), "upload.bin")
+    image.save(target)
+    with open(target, "rb") as handle:
+        saved = handle.read()
+    return {
+        "filename": image.filename,
+        "mimetype": image.mimetype,
+        "sha256": digest,
+        "saved_sha256": hashlib.sha256(saved).hexdigest(),
+        "labels": request.form.getlist("label"),
+        "threshold": request.form.get("threshold", type=float),
+        "extra_files": [f.filename for f in request.files.getlist("extra")],
+    }
+"""
+
+
+def test_rawhttp_multipart_upload_gives_files_and_form(serve: ServeFactory) -> None:
+    import hashlib
+
+    server = serve(UPLOAD_SCORE)
+    image = bytes(range(256)) * 40 + b"\r\n--not-the-boundary\r\n"
+    response = requests.post(
+        server.url + "/score",
+        files=[("image", ("cat.png", image, "image/png")), ("extra", ("a.txt", b"a")), ("extra", ("b.txt", b"b"))],
+        data={"label": ["cat", "kätzchen"], "threshold": "0.25"},
+    )
+    assert response.status_code == 200, response.text
+    assert response.json() == {
+        "filename": "cat.png",
+        "mimetype": "image/png",
+        "sha256": hashlib.sha256(image).hexdigest(),
+        "saved_sha256": hashlib.sha256(image).hexdigest(),
+        "labels": ["cat", "kätzchen"],
+        "threshold": 0.25,
+        "extra_files": ["a.txt", "b.txt"],
+    }
+    # Form fields without a file, urlencoded: the script's own 400.
+    plain = requests.post(server.url + "/score", data={"label": "dog"})
+    assert plain.status_code == 400
+    assert plain.json() == {"error": "send an image", "form": {"label": ["dog"]}}
+    # A malformed multipart body leaves files and form empty, as werkzeug does, and says why in the log.
+    broken = requests.post(server.url + "/score", data=b"garbage without parts",
+                           headers={"Content-Type": "multipart/form-data"})
+    assert broken.status_code == 400
+    assert broken.json()["form"] == {}
+    assert "Could not parse the multipart/form-data body" in server.log()
