@@ -146,7 +146,23 @@ class Headers(Mapping[str, str]):
         return {name: self._index[name.lower()] for name in self}
 
 
-class FileStorage:
+class _ContentTyped:
+    """``content_type`` and ``mimetype`` read from a ``headers`` attribute (werkzeug's names)."""
+
+    headers: Headers
+
+    @property
+    def content_type(self) -> str | None:
+        """The ``Content-Type`` header, or None."""
+        return self.headers.get("content-type")
+
+    @property
+    def mimetype(self) -> str:
+        """The content type without parameters, lower case (``""`` when absent)."""
+        return (self.content_type or "").split(";", 1)[0].strip().lower()
+
+
+class FileStorage(_ContentTyped):
     """One uploaded file of a ``multipart/form-data`` body, shaped like werkzeug's ``FileStorage``.
 
     Args:
@@ -161,16 +177,6 @@ class FileStorage:
         self.filename = filename
         self.name = name
         self.headers = headers
-
-    @property
-    def content_type(self) -> str | None:
-        """The part's ``Content-Type`` header, or None."""
-        return self.headers.get("content-type")
-
-    @property
-    def mimetype(self) -> str:
-        """The content type without parameters, lower case (``""`` when absent)."""
-        return (self.content_type or "").split(";", 1)[0].strip().lower()
 
     @property
     def content_length(self) -> int:
@@ -277,7 +283,7 @@ def parse_multipart(body: bytes, content_type: str) -> tuple[list[tuple[str, str
     return fields, files
 
 
-class AMLRequest:
+class AMLRequest(_ContentTyped):
     """The HTTP request handed to a ``@rawhttp`` ``run(request)``, shaped like Flask's ``request``.
 
     Args:
@@ -339,16 +345,6 @@ class AMLRequest:
         """The full URL including the query string."""
         query = self.query_string.decode("latin-1")
         return self.base_url + (f"?{query}" if query else "")
-
-    @property
-    def content_type(self) -> str | None:
-        """The ``Content-Type`` header, or None."""
-        return self.headers.get("content-type")
-
-    @property
-    def mimetype(self) -> str:
-        """The content type without parameters, lower case (``""`` when absent)."""
-        return (self.content_type or "").split(";", 1)[0].strip().lower()
 
     @property
     def content_length(self) -> int | None:
