@@ -6,6 +6,7 @@ The script reports ``threading.current_thread().name``: ``mldeploy-run`` for the
 
 from __future__ import annotations
 
+import re
 import signal
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -34,6 +35,8 @@ def run(raw_data):
     data = json.loads(raw_data)
     what = data.get("what")
     thread = threading.current_thread().name
+    if what == "print":
+        print(f"printed from {thread}")
     if what == "sleep":
         time.sleep(data["seconds"])
         return {"thread": thread, "slept": True}
@@ -92,6 +95,14 @@ def test_short_runs_go_inline_and_a_slow_run_sends_the_next_back(server: Server,
     names = threads_of(http, server, INLINE_AFTER_SHORT_RUNS + 3)
     assert names[:INLINE_AFTER_SHORT_RUNS] == ["mldeploy-run"] * INLINE_AFTER_SHORT_RUNS
     assert names[INLINE_AFTER_SHORT_RUNS:] == ["MainThread"] * 3
+    # Lines printed by an inline run carry the request id, as in the run thread.
+    printed = http.post(server.url + "/score", json={"what": "print"}, headers={"x-request-id": "inline-print-1"})
+    assert printed.json() == {"thread": "MainThread"}
+    deadline = time.monotonic() + 5
+    while "inline-print-1 | printed from MainThread" not in server.log() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert "inline-print-1 | printed from MainThread" in server.log()
+    assert re.search(r"inline-print-1 \| POST /score 200 \d+\.\d{3}ms", server.log())
     slow = score(http, server, what="sleep", seconds=0.05)
     assert slow.status_code == 200
     assert slow.json() == {"thread": "MainThread", "slept": True}
