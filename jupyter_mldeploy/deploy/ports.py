@@ -7,7 +7,6 @@ lets us see it, the process that holds it (pid, name and command line, from ``ps
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import socket
 
@@ -61,19 +60,25 @@ def port_holder(port: int) -> str | None:
 
 
 def ensure_port_free(port: int, host: str = "127.0.0.1") -> None:
-    """Check that ``port`` can be bound on ``host`` now.
+    """Check that ``port`` can be bound on ``host`` now, exactly as the scoring server will bind it.
+
+    The server binds with ``SO_REUSEADDR`` and then listens (``server/supervisor.py``), so this check does the
+    same: a port held only by closed connections in ``TIME_WAIT`` (left behind by a server that was just stopped
+    or killed) is free, and a port another socket listens on is not.
 
     Args:
         port: The TCP port.
-        host: The interface the service will bind.
+        host: The interface the service will bind (IPv4 or IPv6 literal, or a name).
 
     Raises:
         Conflict: When the port is taken; the message names the port, the holder when visible, and the fix.
     """
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        # No SO_REUSEADDR: we want to see a listener on the port, exactly as the server's own bind would.
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind((host, port))
+            sock.listen(1)
         except OSError as exc:
             if exc.errno not in (errno.EADDRINUSE, errno.EACCES):
                 raise
@@ -83,5 +88,3 @@ def ensure_port_free(port: int, host: str = "127.0.0.1") -> None:
             raise Conflict(
                 f"Port {port} on {host} {reason}{held}; choose another port, or port=None for a free one."
             ) from None
-        with contextlib.suppress(OSError):
-            sock.close()
