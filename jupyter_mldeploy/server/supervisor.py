@@ -36,6 +36,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from jupyter_mldeploy.server.config import ConfigError, ServerSettings, build_parser, resolve_settings
+from jupyter_mldeploy.server.protocol import ReloadReport, SpecFile, SupervisorStatus
 
 EXIT_OK = 0
 EXIT_CONFIG = 1
@@ -91,21 +92,14 @@ def load_spec(settings: ServerSettings) -> WorkerSpec:
     if settings.spec_file:
         try:
             with open(settings.spec_file, encoding="utf-8") as handle:
-                spec = json.load(handle)
-        except (OSError, ValueError) as exc:
-            raise ConfigError(f"Spec file {settings.spec_file} is not readable JSON: {exc}") from None
-        if not isinstance(spec, dict):
-            raise ConfigError(f"Spec file {settings.spec_file} must hold a JSON object.")
-        extra_env = spec.get("env") or {}
-        if not isinstance(extra_env, dict):
-            raise ConfigError(f"Spec file {settings.spec_file}: 'env' must be an object of strings.")
-        env.update({str(key): str(value) for key, value in extra_env.items()})
-        python = str(spec.get("python") or python)
-        cwd = spec.get("cwd")
-        if spec.get("worker_count") is not None:
-            worker_count = int(spec["worker_count"])
-            if worker_count < 1:
-                raise ConfigError(f"Spec file {settings.spec_file}: worker_count must be >= 1.")
+                spec = SpecFile.from_json(json.load(handle))
+        except (OSError, ValueError) as exc:  # ProtocolError is a ValueError
+            raise ConfigError(f"Spec file {settings.spec_file} is not a valid spec: {exc}") from None
+        env.update(spec.env)
+        python = spec.python or python
+        cwd = spec.cwd
+        if spec.worker_count is not None:
+            worker_count = spec.worker_count
     if "AZUREML_ENTRY_SCRIPT" not in env:
         raise ConfigError("No entry script: neither the settings nor the spec file set AZUREML_ENTRY_SCRIPT.")
     cwd = str(cwd or env.get("AML_APP_ROOT") or settings.app_root)
@@ -179,7 +173,7 @@ class Supervisor:
         self.port = settings.port
         self.state = "Transitioning"
         self.error: str | None = None
-        self.last_reload: dict[str, Any] | None = None
+        self.last_reload: ReloadReport | None = None
         self.current: _Generation | None = None
         self.pending: _Generation | None = None
         self.retiring: list[_Worker] = []
@@ -197,17 +191,17 @@ class Supervisor:
         path = self.settings.status_file
         if not path:
             return
-        status = {
-            "state": self.state,
-            "pid": os.getpid(),
-            "port": self.port,
-            "host": self.settings.host,
-            "generation": self.current.number if self.current else None,
-            "workers": [w.proc.pid for w in self.current.workers] if self.current else [],
-            "error": self.error,
-            "last_reload": self.last_reload,
-            "updated": datetime.datetime.now(datetime.timezone.utc).isoformat(),
-        }
+        status = SupervisorStatus(
+            state=self.state,
+            pid=os.getpid(),
+            port=self.port,
+            host=self.settings.host,
+            generation=self.current.number if self.current else None,
+            workers=[w.proc.pid for w in self.current.workers] if self.current else [],
+            error=self.error,
+            last_reload=self.last_reload,
+            updated=datetime.datetime.now(datetime.timezone.utc).isoformat(),
+        ).to_json()
         tmp = f"{path}.{os.getpid()}.tmp"
         with open(tmp, "w", encoding="utf-8") as handle:
             json.dump(status, handle, indent=2)
@@ -455,7 +449,7 @@ class Supervisor:
         try:
             spec = load_spec(self.settings)
         except ConfigError as exc:
-            self.last_reload = {"generation": self.next_generation, "ok": False, "error": str(exc)}
+            self.last_reload = ReloadReport(self.next_generation, ok=False, error=str(exc))
             self.next_generation += 1
             _log(f"reload failed: {exc}")
             return True
@@ -471,7 +465,7 @@ class Supervisor:
             message = self._failure_text(failed[0])
             self._terminate(pending.workers)
             self._wait_all(pending.workers, 10.0)
-            self.last_reload = {"generation": pending.number, "ok": False, "error": message}
+            self.last_reload = ReloadReport(pending.number, ok=False, error=message)
             self.pending = None
             _log(f"reload to generation {pending.number} failed; generation {self.current.number} keeps serving")
             return True
@@ -484,7 +478,7 @@ class Supervisor:
         self.respawn_at.clear()
         self.respawn_delay.clear()
         self.error = None
-        self.last_reload = {"generation": pending.number, "ok": True, "error": None}
+        self.last_reload = ReloadReport(pending.number, ok=True)
         _log(f"generation {pending.number} is serving; generation {old.number} is finishing its requests")
         return True
 
