@@ -88,15 +88,15 @@ def __dir__() -> list[str]:
 
 
 def load_ipython_extension(ipython: Any) -> None:
-    """Register the notebook magics: ``%load_ext jupyter_mldeploy`` (see :mod:`jupyter_mldeploy.magics`)."""
-    from jupyter_mldeploy.magics import load_ipython_extension as load
+    """Register the notebook magics: ``%load_ext jupyter_mldeploy`` (see ``notebook/magics.py``)."""
+    from jupyter_mldeploy.notebook.magics import load_ipython_extension as load
 
     load(ipython)
 
 
 def panel(workspace: Any = None) -> Any:
-    """Return the notebook panel (registry, deployments, endpoint tester as tabs); see ``widgets.panel``."""
-    from jupyter_mldeploy.widgets import panel as build_panel
+    """Return the notebook panel (registry, deployments, endpoint tester as tabs); see ``notebook/widgets``."""
+    from jupyter_mldeploy.notebook.widgets import panel as build_panel
 
     return build_panel(workspace)
 

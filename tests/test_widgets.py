@@ -11,8 +11,14 @@ import pytest
 
 from jupyter_mldeploy.deploy import Webservice, deploy_model
 from jupyter_mldeploy.inference_config import InferenceConfig
+from jupyter_mldeploy.notebook.widgets import (
+    DeploymentsPanel,
+    EndpointTester,
+    MLDeployPanel,
+    RegistryPanel,
+    panel,
+)
 from jupyter_mldeploy.registry import Model
-from jupyter_mldeploy.widgets import DeploymentsPanel, EndpointTester, MLDeployPanel, RegistryPanel, panel
 from jupyter_mldeploy.workspace import Workspace
 
 SCORE = '''

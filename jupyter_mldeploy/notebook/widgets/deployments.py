@@ -15,8 +15,13 @@ from typing import Any
 import ipywidgets as widgets
 
 from jupyter_mldeploy.errors import MLDeployError
-from jupyter_mldeploy.summaries import ServiceSummary, format_duration, service_summaries, state_badge_html
-from jupyter_mldeploy.widgets._common import MessageLine, button, reported, resolve_workspace
+from jupyter_mldeploy.notebook.summaries import (
+    ServiceSummary,
+    format_duration,
+    service_summaries,
+    state_badge_html,
+)
+from jupyter_mldeploy.notebook.widgets._common import MessageLine, button, reported, resolve_workspace
 from jupyter_mldeploy.workspace import Workspace
 
 #: Seconds between two live refreshes.

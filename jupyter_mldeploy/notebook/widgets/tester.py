@@ -10,7 +10,7 @@ from typing import Any
 import ipywidgets as widgets
 import requests
 
-from jupyter_mldeploy.widgets._common import (
+from jupyter_mldeploy.notebook.widgets._common import (
     ERROR_COLOR,
     OK_COLOR,
     MessageLine,

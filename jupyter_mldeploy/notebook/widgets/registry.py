@@ -10,8 +10,8 @@ from typing import Any
 
 import ipywidgets as widgets
 
-from jupyter_mldeploy.summaries import format_size
-from jupyter_mldeploy.widgets._common import MessageLine, button, reported, resolve_workspace
+from jupyter_mldeploy.notebook.summaries import format_size
+from jupyter_mldeploy.notebook.widgets._common import MessageLine, button, reported, resolve_workspace
 from jupyter_mldeploy.workspace import Workspace
 
 

@@ -36,7 +36,7 @@ from IPython.display import display
 from jupyter_mldeploy.deploy.client import LatencyReport, ScoringResponse, load_test, send_request
 from jupyter_mldeploy.entry_script import EntryScriptCheck, check_source
 from jupyter_mldeploy.errors import DeploymentError, MLDeployError
-from jupyter_mldeploy.summaries import ModelTable, ServiceTable, state_badge_html
+from jupyter_mldeploy.notebook.summaries import ModelTable, ServiceTable, state_badge_html
 from jupyter_mldeploy.workspace import Workspace
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -661,7 +661,7 @@ class MLDeployMagics(Magics):
         """
         if line.strip():
             raise UsageError(f"%mldeploy takes no arguments (got {line.strip()!r}).")
-        from jupyter_mldeploy.widgets import panel
+        from jupyter_mldeploy.notebook.widgets import panel
 
         return panel(self.workspace)
 

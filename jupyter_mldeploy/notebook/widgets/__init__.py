@@ -15,10 +15,10 @@ from typing import Any
 
 import ipywidgets as widgets
 
-from jupyter_mldeploy.widgets._common import resolve_workspace
-from jupyter_mldeploy.widgets.deployments import DeploymentsPanel, ServiceRow
-from jupyter_mldeploy.widgets.registry import RegistryPanel
-from jupyter_mldeploy.widgets.tester import EndpointTester
+from jupyter_mldeploy.notebook.widgets._common import resolve_workspace
+from jupyter_mldeploy.notebook.widgets.deployments import DeploymentsPanel, ServiceRow
+from jupyter_mldeploy.notebook.widgets.registry import RegistryPanel
+from jupyter_mldeploy.notebook.widgets.tester import EndpointTester
 from jupyter_mldeploy.workspace import Workspace
 
 
