@@ -78,7 +78,8 @@ def test_deploy_call_delete(workspace, ridge, tmp_path: Path, services):
     # the model files are hard links to the registered ones (no copy of the model)
     app_model = service.app_folder / "azureml-models" / "diabetes" / "1" / "model.pkl"
     assert os.path.samefile(app_model, Path(registered.url) / "model.pkl")
-    assert (service.app_folder / "score.py").is_file()
+    # v1's app layout: the source directory under its own name in the app root
+    assert (service.app_folder / "src" / "score.py").is_file()
 
     data = service.serialize()
     assert data["state"] == "Healthy" and data["models"] == ["diabetes:1"] and data["port"] == service.port

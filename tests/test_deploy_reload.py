@@ -120,7 +120,7 @@ def test_reload_without_waiting_then_wait(versioned):
     assert service.state in ("Transitioning", "Healthy")
     service.wait_for_deployment(timeout_sec=120)
     assert service.run({"data": samples})["version"] == "v5"
-    assert service._record().pending is None
+    assert service._record().target_state.get("pending") is None
     assert len([p for p in service.app_folder.parent.iterdir() if p.name.startswith("app-")]) == 1
 
 

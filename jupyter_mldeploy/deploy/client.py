@@ -1,8 +1,11 @@
 """Calling a service's ``/score``: one request with its latency, or a bounded load test.
 
-Shared by ``Webservice.run``, the ``%test_endpoint`` magic, the ``EndpointTester`` widget, the REST proxy
-behind the JupyterLab sidebar and ``mldeploy service run``, so they encode payloads, time requests and
-report errors the same way.
+Shared by ``Webservice.run`` and :func:`jupyter_mldeploy.actions.call_endpoint` (behind ``%test_endpoint``,
+the panel's tester, ``mldeploy service run`` and the sidebar's score proxy), so they encode payloads, time
+requests and report errors the same way.
+
+Redirects are never followed: a ``3xx`` from a service is its answer (status and ``Location``), so a service
+cannot make the caller (a kernel, or the Jupyter server behind the sidebar) send the body elsewhere.
 """
 
 from __future__ import annotations
@@ -83,6 +86,11 @@ class ScoringResponse:
         return 200 <= self.status_code < 300
 
     @property
+    def location(self) -> str | None:
+        """The ``Location`` of a redirect answer (never followed), else None."""
+        return self.headers.get("location") if 300 <= self.status_code < 400 else None
+
+    @property
     def message(self) -> str:
         """The server's error message (``{"message": ...}`` as azmlinfsrv answers), else the text."""
         if isinstance(self.body, dict) and isinstance(self.body.get("message"), str):
@@ -102,6 +110,7 @@ class ScoringResponse:
             "latency_ms": round(self.latency_ms, 3),
             "headers": self.headers,
             "request_id": self.request_id,
+            "location": self.location,
         }
 
 
@@ -122,7 +131,8 @@ def send_request(
         session: A ``requests.Session`` to reuse connections (load tests).
 
     Returns:
-        ScoringResponse: whatever the status; call :meth:`ScoringResponse.raise_for_status` to raise.
+        ScoringResponse: whatever the status (a ``3xx`` is returned, not followed); call
+        :meth:`ScoringResponse.raise_for_status` to raise.
 
     Raises:
         InvalidArgument: When ``input_data`` cannot be encoded.
@@ -132,7 +142,8 @@ def send_request(
     request_headers = {"Content-Type": "application/json", **(headers or {})}
     poster = session.post if session is not None else requests.post
     start = time.perf_counter()
-    response = poster(scoring_uri, data=body, headers=request_headers, timeout=(CONNECT_TIMEOUT_S, timeout))
+    response = poster(scoring_uri, data=body, headers=request_headers, timeout=(CONNECT_TIMEOUT_S, timeout),
+                      allow_redirects=False)
     text = response.text
     latency_ms = (time.perf_counter() - start) * 1000
     try:

@@ -2,7 +2,7 @@
 ``deploymentconfig.json`` (DESIGN §7).
 
 Services run as local processes (``runtime="process"``) or in Docker containers (``runtime="docker"``,
-see :mod:`jupyter_mldeploy.docker.service`, which also turns ``containerResourceRequirements`` into container
+see :mod:`jupyter_mldeploy.docker.target`, which also turns ``containerResourceRequirements`` into container
 CPU and memory limits). The Kubernetes keys of the v1 file (``autoScaler``, ``numReplicas`` ...) are parsed,
 checked and kept, so one file serves every runtime and survives a round trip.
 """
@@ -16,10 +16,10 @@ from pathlib import Path
 from typing import Any
 
 from jupyter_mldeploy.deploy.ports import validate_port
+from jupyter_mldeploy.deploy.targets.registry import check_target_name, get_target
 from jupyter_mldeploy.errors import DeploymentError, InvalidArgument
 from jupyter_mldeploy.inference_config import read_config_file
 
-RUNTIMES = ("process", "docker")
 _COMPUTE_TYPES = {"local": "local", "docker": "local", "aks": "aks", "kubernetes": "aks"}
 
 #: ``deploymentconfig.json`` keys and the attribute each fills.
@@ -110,8 +110,7 @@ class DeploymentConfiguration:
         if str(self.compute_type).lower() == "docker":
             self.runtime = "docker"
         self.compute_type = compute
-        if self.runtime not in RUNTIMES:
-            raise InvalidArgument(f"Unknown runtime {self.runtime!r}: use 'process' (the default) or 'docker'.")
+        check_target_name(self.runtime)
         if self.port is not None:
             validate_port(self.port)
         if not isinstance(self.host, str) or not self.host:
@@ -141,22 +140,18 @@ class DeploymentConfiguration:
                     raise InvalidArgument(f"containerResourceRequirements.{key} must be a number >= 0, not {value!r}.")
 
     def check_runnable(self) -> None:
-        """Raise unless this configuration can be deployed by this release.
+        """Raise unless this configuration can be deployed here.
 
         Raises:
-            DeploymentError: For a Kubernetes compute type, or the Docker runtime when no Docker engine answers
-                (within seconds), saying what to use.
+            DeploymentError: For a Kubernetes compute type, or a target that is not available (for Docker: no
+                engine answers within seconds), saying what to use.
         """
         if self.compute_type != "local":
             raise DeploymentError(
                 f"computeType {self.compute_type!r} deploys to Kubernetes, which arrives with the Kubernetes "
                 "runtime; deploy locally with LocalWebservice.deploy_configuration() (computeType 'local')."
             )
-        if self.runtime == "docker":
-            # Fails fast (seconds) when no engine answers: "start Docker or use runtime='process'".
-            from jupyter_mldeploy.docker.engine import docker_client
-
-            docker_client(DeploymentError).close()
+        get_target(self.runtime).check_available()
 
     # -- files ----------------------------------------------------------------------------------------
 

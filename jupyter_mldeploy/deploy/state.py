@@ -1,9 +1,9 @@
 """Service states and the JSON record of a service (``deployments/<service>/service.json``).
 
 The record is the only thing a new Python process needs to re-attach to a running service
-(``Webservice(ws, name)``): it names the process (pid plus its start time, so a recycled pid is never
-mistaken for ours), the port, the app folder in use, the models, and the configurations the service was
-deployed with. It is JSON (never pickle) and replaced atomically, so a reader never sees half a file.
+(``Webservice(ws, name)``): the target that runs it, the port, the models, and the configurations the
+service was deployed with, plus ``target_state``, the target's own JSON (a process target's pid and start
+time, a Docker target's container generation), which only the target interprets. It is JSON (never pickle) and replaced atomically, so a reader never sees half a file.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from typing import Any
 from jupyter_mldeploy.errors import DeploymentError
 
 #: Version of the ``service.json`` format; a record of another version is refused, not misread.
-RECORD_FORMAT = 1
+RECORD_FORMAT = 2
 
 
 class ServiceState(str):
@@ -112,57 +112,53 @@ class ModelRef:
         return f"{self.name}:{self.version}"
 
 
+#: Fields of a format-1 record that belonged to the process and Docker targets; format 2 keeps them in
+#: ``target_state``.
+_FORMAT1_TARGET_FIELDS = (
+    "pid", "pid_create_time", "python", "app_generation", "server_generation", "log_offset", "status_file",
+    "pending",
+)
+
+
 @dataclass
 class ServiceRecord:
-    """The content of ``service.json``.
+    """The content of ``service.json``: what every target's service has, plus the target's own JSON.
 
     Attributes:
         name: Service name.
-        runtime: ``"process"``.
-        host: Interface the server binds (``127.0.0.1`` unless configured otherwise).
-        port: TCP port the server listens on.
-        pid: The supervisor's pid (leader of its own process group), or None before it started.
-        pid_create_time: ``psutil.Process(pid).create_time()`` (seconds since the epoch), to tell our
-            process from a later one that reuses the pid.
-        python: The interpreter the scoring server runs in.
-        app_generation: Number of the app folder in use (``app-<n>``).
-        server_generation: The supervisor's worker generation serving ``app-<n>``, from its status file.
-        models: The model versions served.
+        target: The deployment target's name (``"process"``, ``"docker"``, or a plug-in's).
+        host: Interface the service binds (``127.0.0.1`` unless configured otherwise).
+        port: TCP port callers use.
+        models: The model versions served (empty for a deployment serving its source directory only).
         inference_config: The inference configuration, as ``InferenceConfig.serialize()`` (absolute paths).
         deployment_config: The deployment configuration, as ``DeploymentConfiguration.serialize()``.
-        environment: ``{"name", "version", "spec_hash"}`` of the environment, or None for the deploying
-            interpreter.
+        environment: A description of the environment (name, version, spec hash or image), or None for the
+            deploying interpreter.
         created_time: ISO 8601 UTC.
         updated_time: ISO 8601 UTC.
-        log_offset: Byte offset in ``server.log`` where the latest start began (errors show what follows).
         last_error: The latest failure message from a deploy, reload or update, or None.
-        status_file: Name of the supervisor's status file in the service folder (a restart on a new port
-            gives the new supervisor its own, so the two never write the same file).
-        pending: A switch in progress (``reload(wait=False)``): ``{"record": <the new record>,
-            "base_server_generation", "previous_spec", "log_offset"}``; None otherwise.
+        target_state: The target's own JSON (pids, container ids, generations...); only the target reads it.
         format: :data:`RECORD_FORMAT`.
     """
 
     name: str
-    runtime: str
+    target: str
     host: str
     port: int
-    python: str
     models: list[ModelRef]
     inference_config: dict[str, Any]
     deployment_config: dict[str, Any]
     environment: dict[str, Any] | None = None
-    pid: int | None = None
-    pid_create_time: float | None = None
-    app_generation: int = 1
-    server_generation: int | None = None
     created_time: str = field(default_factory=utc_now)
     updated_time: str = field(default_factory=utc_now)
-    log_offset: int = 0
     last_error: str | None = None
-    status_file: str = "status.json"
-    pending: dict[str, Any] | None = None
+    target_state: dict[str, Any] = field(default_factory=dict)
     format: int = RECORD_FORMAT
+
+    @property
+    def model_ids(self) -> list[str]:
+        """The served versions as ``"name:version"``."""
+        return [m.id for m in self.models]
 
     def to_dict(self) -> dict[str, Any]:
         """Return the JSON-safe content."""
@@ -170,11 +166,13 @@ class ServiceRecord:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], source: Path) -> ServiceRecord:
-        """Build a record from ``service.json`` content.
+        """Build a record from ``service.json`` content, migrating a format-1 record (releases up to 0.1).
 
         Raises:
-            DeploymentError: When the content is of another format or lacks fields; names the file.
+            DeploymentError: When the content is of an unknown format or lacks fields; names the file.
         """
+        if data.get("format") == 1:
+            data = _migrate_format1(data)
         if data.get("format") != RECORD_FORMAT:
             raise DeploymentError(
                 f"{source} has record format {data.get('format')!r}, this jupyter-mldeploy reads "
@@ -183,9 +181,25 @@ class ServiceRecord:
         try:
             models = [ModelRef(str(m["name"]), int(m["version"])) for m in data["models"]]
             known = {f for f in cls.__dataclass_fields__ if f != "models"}
-            return cls(models=models, **{k: v for k, v in data.items() if k in known})
+            record = cls(models=models, **{k: v for k, v in data.items() if k in known})
         except (KeyError, TypeError, ValueError) as exc:
             raise DeploymentError(f"{source} is damaged ({exc!r}); delete the service and deploy it again.") from exc
+        if not isinstance(record.target_state, dict):
+            raise DeploymentError(f"{source} is damaged (target_state is not an object); deploy the service again.")
+        return record
+
+
+def _migrate_format1(data: dict[str, Any]) -> dict[str, Any]:
+    """Turn a format-1 record (runtime fields at the top) into format 2 (``target`` + ``target_state``)."""
+    migrated = {k: v for k, v in data.items() if k not in _FORMAT1_TARGET_FIELDS and k != "runtime"}
+    migrated["target"] = data.get("runtime") or "process"
+    migrated["target_state"] = {k: data[k] for k in _FORMAT1_TARGET_FIELDS if k in data}
+    pending = migrated["target_state"].get("pending")
+    if isinstance(pending, dict) and isinstance(pending.get("record"), dict):
+        # A switch in progress stored the whole new record: migrate it the same way.
+        pending["record"] = _migrate_format1({**pending["record"], "format": 1})
+    migrated["format"] = RECORD_FORMAT
+    return migrated
 
 
 def write_json_atomic(path: Path, data: Any) -> None:

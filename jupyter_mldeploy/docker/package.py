@@ -24,6 +24,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from jupyter_mldeploy.deploy.app_folder import build_app_folder, remove_app_folder
+from jupyter_mldeploy.deploy.model_sources import resolve_model_sources
+from jupyter_mldeploy.deploy.plan import check_inputs, scoring_variables
 from jupyter_mldeploy.docker.build import BuiltImage, build_context, local_tags
 from jupyter_mldeploy.docker.dockerfile import (
     APP_ROOT,
@@ -34,6 +36,7 @@ from jupyter_mldeploy.docker.dockerfile import (
     read_extra_steps,
 )
 from jupyter_mldeploy.docker.engine import docker_client
+from jupyter_mldeploy.docker.notebook_env import notebook_requirements
 from jupyter_mldeploy.errors import EnvironmentBuildError, InvalidArgument
 
 if TYPE_CHECKING:
@@ -168,13 +171,10 @@ def package_models(
         EnvironmentBuildError: When the environment cannot be planned, or (to pick the base image) no Docker
             engine answers while an image is wanted.
     """
-    from jupyter_mldeploy.deploy.webservice import _check_inputs, _resolve_models
-    from jupyter_mldeploy.docker.notebook_env import notebook_requirements
-
-    _check_inputs(inference_config, None)
+    check_inputs(inference_config, None)
     if image_name is not None and (not image_name or any(c.isspace() or c.isupper() for c in image_name)):
         raise InvalidArgument(f"Invalid image_name {image_name!r}: use a lower-case 'repo:tag' such as 'diabetes:1'.")
-    sources = _resolve_models(workspace, models)
+    sources = resolve_model_sources(workspace, models)
     environment = inference_config.resolve_environment(workspace)
     available: set[str] = set()
     if not generate_dockerfile:
@@ -193,13 +193,7 @@ def package_models(
             staging, entry_script=inference_config.entry_script, source_directory=inference_config.source_directory,
             models=sources, exclude=[workspace.path],
         )
-        variables = dict(environment.environment_variables) if environment is not None else {}
-        variables.update({
-            "AZUREML_MODEL_DIR": f"{APP_ROOT}/{app.model_dir.relative_to(staging).as_posix()}",
-            "AZUREML_ENTRY_SCRIPT": f"{APP_ROOT}/{app.entry_script.relative_to(staging).as_posix()}",
-            "AZUREML_SOURCE_DIRECTORY": APP_ROOT,
-            "AML_APP_ROOT": APP_ROOT,
-        })
+        variables = scoring_variables(inference_config, None, app, lambda path: _image_path(staging, path))
         section = AppSection(source=staging, entry_script=variables["AZUREML_ENTRY_SCRIPT"], environment=variables)
         context = generate_context(
             environment if managed else None, base_image=base_image, extra_requirements=extra,
@@ -211,6 +205,12 @@ def package_models(
         remove_app_folder(staging)
         raise
     return ModelPackage(workspace, context, staging, generate_dockerfile)
+
+
+def _image_path(staging: Path, path: Path) -> str:
+    """Where ``path`` of the staged app folder lands in the image (under :data:`APP_ROOT`)."""
+    relative = path.relative_to(staging).as_posix()
+    return APP_ROOT if relative == "." else f"{APP_ROOT}/{relative}"
 
 
 def _content_hash(context: BuildContext, app: Path) -> str:

@@ -1,18 +1,10 @@
-"""The process runtime: the scoring server as a detached local process.
+"""Local OS processes of the process target: start the supervisor detached, find it, stop it.
 
-``python -m jupyter_mldeploy.server`` (a small supervisor that binds the port and runs worker processes) is
-started in its own session (``start_new_session=True``): it leads its own process group, gets no signal
-when a notebook cell is interrupted or the kernel restarts, and its workers can be stopped together with
-``killpg``. Its stdin is closed and its stdout/stderr go to the service's ``server.log``.
-
-The supervisor is driven through files and signals only, so any process (a new kernel, the CLI) can drive
-a service it did not start:
-
-* ``spec.json`` (written here): ``{"python", "cwd", "env", "worker_count"}``, re-read on ``SIGHUP``;
-* ``status.json`` (written by the server): ``state``, ``generation``, ``workers``, ``error``,
-  ``last_reload``;
-* ``SIGHUP``: start a new worker generation from ``spec.json``, then stop the old one (zero downtime; the
-  old keeps serving if the new ``init()`` fails); ``SIGTERM``: graceful exit.
+``python -m jupyter_mldeploy.server`` is started in its own session (``start_new_session=True``): it leads its
+own process group, gets no signal when a notebook cell is interrupted or the kernel restarts, and its workers
+can be stopped together with ``killpg``. Its stdin is closed and its stdout/stderr go to the service's
+``server.log``. Its command line names its status file (inside the service folder), so every server of a
+service is findable from the workspace alone (:func:`servers_of`), even one whose pid was never recorded.
 """
 
 from __future__ import annotations
@@ -25,12 +17,8 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import psutil
-import requests
-
-from jupyter_mldeploy.deploy.state import read_json, write_json_atomic
 
 SERVER_MODULE = "jupyter_mldeploy.server"
 #: Exit code of the supervisor when its port is taken.
@@ -43,34 +31,6 @@ _INTERPRETER_VARIABLES = ("PYTHONPATH", "PYTHONHOME", "PYTHONSTARTUP", "VIRTUAL_
 # Popen objects of servers started by this process, kept so their exit status is collected (no zombie
 # that psutil would report as alive) and so no ResourceWarning fires when a handle goes away.
 _CHILDREN: dict[int, subprocess.Popen[bytes]] = {}
-
-
-@dataclass(frozen=True)
-class ServerFiles:
-    """The files of one service's folder that the runtime reads and writes.
-
-    Attributes:
-        folder: ``deployments/<service>/``.
-        status_name: File name of the supervisor's status file.
-    """
-
-    folder: Path
-    status_name: str = "status.json"
-
-    @property
-    def spec(self) -> Path:
-        """``spec.json``: what the supervisor runs (re-read on SIGHUP)."""
-        return self.folder / "spec.json"
-
-    @property
-    def status(self) -> Path:
-        """``status.json``: written by the supervisor."""
-        return self.folder / self.status_name
-
-    @property
-    def log(self) -> Path:
-        """``server.log``: the supervisor's and workers' output."""
-        return self.folder / "server.log"
 
 
 @dataclass(frozen=True)
@@ -88,11 +48,6 @@ class StartedProcess:
     log_offset: int
 
 
-def write_spec(files: ServerFiles, python: str, cwd: Path, env: dict[str, str], worker_count: int) -> None:
-    """Write ``spec.json`` atomically (the supervisor may re-read it at any moment)."""
-    write_json_atomic(files.spec, {"python": python, "cwd": str(cwd), "env": env, "worker_count": worker_count})
-
-
 def _child_environment(python: str, extra: dict[str, str]) -> dict[str, str]:
     env = dict(os.environ)
     # Compare without resolving symlinks: a virtual environment's python links to its base interpreter.
@@ -105,7 +60,9 @@ def _child_environment(python: str, extra: dict[str, str]) -> dict[str, str]:
 
 
 def start_server(
-    files: ServerFiles,
+    log_file: Path,
+    status_file: Path,
+    spec_file: Path,
     python: str,
     cwd: Path,
     entry_script: Path,
@@ -115,10 +72,12 @@ def start_server(
 ) -> StartedProcess:
     """Start the supervisor detached; return as soon as the process exists (it is not healthy yet).
 
-    ``spec.json`` must already be written; the supervisor reads it for its workers.
+    The spec file must already be written; the supervisor reads it for its workers.
 
     Args:
-        files: The service's files.
+        log_file: Where the supervisor's and workers' output is appended.
+        status_file: The status file the supervisor writes (removed first).
+        spec_file: The spec file it reads.
         python: Interpreter to run in (holds the scoring server package and its requirements).
         cwd: Working folder (the app root).
         entry_script: The entry script (absolute).
@@ -132,18 +91,18 @@ def start_server(
     Raises:
         OSError: When the interpreter cannot be executed.
     """
-    files.log.parent.mkdir(parents=True, exist_ok=True)
-    offset = files.log.stat().st_size if files.log.exists() else 0
-    files.status.unlink(missing_ok=True)
+    log_file.parent.mkdir(parents=True, exist_ok=True)
+    offset = log_file.stat().st_size if log_file.exists() else 0
+    status_file.unlink(missing_ok=True)
     command = [
         python, "-m", SERVER_MODULE,
         "--entry_script", str(entry_script),
         "--port", str(port),
         "--host", host,
-        "--status-file", str(files.status),
-        "--spec-file", str(files.spec),
+        "--status-file", str(status_file),
+        "--spec-file", str(spec_file),
     ]
-    with open(files.log, "ab") as log:
+    with open(log_file, "ab") as log:
         proc = subprocess.Popen(
             command,
             cwd=str(cwd),
@@ -229,12 +188,12 @@ def stop_server(pid: int | None, create_time: float | None, timeout: float = 10.
     for member in members:
         with contextlib.suppress(psutil.NoSuchProcess, psutil.AccessDenied):
             member.terminate()
-    _gone, alive = psutil.wait_procs(members, timeout=timeout) if members else ([], [])
+    alive = _wait_gone(members, timeout)
     for member in alive:
         with contextlib.suppress(psutil.NoSuchProcess, psutil.AccessDenied):
             member.kill()
     if alive:
-        psutil.wait_procs(alive, timeout=5)
+        _wait_gone(alive, 5.0)
     if pid is not None:
         proc = _CHILDREN.pop(pid, None)
         if proc is not None:
@@ -253,48 +212,54 @@ def identify(pids: list[int]) -> list[list[float]]:
 
 def wait_for_exit(identified: list[list[float]], timeout: float) -> bool:
     """Wait until every ``[pid, create_time]`` process has exited; return False when some remain."""
-    return wait_until(
-        lambda: not any(is_running(int(pid), create_time) for pid, create_time in identified), timeout, 0.05
-    )
-
-
-def send_reload(pid: int) -> None:
-    """Ask the supervisor to start a new worker generation from ``spec.json`` (SIGHUP)."""
-    os.kill(pid, signal.SIGHUP)
-
-
-def read_status(files: ServerFiles) -> dict[str, Any] | None:
-    """Return the supervisor's ``status.json`` content, or None when not written yet."""
-    data = read_json(files.status)
-    return data if isinstance(data, dict) else None
-
-
-def probe_health(host: str, port: int, timeout: float = 1.0) -> bool:
-    """Return True when ``GET /`` on the service answers 200 (liveness)."""
-    address = "127.0.0.1" if host in ("0.0.0.0", "") else host
-    try:
-        response = requests.get(f"http://{address}:{port}/", timeout=timeout)
-    except requests.RequestException:
-        return False
-    return response.status_code == 200
-
-
-def read_log(files: ServerFiles, offset: int = 0) -> str:
-    """Return ``server.log`` from byte ``offset`` on (decoded leniently), or "" when missing."""
-    try:
-        with open(files.log, "rb") as handle:
-            handle.seek(offset)
-            return handle.read().decode("utf-8", errors="replace")
-    except FileNotFoundError:
-        return ""
-
-
-def wait_until(predicate: Any, timeout: float, interval: float = 0.1) -> bool:
-    """Poll ``predicate()`` until it is true or ``timeout`` seconds passed; return its last value."""
     deadline = time.monotonic() + timeout
-    while True:
-        if predicate():
-            return True
+    while any(is_running(int(pid), create_time) for pid, create_time in identified):
         if time.monotonic() >= deadline:
             return False
-        time.sleep(interval)
+        time.sleep(0.05)
+    return True
+
+
+def _gone(process: psutil.Process) -> bool:
+    """True when ``process`` exited. A zombie has exited too: its parent (often another Python process, the
+    one that deployed the service) merely has not collected its status yet, and may never do so."""
+    try:
+        return process.status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
+
+
+def _wait_gone(processes: list[psutil.Process], timeout: float) -> list[psutil.Process]:
+    """Wait until every process exited or is a zombie; return those still alive after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    alive = [p for p in processes if not _gone(p)]
+    while alive and time.monotonic() < deadline:
+        time.sleep(0.02)
+        alive = [p for p in alive if not _gone(p)]
+    return alive
+
+
+def servers_of(folder: Path) -> list[psutil.Process]:
+    """Return every live supervisor whose status file lies in ``folder`` (a service folder).
+
+    Finds strays no record names: a server started by a deploy that was killed before it recorded the pid.
+    """
+    marker = str(folder.resolve()) + os.sep
+    found = []
+    for process in psutil.process_iter(["pid", "cmdline"]):
+        cmdline = process.info["cmdline"] or []
+        if SERVER_MODULE not in cmdline or "--status-file" not in cmdline:
+            continue
+        index = cmdline.index("--status-file") + 1
+        if index < len(cmdline) and os.path.abspath(cmdline[index]).startswith(marker) and not _gone(process):
+            found.append(process)
+    return found
+
+
+def stop_processes(processes: list[psutil.Process], timeout: float = 10.0) -> None:
+    """Stop supervisors found by :func:`servers_of` with their process groups (SIGTERM, then SIGKILL)."""
+    for process in processes:
+        with contextlib.suppress(psutil.NoSuchProcess, psutil.AccessDenied):
+            stop_server(process.pid, process.create_time(), timeout=timeout)
+
+

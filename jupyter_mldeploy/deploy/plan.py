@@ -1,0 +1,281 @@
+"""``DeploymentPlan``: everything a deployment needs, checked once, before any target starts anything.
+
+A plan is runtime-neutral: the same plan deploys to the process target, to Docker, or to a plug-in target.
+It holds the resolved model versions, the checked inference and deployment configurations and the target's
+name, and it is the one place the scoring variables are built (:meth:`DeploymentPlan.scoring_variables`)
+and the app folder is laid out (:meth:`DeploymentPlan.layout`), so every target gives a script the same
+environment.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from jupyter_mldeploy.deploy.app_folder import AppFolder, ModelSource, build_app_folder
+from jupyter_mldeploy.deploy.config import DeploymentConfiguration, local_deploy_configuration
+from jupyter_mldeploy.deploy.model_sources import resolve_model_sources
+from jupyter_mldeploy.deploy.state import ModelRef, ServiceRecord, utc_now
+from jupyter_mldeploy.errors import DeploymentError, InvalidArgument, NotFound
+from jupyter_mldeploy.inference_config import InferenceConfig
+from jupyter_mldeploy.names import validate_name
+from jupyter_mldeploy.workspace import Workspace
+
+if TYPE_CHECKING:  # pragma: no cover
+    from jupyter_mldeploy.environment import Environment
+
+
+def check_inputs(inference_config: Any, deployment_config: Any) -> DeploymentConfiguration:
+    """Check an inference and a deployment configuration; return the deployment configuration to use.
+
+    Args:
+        inference_config: An :class:`InferenceConfig`.
+        deployment_config: A :class:`DeploymentConfiguration`, or None for the default local one.
+
+    Raises:
+        InvalidArgument: For a missing or wrongly typed configuration, or an entry script that cannot be
+            served (parsed, not imported).
+        DeploymentError: When the configuration's target cannot run here (names what to install or start).
+    """
+    if not isinstance(inference_config, InferenceConfig):
+        raise InvalidArgument(
+            "inference_config is required: pass InferenceConfig(entry_script='score.py', "
+            f"source_directory=..., environment=...), not {type(inference_config).__name__}."
+        )
+    config = deployment_config if deployment_config is not None else local_deploy_configuration()
+    if not isinstance(config, DeploymentConfiguration):
+        raise InvalidArgument(
+            "deployment_config must come from LocalWebservice.deploy_configuration() or "
+            f"DeploymentConfiguration.from_file(), not {type(config).__name__}."
+        )
+    config.check_runnable()
+    inference_config.validate()
+    return config
+
+
+def scoring_variables(
+    inference_config: InferenceConfig,
+    deployment_config: DeploymentConfiguration | None,
+    app: AppFolder,
+    place: Callable[[Path], str] | None = None,
+) -> dict[str, str]:
+    """Return the variables the scoring server gets, with the names azureml-inference-server-http 1.5 reads.
+
+    The one builder of a scoring environment, used by every target, ``Model.package`` and the trial run. In
+    order of precedence (later wins): the environment's declared variables, the deployment configuration's
+    ``environment_variables``, then the layout (``AML_APP_ROOT``, ``AZUREML_MODEL_DIR``,
+    ``AZUREML_ENTRY_SCRIPT``, ``AZUREML_SOURCE_DIRECTORY``) and the server settings (``WORKER_COUNT``,
+    ``SCORING_TIMEOUT_MS``, ``AML_CORS_ORIGINS``).
+
+    Args:
+        inference_config: The inference configuration (its environment's variables are used).
+        deployment_config: The deployment configuration, or None (a package: the image's user sets them).
+        app: The laid-out app folder.
+        place: Maps a host path of the app folder to where the server sees it (a container's mount or
+            ``/var/azureml-app`` in an image); default: the path itself.
+
+    Returns:
+        dict[str, str]: Variable name -> value.
+    """
+    env: dict[str, str] = {}
+    declared = getattr(inference_config.environment, "environment_variables", None)
+    if isinstance(declared, dict):
+        env.update({str(k): str(v) for k, v in declared.items()})
+    if deployment_config is not None:
+        env.update(deployment_config.environment_variables)
+    env.update(app.scoring_environment(place))
+    if deployment_config is not None:
+        env["WORKER_COUNT"] = str(deployment_config.worker_count)
+        if deployment_config.scoring_timeout_ms is not None:
+            env["SCORING_TIMEOUT_MS"] = str(deployment_config.scoring_timeout_ms)
+        if deployment_config.cors_origins:
+            env["AML_CORS_ORIGINS"] = ",".join(deployment_config.cors_origins)
+    return env
+
+
+@dataclass(frozen=True)
+class DeploymentPlan:
+    """What to deploy and where, checked.
+
+    Attributes:
+        workspace: The workspace holding the models; the service lives in its ``deployments/``.
+        name: Service name.
+        target: Name of the deployment target (``deployment_config.runtime``).
+        models: The model versions to serve (empty: files come from the source directory only).
+        inference_config: The checked inference configuration.
+        deployment_config: The checked deployment configuration.
+        port: The port asked for, or None for a free one (chosen by the target).
+        new_environment: True when the environment must be resolved again (a create, or an update with a new
+            inference configuration); False when the running environment is kept.
+    """
+
+    workspace: Workspace
+    name: str
+    target: str
+    models: tuple[ModelSource, ...]
+    inference_config: InferenceConfig
+    deployment_config: DeploymentConfiguration
+    port: int | None
+    new_environment: bool = True
+
+    @property
+    def model_ids(self) -> list[str]:
+        """The served versions as ``"name:version"``."""
+        return [m.id for m in self.models]
+
+    def environment(self) -> Environment | None:
+        """The declared environment (registered or inline), or None for the deploying interpreter.
+
+        Raises:
+            NotFound: For a registered environment that does not exist.
+        """
+        return self.inference_config.resolve_environment(self.workspace)
+
+    def layout(self, root: Path) -> AppFolder:
+        """Lay out the app folder at ``root`` (replaced when it exists), as every target serves it.
+
+        Raises:
+            InvalidArgument, DeploymentError: See :func:`~jupyter_mldeploy.deploy.app_folder.build_app_folder`.
+        """
+        return build_app_folder(
+            root,
+            entry_script=self.inference_config.entry_script,
+            source_directory=self.inference_config.source_directory,
+            models=list(self.models),
+            exclude=[self.workspace.path],
+        )
+
+    def scoring_variables(self, app: AppFolder, place: Callable[[Path], str] | None = None) -> dict[str, str]:
+        """Return the scoring server's variables for this plan (see :func:`scoring_variables`).
+
+        Args:
+            app: The laid-out app folder.
+            place: Maps a host path of the app folder to where the server sees it (a container's mount).
+        """
+        return scoring_variables(self.inference_config, self.deployment_config, app, place)
+
+    def record(
+        self,
+        port: int,
+        environment: dict[str, Any] | None,
+        target_state: dict[str, Any],
+        previous: ServiceRecord | None = None,
+    ) -> ServiceRecord:
+        """Return the service record of this plan served on ``port``.
+
+        Sets ``deployment_config.port`` to ``port`` in the stored configuration, so it names the port in use.
+
+        Args:
+            port: The port in use.
+            environment: A description of the environment (shown, never interpreted), or None.
+            target_state: The target's own JSON.
+            previous: The record this one replaces (keeps its creation time), or None for a new service.
+        """
+        config = replace(self.deployment_config)
+        config.port = port
+        return ServiceRecord(
+            name=self.name,
+            target=self.target,
+            host=config.host,
+            port=port,
+            models=[ModelRef(m.name, m.version) for m in self.models],
+            inference_config=self.inference_config.serialize(),
+            deployment_config=config.serialize(),
+            environment=environment,
+            created_time=previous.created_time if previous is not None else utc_now(),
+            updated_time=utc_now(),
+            target_state=target_state,
+        )
+
+
+def plan_deployment(
+    workspace: Workspace,
+    name: str,
+    models: Any,
+    inference_config: Any,
+    deployment_config: Any,
+) -> DeploymentPlan:
+    """Check a new deployment's inputs and return its plan (nothing is started or written).
+
+    Args:
+        workspace: The workspace holding the models.
+        name: Service name (letters, digits, ``_.-``).
+        models: Registered ``Model`` objects or ``"name[:version]"`` strings; None or ``[]`` deploys the
+            source directory alone (v1's "deploy using a local model").
+        inference_config: The entry script, source directory and environment.
+        deployment_config: From ``LocalWebservice.deploy_configuration()``, or None for the default.
+
+    Raises:
+        InvalidArgument: For a bad name, models, configuration or entry script.
+        NotFound: For a model version or environment that is not registered.
+        DeploymentError: When the target cannot run here.
+    """
+    if not isinstance(workspace, Workspace):
+        raise InvalidArgument(f"workspace must be a Workspace, not {type(workspace).__name__}.")
+    validate_name(name, "service name")
+    config = check_inputs(inference_config, deployment_config)
+    sources = resolve_model_sources(workspace, models)
+    return DeploymentPlan(
+        workspace=workspace,
+        name=name,
+        target=config.runtime,
+        models=tuple(sources),
+        inference_config=inference_config,
+        deployment_config=config,
+        port=config.port,
+    )
+
+
+def plan_update(
+    workspace: Workspace,
+    record: ServiceRecord,
+    models: Any = None,
+    inference_config: InferenceConfig | None = None,
+    deployment_config: DeploymentConfiguration | None = None,
+) -> DeploymentPlan:
+    """Check an update's inputs against the running service's record; what is not given is kept.
+
+    Args:
+        workspace: The workspace.
+        record: The service's current record.
+        models: New model versions (replacing the served ones), or None to keep them.
+        inference_config: A new inference configuration, or None to keep it (its files are copied again).
+        deployment_config: A new deployment configuration, or None to keep it.
+
+    Raises:
+        InvalidArgument: For a bad configuration, or a change of target (delete and deploy again).
+        DeploymentError: When a served model version no longer exists.
+    """
+    ic = inference_config if inference_config is not None else InferenceConfig.from_dict(
+        record.inference_config, workspace=workspace
+    )
+    if deployment_config is not None:
+        config = deployment_config
+    else:
+        config = DeploymentConfiguration.from_dict(record.deployment_config)
+        config.port = record.port
+    config = check_inputs(ic, config)
+    if config.runtime != record.target:
+        raise InvalidArgument(
+            f"Service {record.name!r} runs on the {record.target!r} target; to move it to {config.runtime!r}, "
+            "delete it and deploy it again."
+        )
+    try:
+        sources = resolve_model_sources(workspace, models if models is not None else record.model_ids)
+    except NotFound as exc:
+        raise DeploymentError(
+            f"Cannot update service {record.name!r}: {exc} Update it with models=[...] naming existing versions."
+        ) from exc
+    port = config.port if deployment_config is not None and config.port is not None else record.port
+    return DeploymentPlan(
+        workspace=workspace,
+        name=record.name,
+        target=record.target,
+        models=tuple(sources),
+        inference_config=ic,
+        deployment_config=config,
+        port=port,
+        new_environment=inference_config is not None,
+    )
