@@ -2,13 +2,46 @@
 
 One root, :class:`MLDeployError`, carrying an HTTP status (as MLflow's ``MlflowException`` and BentoML's
 ``BentoMLException`` do), so the CLI, the magics and the REST handlers map any domain error the same way:
-the CLI prints ``str(error)`` and exits 1, magics raise IPython's ``UsageError``, handlers answer
-``{"message": str(error)}`` with :attr:`MLDeployError.http_status`.
+the CLI prints :attr:`MLDeployError.summary` and exits 1, magics raise IPython's ``UsageError`` with the
+summary, panels show it in red, handlers answer ``to_dict()`` with :attr:`MLDeployError.http_status`.
 """
 
 from __future__ import annotations
 
+import re
 from http import HTTPStatus
+
+# The last line of a Python traceback: ``ValueError: bad``, ``pkg.mod.CustomError``, ``KeyboardInterrupt``.
+_EXCEPTION_LINE = re.compile(r"^[A-Za-z_][\w.]*(Error|Exception|Exit|Interrupt)\b")
+_TRACEBACK = "Traceback (most recent call last)"
+
+
+def headline(text: str) -> str:
+    """Summarize a report that may hold a traceback as one line.
+
+    The lines before the traceback are joined with spaces; when a traceback follows, its exception line
+    (``ValueError: bad``) is added in parentheses, so the reason survives without the stack.
+
+    Args:
+        text: A message, possibly several lines, possibly ending in a Python traceback.
+
+    Returns:
+        str: One line without newlines; empty for a blank text.
+    """
+    lines = [line.strip() for line in str(text).strip().splitlines() if line.strip()]
+    head: list[str] = []
+    for line in lines:
+        cut = line.find(_TRACEBACK)
+        if cut >= 0:
+            if line[:cut].strip():
+                head.append(line[:cut].rstrip(" :"))
+            break
+        head.append(line.strip(" -"))
+    first = " ".join(head).rstrip(" :")
+    exception = next((line for line in reversed(lines) if _EXCEPTION_LINE.match(line)), None)
+    if exception and len(head) < len(lines) and exception not in first:
+        return f"{first} ({exception})" if first else exception
+    return first
 
 
 class MLDeployError(Exception):
@@ -26,6 +59,11 @@ class MLDeployError(Exception):
     def __init__(self, message: str) -> None:
         super().__init__(message)
         self.message = message
+
+    @property
+    def summary(self) -> str:
+        """The error as one line (see :func:`headline`): what the CLI prints, magics raise, panels show."""
+        return headline(self.message)
 
     def to_dict(self) -> dict[str, object]:
         """Return the JSON body a REST handler sends: ``{"message", "error", "status"}``."""
@@ -82,8 +120,15 @@ class DeploymentError(MLDeployError):
     def __init__(self, message: str, logs: str | None = None) -> None:
         full = message if not logs else f"{message}\n{logs.rstrip()}"
         super().__init__(full)
-        self.summary = message
+        self.reason = message
         self.logs = logs or ""
+
+    @property
+    def summary(self) -> str:
+        """The failure as one line: the message plus, when the log tail ends in a traceback, its exception."""
+        first = headline(self.reason)
+        exception = headline(f"{_TRACEBACK}\n{self.logs}") if _TRACEBACK in self.logs else ""
+        return f"{first} ({exception})" if exception and exception not in first else first
 
 
 class ScoringError(MLDeployError):

@@ -19,10 +19,11 @@ import contextlib
 import os
 import sqlite3
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 from jupyter_mldeploy import settings
-from jupyter_mldeploy.errors import NotFound, WorkspaceError
+from jupyter_mldeploy.errors import Conflict, NotFound, WorkspaceError
 
 #: Version of the on-disk layout and database schema. Bump it (and teach ``_check_layout`` to migrate or
 #: refuse) whenever a table or folder changes meaning.
@@ -83,6 +84,80 @@ CREATE TABLE IF NOT EXISTS service_models (
 """
 
 
+def is_workspace(folder: Path) -> bool:
+    """True when ``folder`` holds a workspace: its ``registry.sqlite`` exists (the one test used everywhere)."""
+    return (folder / REGISTRY_FILENAME).is_file()
+
+
+@dataclass(frozen=True)
+class WorkspaceLocation:
+    """Where the workspace to use is, found by :func:`locate_workspace`.
+
+    Attributes:
+        path: The workspace folder (absolute): the one found, else the one a writing command creates.
+        exists: True when ``path`` already holds a workspace.
+        searched: The folders looked at, in order (named when no workspace exists).
+        source: How ``path`` was chosen: ``"given"``, ``"$MLDEPLOY_WORKSPACE"``, ``"nearest .mldeploy"`` or
+            ``"default"`` (a new ``.mldeploy`` in the start folder).
+    """
+
+    path: Path
+    exists: bool
+    searched: tuple[Path, ...]
+    source: str
+
+    def missing_message(self) -> str:
+        """One sentence for a reading command that found no workspace: the folders searched and the fix."""
+        where = ", ".join(str(p) for p in self.searched)
+        return (
+            f"No workspace found (looked for {REGISTRY_FILENAME} in {where}). Create one with "
+            f"'mldeploy workspace create {self.path}' (Workspace.create in Python), or register a model: "
+            "the first register creates it."
+        )
+
+
+def locate_workspace(path: str | os.PathLike[str] | None = None, start: str | os.PathLike[str] | None = None,
+                     ) -> WorkspaceLocation:
+    """Find the workspace to use: the one resolution rule of the package.
+
+    ``Workspace.from_config``, the CLI, the magics, the panel and the Jupyter server extension all call this,
+    so they agree on which folder a command means. Order:
+
+    1. ``path`` when given, else ``$MLDEPLOY_WORKSPACE``: that folder when it holds a workspace, else its
+       ``.mldeploy/`` when that does, else that folder (to be created);
+    2. the nearest ``.mldeploy/`` holding a workspace in ``start`` or its parents (as v1 looks for
+       ``config.json``);
+    3. else ``<start>/.mldeploy`` (to be created).
+
+    A folder holds a workspace when its ``registry.sqlite`` exists (:func:`is_workspace`). Nothing is created
+    here.
+
+    Args:
+        path: A workspace folder, or a project folder holding ``.mldeploy/``; relative paths are read
+            against ``start``.
+        start: Where relative paths and the search start (default: the current directory; the Jupyter
+            server passes its ``root_dir``).
+
+    Returns:
+        WorkspaceLocation
+    """
+    base = Path(start).expanduser().resolve() if start is not None else Path.cwd().resolve()
+    given = path if path is not None else settings.MLDEPLOY_WORKSPACE.get()
+    if given is not None and str(given) != "":
+        candidate = (base / Path(given).expanduser()).resolve()
+        source = "given" if path is not None else "$MLDEPLOY_WORKSPACE"
+        nested = candidate / DEFAULT_DIRNAME
+        for folder in (candidate, nested):
+            if is_workspace(folder):
+                return WorkspaceLocation(folder, True, (candidate, nested), source)
+        return WorkspaceLocation(candidate, False, (candidate, nested), source)
+    searched = tuple(folder / DEFAULT_DIRNAME for folder in (base, *base.parents))
+    for folder in searched:
+        if is_workspace(folder):
+            return WorkspaceLocation(folder, True, searched, "nearest .mldeploy")
+    return WorkspaceLocation(base / DEFAULT_DIRNAME, False, searched, "default")
+
+
 class Workspace:
     """A local workspace folder, the v1 ``Workspace`` without Azure.
 
@@ -91,6 +166,10 @@ class Workspace:
     Args:
         path: The workspace folder. Created with its layout when missing.
 
+    Attributes:
+        path (Path): The folder (absolute).
+        created (bool): True when this call laid the folder out (writing faces say "Created workspace at").
+
     Raises:
         WorkspaceError: When the folder holds a workspace of another layout version, or its database cannot
             be opened.
@@ -98,6 +177,7 @@ class Workspace:
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path).expanduser().resolve()
+        self.created = not is_workspace(self.path)
         self._init_layout()
 
     # -- construction ---------------------------------------------------------------------------------
@@ -116,39 +196,34 @@ class Workspace:
         Raises:
             Conflict: When ``exist_ok`` is False and a workspace exists at ``path``.
         """
-        from jupyter_mldeploy.errors import Conflict
-
         target = Path(path).expanduser().resolve()
-        if not exist_ok and (target / REGISTRY_FILENAME).exists():
+        if not exist_ok and is_workspace(target):
             raise Conflict(f"A workspace already exists at {target}; pass exist_ok=True to open it.")
         return cls(target)
 
     @classmethod
-    def from_config(cls, path: str | os.PathLike[str] | None = None) -> Workspace:
+    def from_config(cls, path: str | os.PathLike[str] | None = None, create: bool = True) -> Workspace:
         """Find the workspace to use, as v1's ``Workspace.from_config`` finds ``config.json``.
 
-        Order: ``path`` when given; else ``$MLDEPLOY_WORKSPACE``; else the nearest ``.mldeploy/`` in the
-        current folder or its parents; else a new ``./.mldeploy``.
+        The folder is chosen by :func:`locate_workspace`: ``path`` when given; else ``$MLDEPLOY_WORKSPACE``;
+        else the nearest ``.mldeploy/`` in the current folder or its parents; else ``./.mldeploy``.
 
         Args:
             path: A workspace folder, or a folder holding ``.mldeploy/``.
+            create: Lay out a new workspace when none exists (the default, for code about to register);
+                False for reading: a missing workspace is then an error instead of a new empty folder.
 
         Returns:
-            The workspace.
+            The workspace; its ``created`` is True when this call created it.
+
+        Raises:
+            NotFound: When ``create`` is False and no workspace exists; the message names the folders
+                searched and how to create one.
         """
-        if path is not None:
-            candidate = Path(path).expanduser()
-            if (candidate / DEFAULT_DIRNAME / REGISTRY_FILENAME).exists():
-                return cls(candidate / DEFAULT_DIRNAME)
-            return cls(candidate)
-        env_path = settings.MLDEPLOY_WORKSPACE.get()
-        if env_path is not None:
-            return cls(env_path)
-        here = Path.cwd().resolve()
-        for folder in (here, *here.parents):
-            if (folder / DEFAULT_DIRNAME).is_dir():
-                return cls(folder / DEFAULT_DIRNAME)
-        return cls(here / DEFAULT_DIRNAME)
+        location = locate_workspace(path)
+        if not location.exists and not create:
+            raise NotFound(location.missing_message())
+        return cls(location.path)
 
     @classmethod
     def get(cls, path: str | os.PathLike[str]) -> Workspace:
@@ -161,7 +236,7 @@ class Workspace:
             NotFound: When ``path`` holds no workspace.
         """
         target = Path(path).expanduser().resolve()
-        if not (target / REGISTRY_FILENAME).exists():
+        if not is_workspace(target):
             raise NotFound(f"No workspace at {target}: create one with Workspace.create({str(target)!r}).")
         return cls(target)
 

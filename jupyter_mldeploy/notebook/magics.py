@@ -1,14 +1,15 @@
 """IPython magics: write and try a ``score.py``, register, deploy and call models from notebook cells.
 
 Load them with ``%load_ext jupyter_mldeploy``; ``%magic?`` shows each one's help. The magics are thin: they
-parse the line, call the core (registry, deploy, :mod:`~jupyter_mldeploy.entry_check_run`,
-:mod:`~jupyter_mldeploy.payload_schema`) and return objects that render as HTML in a notebook and as text in
-a terminal. A mistake (an unknown model, a bad option, a port in use) raises IPython's ``UsageError``: one
-line, no traceback.
+parse the line, call the service layer (:mod:`jupyter_mldeploy.actions`) or the core, and return objects
+that render as HTML in a notebook and as text in a terminal. A mistake (an unknown model, a bad option, a
+port in use) raises IPython's ``UsageError`` with the error's one-line ``summary``, no traceback.
 
-Workspace: every magic works on ``Workspace.from_config()`` (``$MLDEPLOY_WORKSPACE``, else the nearest
-``.mldeploy/`` folder, else a new ``./.mldeploy``) until ``%mldeploy_workspace PATH`` picks another one for
-the rest of the session.
+Workspace: every magic works on the workspace ``Workspace.from_config()`` finds (``$MLDEPLOY_WORKSPACE``,
+else the nearest ``.mldeploy/`` folder, else ``./.mldeploy``) until ``%mldeploy_workspace PATH`` picks
+another one for the rest of the session. Reading magics (``%models``, ``%deployments``, ``%test_endpoint``,
+``%mldeploy``, ``%%score_script --check``) never create a workspace: a missing one is an error naming the
+folders searched. Writing magics (``%register_model``, ``%deploy_local``) create it and say so once.
 
 ``--data EXPR`` options take a Python expression evaluated in the notebook's namespace, best a variable
 name (``--data payload``); quote it when it holds spaces.
@@ -19,7 +20,6 @@ from __future__ import annotations
 import functools
 import html
 import json
-import re
 import threading
 import time
 from collections.abc import Callable
@@ -27,15 +27,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-import requests
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, line_cell_magic, line_magic, magics_class
 from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
 from IPython.display import display
 
-from jupyter_mldeploy.deploy.client import LatencyReport, ScoringResponse, load_test, send_request
+from jupyter_mldeploy import actions
 from jupyter_mldeploy.entry_script import EntryScriptCheck, check_source
-from jupyter_mldeploy.errors import DeploymentError, MLDeployError
+from jupyter_mldeploy.errors import DeploymentError, MLDeployError, headline
 from jupyter_mldeploy.notebook.summaries import ModelTable, ServiceTable, state_badge_html
 from jupyter_mldeploy.workspace import Workspace
 
@@ -47,27 +46,6 @@ DEPLOY_TIMEOUT_S = 300.0
 STATUS_INTERVAL_S = 0.25
 #: Log lines shown in ``%deploy_local``'s live status.
 STATUS_LOG_LINES = 12
-
-
-def one_line(text: str) -> str:
-    """Collapse a (possibly multi-line) message into one line for ``UsageError``."""
-    return " ".join(part.strip(" -") for part in str(text).strip().splitlines() if part.strip())
-
-
-_EXCEPTION_LINE = re.compile(r"^[A-Za-z_][\w.]*(Error|Exception|Exit|Interrupt)\b")
-
-
-def headline(text: str) -> str:
-    """Summarize an error report that may hold a traceback: its first line plus the exception line."""
-    lines = [line.strip() for line in str(text).strip().splitlines() if line.strip()]
-    if not lines:
-        return ""
-    first = lines[0]
-    cut = first.find("Traceback (most recent call last)")
-    if cut > 0:
-        first = first[:cut].rstrip(" :")
-    exception = next((line for line in reversed(lines) if _EXCEPTION_LINE.match(line)), None)
-    return f"{first} ({exception})" if exception and exception not in first else first
 
 
 def unquote(value: str | None) -> str | None:
@@ -102,7 +80,7 @@ def _user_errors(func: F) -> F:
         try:
             return func(*args, **kwargs)
         except MLDeployError as exc:
-            raise UsageError(one_line(getattr(exc, "summary", None) or str(exc))) from exc
+            raise UsageError(exc.summary) from exc
 
     return wrapper  # type: ignore[return-value]
 
@@ -154,9 +132,9 @@ class ScoreScriptReport:
         return head + (self.run._repr_html_() if self.run is not None else "")
 
 
-@dataclass(frozen=True)
-class EndpointResult:
-    """One ``%test_endpoint`` call: status, pretty response, latency (or a load test's percentiles).
+class EndpointResult(actions.EndpointCall):
+    """One ``%test_endpoint`` call (:class:`~jupyter_mldeploy.actions.EndpointCall`) shown in a notebook:
+    status line, pretty response, latency or a load test's percentiles.
 
     Attributes:
         target: The scoring URI called.
@@ -164,48 +142,26 @@ class EndpointResult:
         report: The load test's measurements when ``--repeat`` > 1, else None.
     """
 
-    target: str
-    response: ScoringResponse | None
-    report: LatencyReport | None = None
-
-    def _status_line(self) -> str:
-        if self.report is not None:
-            report = self.report
-            statuses = ", ".join(f"{k or 'no answer'}: {v}" for k, v in sorted(report.statuses.items()))
-            return (f"{report.count} requests, {report.failures} failed ({statuses}); p50 {report.p50_ms:.1f} ms, "
-                    f"p99 {report.p99_ms:.1f} ms, {report.requests_per_second:.0f} req/s")
-        assert self.response is not None
-        rid = f", request id {self.response.request_id}" if self.response.request_id else ""
-        return f"HTTP {self.response.status_code} in {self.response.latency_ms:.1f} ms{rid}"
-
-    def _pretty(self) -> str:
-        if self.response is None:
-            return ""
-        body = self.response.body
-        return json.dumps(body, indent=2) if not isinstance(body, str) else body
-
-    @property
-    def ok(self) -> bool:
-        """True when every request got a 2xx answer."""
-        if self.report is not None:
-            return self.report.failures == 0
-        return self.response is not None and self.response.ok
+    @classmethod
+    def of(cls, call: actions.EndpointCall) -> EndpointResult:
+        """Wrap the service layer's result for display."""
+        return cls(call.target, call.response, call.report)
 
     def __repr__(self) -> str:
-        lines = [f"{self.target}: {self._status_line()}"]
+        lines = [f"{self.target}: {self.status_line()}"]
         if self.report is not None and self.report.errors:
             lines.append("errors: " + "; ".join(self.report.errors))
         if self.response is not None:
-            lines.append(self._pretty()[:5000])
+            lines.append(self.pretty_body()[:5000])
         return "\n".join(lines)
 
     def _repr_html_(self) -> str:
         color = "#1a7f37" if self.ok else "#cf222e"
-        parts = [f"<div style='color:{color};font-weight:bold'>{html.escape(self._status_line())}</div>"]
+        parts = [f"<div style='color:{color};font-weight:bold'>{html.escape(self.status_line())}</div>"]
         if self.report is not None and self.report.errors:
             parts.append(f"<div style='color:#cf222e'>{html.escape('; '.join(self.report.errors))}</div>")
         if self.response is not None:
-            parts.append(f"<pre>{html.escape(self._pretty()[:20000])}</pre>")
+            parts.append(f"<pre>{html.escape(self.pretty_body()[:20000])}</pre>")
         return "<div class='mldeploy-endpoint'>" + "".join(parts) + "</div>"
 
 
@@ -273,10 +229,20 @@ class MLDeployMagics(Magics):
 
     @property
     def workspace(self) -> Workspace:
-        """The session's workspace: the one ``%mldeploy_workspace`` set, else ``Workspace.from_config()``."""
-        if self._workspace_path is not None:
-            return Workspace(self._workspace_path)
-        return Workspace.from_config()
+        """The session's workspace for reading: the one ``%mldeploy_workspace`` set, else the one
+        ``Workspace.from_config()`` finds; never created here.
+
+        Raises:
+            NotFound: When no workspace exists, naming the folders searched.
+        """
+        return Workspace.from_config(self._workspace_path, create=False)
+
+    def _writing_workspace(self) -> Workspace:
+        """The session's workspace for writing: created when missing, saying so once."""
+        workspace = Workspace.from_config(self._workspace_path, create=True)
+        if workspace.created:
+            print(f"Created workspace at {workspace.path}")
+        return workspace
 
     def _eval(self, expression: str, option: str) -> Any:
         """Evaluate an option's Python expression in the user's namespace."""
@@ -302,7 +268,9 @@ class MLDeployMagics(Magics):
         """
         args = _parse(self.mldeploy_workspace, line)
         if args.path:
-            workspace = Workspace.create(args.path, exist_ok=True)
+            workspace = Workspace.from_config(args.path, create=True)
+            if workspace.created:
+                print(f"Created workspace at {workspace.path}")
             self._workspace_path = workspace.path
             return workspace
         return self.workspace
@@ -379,22 +347,11 @@ class MLDeployMagics(Magics):
 
             %register_model diabetes outputs/model.pkl --tag stage=dev --description "ridge, alpha 0.5"
         """
-        from jupyter_mldeploy.registry import Model
-
         args = _parse(self.register_model, line)
-        tags: dict[str, str] = {}
-        for item in args.tag:
-            key, sep, value = item.partition("=")
-            if not sep or not key.strip():
-                raise UsageError(f"--tag {item!r} is not KEY=VALUE; write --tag stage=dev.")
-            tags[key.strip()] = value.strip()
+        tags = actions.parse_tags(args.tag)
         sample = self._eval(args.sample_input, "--sample-input") if args.sample_input is not None else None
-        if not Path(args.path).expanduser().exists():
-            raise UsageError(f"{args.path} does not exist: give the model file or folder to register.")
-        return Model.register(
-            self.workspace, model_path=args.path, model_name=args.name, tags=tags or None,
-            description=args.description, sample_input=sample,
-        )
+        return actions.register_model(self._writing_workspace(), args.path, args.name, tags=tags,
+                                      description=args.description, sample_input=sample)
 
     @line_magic
     @magic_arguments()
@@ -444,12 +401,9 @@ class MLDeployMagics(Magics):
         from jupyter_mldeploy.inference_config import InferenceConfig
 
         args = _parse(self.deploy_local, line)
-        chosen = [opt for opt, given in (("--env", args.env), ("--requirements", args.requirements),
-                                          ("--current", args.current)) if given]
-        if len(chosen) > 1:
-            raise UsageError(f"{' and '.join(chosen)} exclude each other: choose one way to get the environment.")
-        workspace = self.workspace
-        environment = self._environment(workspace, args)
+        workspace = self._writing_workspace()
+        environment = actions.choose_environment(workspace, args.name, env=args.env, requirements=args.requirements,
+                                                 current=args.current)
         source_dir = Path(args.source_dir).expanduser() if args.source_dir else None
         entry = Path(args.entry).expanduser()
         script = entry if entry.is_absolute() or source_dir is None else source_dir / entry
@@ -501,19 +455,6 @@ class MLDeployMagics(Magics):
             show(state=str(service.state), notes=["Not waiting (--no-wait): %deployments shows the state."])
             return service
         return self._follow(service, show, start)
-
-    def _environment(self, workspace: Workspace, args: Any) -> Any:
-        from jupyter_mldeploy.environment import Environment
-
-        if args.env:
-            name, _, version = args.env.partition(":")
-            return Environment.get(workspace, name, version or None)
-        if args.requirements:
-            requirements = Path(args.requirements).expanduser()
-            if not requirements.is_file():
-                raise UsageError(f"Requirements file {requirements} does not exist.")
-            return Environment.from_pip_requirements(name=f"{args.name}-env", file_path=str(requirements))
-        return None
 
     def _follow(self, service: Any, show: Callable[..., None], start: float) -> Any:
         """Show state, elapsed time and log tail until the service is healthy or failed."""
@@ -585,48 +526,27 @@ class MLDeployMagics(Magics):
             %%test_endpoint diabetes-svc
             {"data": [[0.03, 0.05, 0.06, 0.02, -0.04, -0.03, -0.04, 0.0, 0.02, -0.02]]}
         """
-        from jupyter_mldeploy.payload_schema import fetch_input_schema, swagger_uri_for
-
         args = _parse(self.test_endpoint, line)
         sources = [s for s, given in (("--data", args.data is not None), ("--file", args.file is not None),
                                       ("the cell", bool(cell and cell.strip()))) if given]
         if len(sources) > 1:
             raise UsageError(f"{' and '.join(sources)} both give a request body: keep one.")
-        if args.repeat < 1 or args.concurrency < 1:
-            raise UsageError("--repeat and --concurrency must be at least 1.")
-        service = None
-        if args.target.startswith(("http://", "https://")):
-            scoring_uri = args.target
-        else:
-            from jupyter_mldeploy.deploy import Webservice
-
-            service = Webservice(self.workspace, args.target)
-            scoring_uri = service.scoring_uri
-        schema = None if args.no_validate else fetch_input_schema(swagger_uri_for(scoring_uri))
-        payload = self._payload(args, cell, service, schema)
-        if schema is not None:
-            problems = schema.validate(payload)
-            if problems:
-                raise UsageError(
-                    f"Not sent: the body does not match the service's input schema: {' '.join(problems)} "
-                    "(--no-validate sends it anyway)."
-                )
-        if args.repeat == 1:
-            try:
-                response = send_request(scoring_uri, payload)
-            except requests.RequestException as exc:
-                raise UsageError(f"{scoring_uri} did not answer ({type(exc).__name__}); %deployments shows "
-                                 "the service's state.") from exc
-            result = EndpointResult(scoring_uri, response)
-        else:
-            report = load_test(scoring_uri, payload, args.repeat, args.concurrency)
-            result = EndpointResult(scoring_uri, report.last, report)
+        workspace = None if actions.is_scoring_uri(args.target) else self.workspace
+        endpoint = actions.resolve_endpoint(args.target, workspace)
+        schema = None if args.no_validate else actions.input_schema(endpoint)
+        payload = self._payload(args, cell, endpoint, schema)
+        try:
+            call = actions.call_endpoint(endpoint, payload, schema=schema, validate=not args.no_validate,
+                                         repeat=args.repeat, concurrency=args.concurrency)
+        except actions.RequestMismatch as exc:
+            raise UsageError(f"{exc.summary} (--no-validate sends it anyway).") from exc
+        result = EndpointResult.of(call)
         if args.output_result:
             return result
         display(result)
         return result.response.body if result.response is not None else None
 
-    def _payload(self, args: Any, cell: str | None, service: Any, schema: Any) -> Any:
+    def _payload(self, args: Any, cell: str | None, endpoint: actions.Endpoint, schema: Any) -> Any:
         if args.data is not None:
             return self._eval(args.data, "--data")
         if args.file is not None:
@@ -639,12 +559,9 @@ class MLDeployMagics(Magics):
                 return json.loads(cell)
             except json.JSONDecodeError as exc:
                 raise UsageError(f"The cell is not JSON: {exc.msg} at line {exc.lineno} column {exc.colno}.") from exc
-        if service is not None:
-            from jupyter_mldeploy.payload_schema import example_request
-
-            example = example_request(service, schema)
-            if example is not None:
-                return example
+        example = actions.example_payload(endpoint, schema)
+        if example is not None:
+            return example
         raise UsageError("No request body: pass --data EXPR or --file PATH, or use %%test_endpoint with JSON in "
                          "the cell (register the model with a sample_input to have a default).")
 

@@ -18,12 +18,16 @@ OK_COLOR = "#1a7f37"
 
 
 def resolve_workspace(workspace: Workspace | str | Path | None) -> Workspace:
-    """A ``Workspace``, a folder path, or None for ``Workspace.from_config()``."""
-    if workspace is None:
-        return Workspace.from_config()
+    """A ``Workspace``, or a folder path (None: the one ``Workspace.from_config()`` finds) that must exist.
+
+    The panel reads first: it never creates a workspace.
+
+    Raises:
+        NotFound: When no workspace exists there, naming the folders searched and how to create one.
+    """
     if isinstance(workspace, Workspace):
         return workspace
-    return Workspace(workspace)
+    return Workspace.from_config(workspace, create=False)
 
 
 class MessageLine(widgets.HTML):
@@ -65,8 +69,7 @@ def reported(message: MessageLine) -> Iterator[None]:
     try:
         yield
     except MLDeployError as exc:
-        summary = getattr(exc, "summary", None) or str(exc)
-        message.error(" ".join(line.strip() for line in summary.splitlines() if line.strip()))
+        message.error(exc.summary)
 
 
 def button(description: str, handler: Callable[[Any], None], style: str = "", icon: str = "",

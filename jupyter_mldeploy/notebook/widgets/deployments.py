@@ -14,13 +14,10 @@ from typing import Any
 
 import ipywidgets as widgets
 
+from jupyter_mldeploy import actions
+from jupyter_mldeploy.actions import format_duration
 from jupyter_mldeploy.errors import MLDeployError
-from jupyter_mldeploy.notebook.summaries import (
-    ServiceSummary,
-    format_duration,
-    service_summaries,
-    state_badge_html,
-)
+from jupyter_mldeploy.notebook.summaries import state_badge_html
 from jupyter_mldeploy.notebook.widgets._common import MessageLine, button, reported, resolve_workspace
 from jupyter_mldeploy.workspace import Workspace
 
@@ -51,7 +48,7 @@ class ServiceRow(widgets.VBox):
         confirm_box (HBox): Shown by ``delete_button``: ``confirm_button`` deletes, ``cancel_button`` hides it.
     """
 
-    def __init__(self, panel: DeploymentsPanel, summary: ServiceSummary) -> None:
+    def __init__(self, panel: DeploymentsPanel, summary: actions.ServiceRow) -> None:
         self.name = summary.name
         self.state = summary.state
         self.badge = widgets.HTML()
@@ -71,7 +68,7 @@ class ServiceRow(widgets.VBox):
             self.confirm_box,
         ])
 
-    def update(self, summary: ServiceSummary) -> None:
+    def update(self, summary: actions.ServiceRow) -> None:
         """Show a new reading of the service."""
         self.state = summary.state
         badge = state_badge_html(summary.state)
@@ -149,9 +146,9 @@ class DeploymentsPanel(widgets.VBox):
         """Read every service's state now and update the rows (and the followed log)."""
         with self._lock:
             try:
-                summaries = service_summaries(self.workspace)
+                summaries = actions.list_services(self.workspace)
             except MLDeployError as exc:
-                self.message.error(str(exc))
+                self.message.error(exc.summary)
                 return
             names = [s.name for s in summaries]
             for summary in summaries:
@@ -209,14 +206,9 @@ class DeploymentsPanel(widgets.VBox):
 
     # -- actions --------------------------------------------------------------------------------------
 
-    def _service(self, name: str) -> Any:
-        from jupyter_mldeploy.deploy import Webservice
-
-        return Webservice(self.workspace, name)
-
     def _load_logs(self, name: str) -> None:
         try:
-            text = self._service(name).get_logs(num_lines=LOG_LINES)
+            text = actions.service_logs(self.workspace, name, LOG_LINES)
         except MLDeployError:
             return
         shown = log_html(text)
@@ -234,13 +226,13 @@ class DeploymentsPanel(widgets.VBox):
         """Reload a service: serve its current score.py and source folder with zero downtime."""
         self.message.info(f"Reloading {name}…")
         with reported(self.message):
-            self._service(name).reload()
+            actions.reload_service(self.workspace, name)
             self.message.ok(f"Reloaded {name}.")
         self.refresh()
 
     def delete(self, name: str) -> None:
         """Delete a service (stop its server, remove its folder)."""
         with reported(self.message):
-            self._service(name).delete()
+            actions.delete_service(self.workspace, name)
             self.message.ok(f"Deleted {name}.")
         self.refresh()

@@ -10,22 +10,10 @@ from typing import Any
 
 import ipywidgets as widgets
 
-from jupyter_mldeploy.notebook.summaries import format_size
+from jupyter_mldeploy import actions
+from jupyter_mldeploy.actions import format_size, format_time
 from jupyter_mldeploy.notebook.widgets._common import MessageLine, button, reported, resolve_workspace
 from jupyter_mldeploy.workspace import Workspace
-
-
-def _parse_tags(text: str) -> dict[str, str]:
-    """``"stage=dev, team=vision"`` -> ``{"stage": "dev", "team": "vision"}``."""
-    from jupyter_mldeploy.errors import InvalidArgument
-
-    tags: dict[str, str] = {}
-    for item in filter(None, (part.strip() for part in text.split(","))):
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip():
-            raise InvalidArgument(f"Tag {item!r} is not KEY=VALUE; write tags as stage=dev, team=vision.")
-        tags[key.strip()] = value.strip()
-    return tags
 
 
 class RegistryPanel(widgets.VBox):
@@ -95,10 +83,8 @@ class RegistryPanel(widgets.VBox):
 
     def refresh(self) -> None:
         """Reload model names (keeping the selection when it still exists)."""
-        from jupyter_mldeploy.registry import Model
-
         with reported(self.message):
-            names = sorted({m.name for m in Model.list(self.workspace)})
+            names = sorted({m.name for m in actions.list_models(self.workspace)})
             current = self.model_select.value
             self.model_select.options = names
             if current in names:
@@ -113,20 +99,16 @@ class RegistryPanel(widgets.VBox):
     @property
     def selected(self) -> Any:
         """The selected ``Model`` version, or None."""
-        from jupyter_mldeploy.registry import Model
-
         if not self.model_select.value or not self.version_select.value:
             return None
-        return Model(self.workspace, self.model_select.value, version=int(self.version_select.value))
+        return actions.get_model(self.workspace, self.model_select.value, int(self.version_select.value))
 
     def _on_model(self, change: dict[str, Any]) -> None:
-        from jupyter_mldeploy.registry import Model
-
         name = change.get("new")
         if not name:
             return
         with reported(self.message):
-            versions = [m.version for m in Model.list(self.workspace, name=name)]
+            versions = [m.version for m in actions.list_models(self.workspace, name)]
             current = self.version_select.value
             self.version_select.options = [(str(v), v) for v in versions]
             if current in versions:
@@ -157,7 +139,7 @@ class RegistryPanel(widgets.VBox):
         sample = json.dumps(model.sample_input) if model.sample_input is not None else "-"
         self.details.value = (
             f"<div class='mldeploy-model'><b>{html.escape(model.id)}</b> registered "
-            f"{model.created_time:%Y-%m-%d %H:%M:%S} UTC<br>"
+            f"{format_time(model.created_time)}<br>"
             f"<b>Tags</b>: {tags}<br><b>Description</b>: {html.escape(model.description or '-')}<br>"
             f"<b>Framework</b>: {html.escape(model.model_framework or '-')}<br>"
             f"<b>Files</b> ({len(data['files'])}):<ul style='margin:0'>{files}</ul>"
@@ -178,20 +160,14 @@ class RegistryPanel(widgets.VBox):
         return model
 
     def _on_register(self, _button: Any = None) -> None:
-        from jupyter_mldeploy.registry import Model
-
         self.message.clear()
         with reported(self.message):
             path, name = self.register_path.value.strip(), self.register_name.value.strip()
             if not path or not name:
                 self.message.error("Give the path of the model file or folder and a model name.")
                 return
-            if not Path(path).expanduser().exists():
-                self.message.error(f"{path} does not exist: give the model file or folder to register.")
-                return
-            model = Model.register(self.workspace, model_path=path, model_name=name,
-                                   tags=_parse_tags(self.register_tags.value) or None,
-                                   description=self.register_description.value.strip() or None)
+            model = actions.register_model(self.workspace, path, name, tags=self.register_tags.value,
+                                           description=self.register_description.value.strip() or None)
             self.refresh()
             self.model_select.value = model.name
             self.version_select.value = model.version
@@ -230,7 +206,7 @@ class RegistryPanel(widgets.VBox):
         self._deploy_callbacks.append(callback)
 
     def _on_deploy(self, _button: Any = None) -> None:
-        from jupyter_mldeploy.deploy import Webservice, deploy_model
+        from jupyter_mldeploy.deploy import deploy_model
         from jupyter_mldeploy.inference_config import InferenceConfig
 
         model = self._chosen_model()
@@ -240,7 +216,7 @@ class RegistryPanel(widgets.VBox):
             name = self.deploy_service.value.strip()
             source_dir = self.deploy_source_dir.value.strip() or None
             config = InferenceConfig(self.deploy_entry.value.strip() or "score.py", source_directory=source_dir)
-            exists = name in {s.name for s in Webservice.list(self.workspace)}
+            exists = name in actions.service_names(self.workspace)
             self.message.info(f"{'Updating' if exists else 'Deploying'} {name} with {model.id}…")
             service = deploy_model(self.workspace, name, [model.id], config, overwrite=True)
             service.wait_for_deployment()

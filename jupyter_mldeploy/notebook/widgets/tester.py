@@ -8,8 +8,9 @@ from pathlib import Path
 from typing import Any
 
 import ipywidgets as widgets
-import requests
 
+from jupyter_mldeploy import actions
+from jupyter_mldeploy.errors import MLDeployError
 from jupyter_mldeploy.notebook.widgets._common import (
     ERROR_COLOR,
     OK_COLOR,
@@ -34,8 +35,9 @@ class EndpointTester(widgets.VBox):
     """Send a request to a service and show what came back.
 
     The request editor is prefilled from the service's input schema example (an inference-schema decorated
-    ``run``) or else the served model's ``sample_input``. Before sending, the body is checked against the
-    schema and a mismatching field is named instead of sending.
+    ``run``) or else the served model's ``sample_input``. Sending goes through
+    :func:`jupyter_mldeploy.actions.call_endpoint`, as ``%test_endpoint`` and the sidebar do: the body is
+    checked against the schema and a mismatching field is named instead of sending.
 
     Args:
         workspace: A ``Workspace``, a folder, or None for ``Workspace.from_config()``.
@@ -47,15 +49,16 @@ class EndpointTester(widgets.VBox):
         send_button (Button): Sends the request.
         status (HTML): Status code and latency (or the check's error).
         response (HTML): The pretty-printed response.
+        last_call (EndpointCall | None): The last call, as the service layer reported it.
         last_response (ScoringResponse | None): The last answer.
         last_report (LatencyReport | None): The last load test, when ``repeat`` > 1.
     """
 
     def __init__(self, workspace: Workspace | str | Path | None = None) -> None:
         self.workspace = resolve_workspace(workspace)
+        self.last_call: actions.EndpointCall | None = None
         self.last_response: Any = None
         self.last_report: Any = None
-        self._schema: Any = None
         self.service_select = widgets.Dropdown(description="Service", options=[])
         self.refresh_button = button("Refresh", lambda _: self.refresh(), icon="refresh")
         self.example_button = button("Reset to example", lambda _: self.prefill(), icon="magic")
@@ -79,10 +82,8 @@ class EndpointTester(widgets.VBox):
 
     def refresh(self) -> None:
         """Reload the list of services (keeping the selection when it still exists)."""
-        from jupyter_mldeploy.deploy import Webservice
-
         with reported(self.message):
-            names = [s.name for s in Webservice.list(self.workspace)]
+            names = actions.service_names(self.workspace)
             current = self.service_select.value
             self.service_select.options = names
             if current in names:
@@ -92,21 +93,13 @@ class EndpointTester(widgets.VBox):
             else:
                 self.message.info("No services yet: deploy one first.")
 
-    def _service(self) -> Any:
-        from jupyter_mldeploy.deploy import Webservice
-
-        return Webservice(self.workspace, self.service_select.value)
-
     def prefill(self) -> None:
         """Put the schema's example (or the model's ``sample_input``) into the request editor."""
-        from jupyter_mldeploy.payload_schema import example_request, fetch_input_schema
-
         if not self.service_select.value:
             return
         with reported(self.message):
-            service = self._service()
-            self._schema = fetch_input_schema(service.swagger_uri)
-            example = example_request(service, self._schema)
+            endpoint = actions.resolve_endpoint(self.service_select.value, self.workspace)
+            example = actions.example_payload(endpoint)
             if example is not None:
                 self.request.value = request_text(example)
                 self.message.clear()
@@ -114,9 +107,6 @@ class EndpointTester(widgets.VBox):
                 self.message.info("The service offers no example: write the request body.")
 
     def _on_send(self, _button: Any = None) -> None:
-        from jupyter_mldeploy.deploy.client import load_test, send_request
-        from jupyter_mldeploy.payload_schema import fetch_input_schema
-
         self.message.clear()
         self.response.value = ""
         if not self.service_select.value:
@@ -127,42 +117,23 @@ class EndpointTester(widgets.VBox):
         except json.JSONDecodeError as exc:
             self._fail(f"The request is not JSON: {exc.msg} at line {exc.lineno} column {exc.colno}.")
             return
-        with reported(self.message):
-            service = self._service()
-            schema = fetch_input_schema(service.swagger_uri)
-            problems = schema.validate(payload) if schema is not None else []
-            if problems:
-                self._fail("Not sent: " + " ".join(problems))
-                return
-            try:
-                if self.repeat.value > 1:
-                    report = load_test(service.scoring_uri, payload, int(self.repeat.value))
-                    self.last_report, self.last_response = report, report.last
-                else:
-                    self.last_report, self.last_response = None, send_request(service.scoring_uri, payload)
-            except requests.RequestException as exc:
-                self._fail(f"{service.scoring_uri} did not answer ({type(exc).__name__}); is the service Healthy?")
-                return
-            self._show()
+        try:
+            call = actions.call_endpoint(self.service_select.value, payload, self.workspace,
+                                         repeat=int(self.repeat.value))
+        except MLDeployError as exc:
+            self._fail(exc.summary)
+            return
+        self.last_call, self.last_report, self.last_response = call, call.report, call.response
+        self._show(call)
 
     def _fail(self, text: str) -> None:
         self.status.value = f"<span style='color:{ERROR_COLOR}'>{html.escape(text)}</span>"
 
-    def _show(self) -> None:
-        response, report = self.last_response, self.last_report
-        if report is not None:
-            ok = report.failures == 0
-            line = (f"{report.count} requests, {report.failures} failed; p50 {report.p50_ms:.1f} ms, "
-                    f"p99 {report.p99_ms:.1f} ms")
-        else:
-            ok = response.ok
-            line = f"HTTP {response.status_code} in {response.latency_ms:.1f} ms"
-            if response.request_id:
-                line += f" · request id {response.request_id}"
-        self.status.value = f"<b style='color:{OK_COLOR if ok else ERROR_COLOR}'>{html.escape(line)}</b>"
-        if response is not None:
-            body = response.body
-            self.response.value = pre(body if isinstance(body, str) else json.dumps(body, indent=2))
+    def _show(self, call: actions.EndpointCall) -> None:
+        color = OK_COLOR if call.ok else ERROR_COLOR
+        self.status.value = f"<b style='color:{color}'>{html.escape(call.status_line())}</b>"
+        if call.response is not None:
+            self.response.value = pre(call.pretty_body())
 
 
 __all__ = ["EndpointTester"]

@@ -1,0 +1,104 @@
+"""The service layer every face calls: one definition of each thing a user does.
+
+The notebook magics and panel (:mod:`jupyter_mldeploy.notebook`), the ``mldeploy`` CLI
+(:mod:`jupyter_mldeploy.cli`) and the sidebar's REST handlers (:mod:`jupyter_mldeploy.jupyter_server`) parse
+their input, call one function here, and render what it returns (as jupyterlab-git's handlers take a domain
+object and jupysql's ``magic.py`` only parses). This package belongs to the core: it imports no IPython,
+ipywidgets, tornado or jupyter_server, and reaches the deploy layer only through its public API.
+
+- :mod:`.models`: list (rows, groups), get, register (tags parsed one way), delete.
+- :mod:`.services`: list (rows with uptime), get, logs, reload, delete.
+- :mod:`.endpoint`: call a service's ``/score`` with input-schema validation and an optional bounded load
+  test; example bodies.
+- :mod:`.environments`: choose an environment from ``--env``/``--requirements``/``--current``.
+- :mod:`.tags`: ``KEY=VALUE`` pairs (tags, properties, filters).
+- :mod:`.formats`: times (local, to the second), durations, sizes.
+
+Workspace resolution is :func:`jupyter_mldeploy.workspace.locate_workspace` (re-exported here) with
+``Workspace.from_config(path, create=...)``: reading faces pass ``create=False``.
+"""
+
+from __future__ import annotations
+
+from jupyter_mldeploy.actions.endpoint import (
+    MAX_CONCURRENCY,
+    MAX_REPEAT,
+    Endpoint,
+    EndpointCall,
+    RequestMismatch,
+    ServiceUnreachable,
+    call_endpoint,
+    check_request,
+    example_payload,
+    input_schema,
+    is_scoring_uri,
+    resolve_endpoint,
+)
+from jupyter_mldeploy.actions.environments import choose_environment, environment_dicts
+from jupyter_mldeploy.actions.formats import format_duration, format_size, format_time, parse_time
+from jupyter_mldeploy.actions.models import (
+    ModelRow,
+    delete_model,
+    get_model,
+    list_models,
+    model_groups,
+    model_row,
+    model_rows,
+    register_model,
+)
+from jupyter_mldeploy.actions.services import (
+    ServiceRow,
+    delete_service,
+    get_service,
+    list_services,
+    reload_service,
+    service_dicts,
+    service_logs,
+    service_names,
+    service_row,
+)
+from jupyter_mldeploy.actions.tags import parse_filters, parse_key_values, parse_tags
+from jupyter_mldeploy.workspace import WorkspaceLocation, locate_workspace
+
+__all__ = [
+    "MAX_CONCURRENCY",
+    "MAX_REPEAT",
+    "Endpoint",
+    "EndpointCall",
+    "ModelRow",
+    "RequestMismatch",
+    "ServiceRow",
+    "ServiceUnreachable",
+    "WorkspaceLocation",
+    "call_endpoint",
+    "check_request",
+    "choose_environment",
+    "delete_model",
+    "delete_service",
+    "environment_dicts",
+    "example_payload",
+    "format_duration",
+    "format_size",
+    "format_time",
+    "get_model",
+    "get_service",
+    "input_schema",
+    "is_scoring_uri",
+    "list_models",
+    "list_services",
+    "locate_workspace",
+    "model_groups",
+    "model_row",
+    "model_rows",
+    "parse_filters",
+    "parse_key_values",
+    "parse_tags",
+    "parse_time",
+    "register_model",
+    "reload_service",
+    "resolve_endpoint",
+    "service_dicts",
+    "service_logs",
+    "service_names",
+    "service_row",
+]

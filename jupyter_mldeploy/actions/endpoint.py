@@ -1,0 +1,259 @@
+"""Calling a service's ``/score`` from a face: resolve the target, check the body against the service's input
+schema, send once or run a bounded load test, and report.
+
+``%test_endpoint``, the panel's tester, ``mldeploy service run`` and the sidebar's score proxy all call
+:func:`call_endpoint`, so they validate the same way (a mismatch is :class:`RequestMismatch`, HTTP 400,
+naming the field; nothing is sent), never follow a redirect, and word their results the same way
+(:meth:`EndpointCall.status_line`).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from http import HTTPStatus
+from typing import Any
+
+import requests
+
+from jupyter_mldeploy.deploy import Webservice
+from jupyter_mldeploy.deploy.client import LatencyReport, ScoringResponse, load_test, send_request
+from jupyter_mldeploy.deploy.payload_schema import InputSchema, fetch_input_schema, swagger_uri_for
+from jupyter_mldeploy.errors import InvalidArgument, MLDeployError
+from jupyter_mldeploy.registry import Model
+from jupyter_mldeploy.workspace import Workspace
+
+#: Upper bounds of a load test from a face: it runs on the caller's machine, against a local service.
+MAX_REPEAT = 10_000
+MAX_CONCURRENCY = 64
+#: Seconds to wait for one answer unless the caller says otherwise.
+DEFAULT_TIMEOUT_S = 60.0
+
+
+class RequestMismatch(InvalidArgument):
+    """The body does not match the service's input schema, so it was not sent (HTTP 400).
+
+    Args:
+        problems: One line per mismatching field (``Field 'data[0]': expected 10 values ...``).
+
+    Attributes:
+        problems (list[str]): The lines, also in :meth:`to_dict` for the sidebar.
+    """
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("Not sent: the body does not match the service's input schema: " + " ".join(problems))
+        self.problems = list(problems)
+
+    def to_dict(self) -> dict[str, object]:
+        """``{"message", "error", "status", "problems"}``."""
+        return {**super().to_dict(), "problems": self.problems}
+
+
+class ServiceUnreachable(MLDeployError):
+    """The service did not answer at all (connection refused, timeout): HTTP 502."""
+
+    http_status = HTTPStatus.BAD_GATEWAY
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """What a call goes to.
+
+    Attributes:
+        scoring_uri: The ``/score`` URI.
+        service: The workspace's service, or None when a bare URI was given.
+    """
+
+    scoring_uri: str
+    service: Webservice | None = None
+
+
+def is_scoring_uri(target: str) -> bool:
+    """True when ``target`` is a URI (``http://...``) rather than a service name."""
+    return target.startswith(("http://", "https://"))
+
+
+def resolve_endpoint(target: str, workspace: Workspace | None = None) -> Endpoint:
+    """Turn a service name (of ``workspace``) or a scoring URI into an :class:`Endpoint`.
+
+    Raises:
+        InvalidArgument: For a name without a workspace.
+        NotFound: For an unknown service.
+    """
+    if is_scoring_uri(target):
+        return Endpoint(target)
+    if workspace is None:
+        raise InvalidArgument(f"{target!r} is not a URI: give a workspace to look the service up by name.")
+    service = Webservice(workspace, target)
+    return Endpoint(service.scoring_uri, service)
+
+
+@dataclass(frozen=True)
+class EndpointCall:
+    """One call: the answer, or a load test's measurements.
+
+    Attributes:
+        target: The scoring URI called.
+        response: The answer (the last one of a load test), or None when no request got one.
+        report: The load test's measurements when ``repeat`` > 1, else None.
+    """
+
+    target: str
+    response: ScoringResponse | None
+    report: LatencyReport | None = None
+
+    @property
+    def ok(self) -> bool:
+        """True when every request got a 2xx answer."""
+        if self.report is not None:
+            return self.report.failures == 0
+        return self.response is not None and self.response.ok
+
+    def status_line(self) -> str:
+        """One line: ``HTTP 200 in 3.1 ms, request id ...``, a redirect's target, or the load test's figures."""
+        if self.report is not None:
+            report = self.report
+            statuses = ", ".join(f"{k or 'no answer'}: {v}" for k, v in sorted(report.statuses.items()))
+            return (f"{report.count} requests, {report.failures} failed ({statuses}); p50 {report.p50_ms:.1f} ms, "
+                    f"p99 {report.p99_ms:.1f} ms, {report.requests_per_second:.0f} req/s")
+        if self.response is None:
+            return "no answer"
+        response = self.response
+        line = f"HTTP {response.status_code} in {response.latency_ms:.1f} ms"
+        if response.location is not None:
+            line += f", redirect to {response.location} (not followed)"
+        if response.request_id:
+            line += f", request id {response.request_id}"
+        return line
+
+    def pretty_body(self) -> str:
+        """The answer's body: JSON indented by 2, text as sent; empty without an answer."""
+        if self.response is None:
+            return ""
+        body = self.response.body
+        return body if isinstance(body, str) else json.dumps(body, indent=2)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-safe: ``{target, ok, response: ScoringResponse.to_dict() | None, report: ... | None}``."""
+        return {
+            "target": self.target,
+            "ok": self.ok,
+            "response": self.response.to_dict() if self.response is not None else None,
+            "report": self.report.to_dict() if self.report is not None else None,
+        }
+
+
+def input_schema(endpoint: Endpoint) -> InputSchema | None:
+    """The service's input schema from its swagger document, or None (no typed inputs, or no answer)."""
+    return fetch_input_schema(swagger_uri_for(endpoint.scoring_uri))
+
+
+def check_request(schema: InputSchema | None, payload: Any) -> None:
+    """Check a body against a schema, as every face does before sending.
+
+    Args:
+        schema: The input schema, or None (nothing to check).
+        payload: The body: parsed JSON, or ``str``/``bytes`` holding JSON.
+
+    Raises:
+        RequestMismatch: Naming each mismatching field.
+    """
+    if schema is None:
+        return
+    problems = schema.validate(payload)
+    if problems:
+        raise RequestMismatch(problems)
+
+
+def example_payload(endpoint: Endpoint, schema: InputSchema | None = None) -> Any:
+    """A body to start from: the schema's example, else a served model's ``sample_input``.
+
+    Args:
+        endpoint: The endpoint.
+        schema: Its input schema when already fetched (else it is fetched).
+
+    Returns:
+        The example (JSON-safe), or None when the service offers none.
+    """
+    schema = schema if schema is not None else input_schema(endpoint)
+    if schema is not None and schema.example is not None:
+        return schema.example
+    if endpoint.service is not None:
+        for model_id in endpoint.service.model_ids:
+            name, _, version = model_id.partition(":")
+            model = Model(endpoint.service.workspace, name, version=int(version) if version else None)
+            if model.sample_input is not None:
+                return model.sample_input
+    return None
+
+
+def _unreachable(endpoint: Endpoint, exc: Exception) -> ServiceUnreachable:
+    where = f"Service {endpoint.service.name!r}" if endpoint.service is not None else endpoint.scoring_uri
+    state = ""
+    if endpoint.service is not None:
+        try:
+            state = f" (state {endpoint.service.state})"
+        except MLDeployError:
+            state = " (state unknown)"
+    return ServiceUnreachable(f"{where} did not answer at {endpoint.scoring_uri}{state}: {type(exc).__name__}. "
+                              "Open its logs, then reload or redeploy it.")
+
+
+def call_endpoint(target: str | Endpoint, payload: Any, workspace: Workspace | None = None, validate: bool = True,
+                  repeat: int = 1, concurrency: int = 1, headers: dict[str, str] | None = None,
+                  timeout: float = DEFAULT_TIMEOUT_S, schema: InputSchema | None = None) -> EndpointCall:
+    """Check a body against the service's input schema, then send it once or ``repeat`` times.
+
+    Args:
+        target: A service name of ``workspace``, a scoring URI, or an :class:`Endpoint`.
+        payload: The body: bytes or str (sent as is) or a JSON-safe value (numpy/pandas encoded).
+        workspace: Where to look a service name up.
+        validate: Check the body first when the service publishes an input schema (an inference-schema
+            decorated ``run``); a service without one, or whose swagger does not answer, is not checked.
+        repeat: Requests to send, 1..:data:`MAX_REPEAT`; above 1 this is a load test.
+        concurrency: Parallel clients of a load test, 1..:data:`MAX_CONCURRENCY`.
+        headers: Extra request headers (``Content-Type: application/json`` unless given).
+        timeout: Seconds to wait for each answer.
+        schema: The input schema when the caller already fetched it (to prefill the body); else it is
+            fetched when ``validate`` is True.
+
+    Returns:
+        EndpointCall: whatever status the service answered (a ``3xx`` is reported, never followed).
+
+    Raises:
+        InvalidArgument: For ``repeat``/``concurrency`` out of range or an unencodable payload.
+        RequestMismatch: When the body does not fit the schema (nothing was sent).
+        NotFound: For an unknown service name.
+        ServiceUnreachable: When a single request gets no answer at all, naming the service's state.
+    """
+    if isinstance(repeat, bool) or not 1 <= repeat <= MAX_REPEAT:
+        raise InvalidArgument(f"repeat ({repeat!r}) must be from 1 to {MAX_REPEAT}.")
+    if isinstance(concurrency, bool) or not 1 <= concurrency <= MAX_CONCURRENCY:
+        raise InvalidArgument(f"concurrency ({concurrency!r}) must be from 1 to {MAX_CONCURRENCY}.")
+    endpoint = target if isinstance(target, Endpoint) else resolve_endpoint(target, workspace)
+    if validate:
+        check_request(schema if schema is not None else input_schema(endpoint), payload)
+    if repeat > 1:
+        report = load_test(endpoint.scoring_uri, payload, repeat, concurrency, headers=headers, timeout=timeout)
+        return EndpointCall(endpoint.scoring_uri, report.last, report)
+    try:
+        response = send_request(endpoint.scoring_uri, payload, headers=headers, timeout=timeout)
+    except requests.RequestException as exc:
+        raise _unreachable(endpoint, exc) from exc
+    return EndpointCall(endpoint.scoring_uri, response)
+
+
+__all__ = [
+    "MAX_CONCURRENCY",
+    "MAX_REPEAT",
+    "Endpoint",
+    "EndpointCall",
+    "RequestMismatch",
+    "ServiceUnreachable",
+    "call_endpoint",
+    "check_request",
+    "example_payload",
+    "input_schema",
+    "is_scoring_uri",
+    "resolve_endpoint",
+]
