@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from jupyter_mldeploy.entry_script import check_entry_script, check_source
+from jupyter_mldeploy.entry.static_check import check_entry_script, check_source
 from jupyter_mldeploy.errors import InvalidArgument, NotFound
 
 
@@ -56,9 +56,9 @@ def test_missing_init_and_run_are_two_lines():
     [
         ("run(*args)", "*args"),
         ("run(data, **kwargs)", "**kwargs"),
-        ("run(data, /)", "positional-only"),
+        ("run(data, /)", "takes data before '/'"),
         ("run()", "takes no input"),
-        ("run(request_headers)", "takes no input"),
+        ("run(request_headers)", "takes only request_headers"),
     ],
 )
 def test_bad_run_signatures(signature: str, fragment: str):
@@ -129,7 +129,24 @@ def test_rawhttp_with_input_schema_clash():
         """
     )
     assert result.uses_rawhttp
-    assert any("@rawhttp and @input_schema" in p for p in result.problems)
+    assert result.broken_rules == ("rawhttp-with-schema",)
+    assert any("both @rawhttp and an inference-schema decorator" in p for p in result.problems)
+
+
+def test_rawhttp_with_output_schema_only_is_refused_as_the_server_does():
+    # azmlinfsrv asks inference-schema's is_schema_decorated, which an @output_schema alone makes true.
+    result = check(
+        """
+        from azureml.contrib.services.aml_request import rawhttp
+        from inference_schema.schema_decorators import output_schema
+        def init(): pass
+        @rawhttp
+        @output_schema(object)
+        def run(request):
+            return request
+        """
+    )
+    assert result.broken_rules == ("rawhttp-with-schema",)
 
 
 def test_rawhttp_alone_is_fine():
@@ -174,3 +191,78 @@ def test_missing_file_and_folder(tmp_path: Path):
         check_entry_script(tmp_path / "nope.py")
     with pytest.raises(InvalidArgument, match="is a folder"):
         check_entry_script(tmp_path)
+
+
+#: Scripts the two readers of the contract must judge alike: (name, source).
+AGREEMENT_CASES = [
+    ("classic", "def init(): pass\ndef run(raw_data): return raw_data\n"),
+    ("no-init", "def run(raw_data): return raw_data\n"),
+    ("no-run", "def init(): pass\n"),
+    ("star-args", "def init(): pass\ndef run(*args): return 1\n"),
+    ("star-kwargs", "def init(): pass\ndef run(data, **kwargs): return 1\n"),
+    ("positional-only", "def init(): pass\ndef run(data, /): return 1\n"),
+    ("keyword-only", "def init(): pass\ndef run(*, data): return data\n"),
+    ("no-input", "def init(): pass\ndef run(): return 1\n"),
+    ("headers-only", "def init(): pass\ndef run(request_headers): return 1\n"),
+    ("headers-too", "def init(): pass\ndef run(data, request_headers): return 1\n"),
+    ("rawhttp", "from azureml.contrib.services.aml_request import rawhttp\ndef init(): pass\n"
+                "@rawhttp\ndef run(request): return 1\n"),
+    ("rawhttp-input-schema", "from azureml.contrib.services.aml_request import rawhttp\n"
+                             "from inference_schema.schema_decorators import input_schema\n"
+                             "from inference_schema.parameter_types.standard_py_parameter_type import "
+                             "StandardPythonParameterType as T\ndef init(): pass\n"
+                             "@rawhttp\n@input_schema('request', T(1))\ndef run(request): return 1\n"),
+    ("rawhttp-output-schema", "from azureml.contrib.services.aml_request import rawhttp\n"
+                              "from inference_schema.schema_decorators import output_schema\n"
+                              "from inference_schema.parameter_types.standard_py_parameter_type import "
+                              "StandardPythonParameterType as T\ndef init(): pass\n"
+                              "@rawhttp\n@output_schema(T(1))\ndef run(request): return 1\n"),
+    ("schema", "from inference_schema.schema_decorators import input_schema\n"
+               "from inference_schema.parameter_types.standard_py_parameter_type import "
+               "StandardPythonParameterType as T\ndef init(): pass\n"
+               "@input_schema('data', T(1))\ndef run(data, request_headers=None): return 1\n"),
+]
+
+#: Loads each script as the scoring server does and prints its verdict: "ok <mode>" or the error message.
+_SERVER_VERDICTS = """
+import json, sys
+from jupyter_mldeploy.server import shims
+from jupyter_mldeploy.server.user_script import UserScript, UserScriptError
+shims.install_finder()
+verdicts = {}
+for path in sys.argv[1:]:
+    shims._rawHttpRequested = False  # a fresh worker per script, as in a deployment
+    try:
+        verdicts[path] = "ok " + UserScript(path).mode
+    except UserScriptError as exc:
+        verdicts[path] = str(exc)
+print(json.dumps(verdicts))
+"""
+
+
+def test_static_check_and_server_agree_on_every_rule(tmp_path: Path):
+    """The static check and the server read one table of rules: same verdict, same rule, same input mode."""
+    import json
+    import subprocess
+    import sys
+
+    from jupyter_mldeploy.server import script_rules
+
+    paths = {}
+    for name, source in AGREEMENT_CASES:
+        paths[name] = tmp_path / f"{name}.py"
+        paths[name].write_text(source)
+    completed = subprocess.run(
+        [sys.executable, "-c", _SERVER_VERDICTS, *map(str, paths.values())], capture_output=True, text=True,
+        check=True, timeout=120,
+    )
+    verdicts = json.loads(completed.stdout)
+    rules = {rule.code: rule for rule in script_rules.RULES}
+    for name, path in paths.items():
+        static = check_entry_script(path)
+        server = verdicts[str(path)]
+        if static.broken_rules:
+            first = rules[static.broken_rules[0]]
+            assert server == first.message.format(path=path), (name, static.problems, server)
+        else:
+            assert server == f"ok {static.input_mode}", (name, static.problems, server)

@@ -16,20 +16,18 @@ from collections.abc import Awaitable, Callable, Collection, MutableMapping
 from typing import Any
 from urllib.parse import parse_qsl
 
-import orjson
-
-from jupyter_mldeploy.server import encoding, logs
-from jupyter_mldeploy.server.shims import AMLRequest, AMLResponse, Headers
+from jupyter_mldeploy.server import logs
+from jupyter_mldeploy.server.encoding import encode_result
+from jupyter_mldeploy.server.runner import Runner
+from jupyter_mldeploy.server.shims import Headers
 from jupyter_mldeploy.server.swagger import SwaggerDocs, SwaggerError
-from jupyter_mldeploy.server.user_script import OBJECT, RAW, Runner, UserScript
+from jupyter_mldeploy.server.user_script import RAW, ClientError, Connection, UserScript
 
 Scope = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
 Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 
 HEADER_LIMIT = 100
-#: Key under which a not-yet-parsed JSON body travels to the run thread (not a valid parameter name).
-_BODY = "<body>"
 _JSON = b"application/json"
 _MSG_RUN_FAILED = "An unexpected error occurred in scoring script. Check the logs for more info."
 _MSG_INTERNAL = "An unexpected internal error occurred. Check the logs for more info."
@@ -42,61 +40,9 @@ _MSG_NOT_FOUND = (
 logger = logging.getLogger("mldeploy.server")
 
 
-class HTTPError(Exception):
-    """An error answered as ``{"message": ...}`` with ``status``."""
-
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
-
-
 def _error_body(message: str) -> bytes:
     # json.dumps, not orjson: byte-identical to azmlinfsrv's error bodies ({"message": "..."} with a space).
     return json.dumps({"message": message}).encode()
-
-
-def _parse_value(text: str) -> Any:
-    try:
-        return json.loads(text)
-    except ValueError:
-        return text
-
-
-def query_parameters(query_string: bytes) -> dict[str, Any]:
-    """Parse ``/score?...`` as azmlinfsrv does: each value JSON-parsed when it can be, repeated keys -> list.
-
-    Args:
-        query_string: The raw query string.
-
-    Returns:
-        dict[str, Any]: e.g. ``a=1&b=[1,2]&c=x&c=y`` -> ``{"a": 1, "b": [1, 2], "c": ["x", "y"]}``.
-    """
-    grouped: dict[str, list[str]] = {}
-    for key, value in parse_qsl(query_string.decode("utf-8", "replace"), keep_blank_values=True):
-        grouped.setdefault(key, []).append(value)
-    return {
-        key: _parse_value(values[0]) if len(values) == 1 else [_parse_value(v) for v in values]
-        for key, values in grouped.items()
-    }
-
-
-def _is_json(content_type: str) -> bool:
-    mimetype = content_type.split(";", 1)[0].strip().lower()
-    return mimetype == "application/json" or (mimetype.startswith("application/") and mimetype.endswith("+json"))
-
-
-def _loads(body: bytes) -> Any:
-    try:
-        return orjson.loads(body)
-    except orjson.JSONDecodeError:
-        # json accepts what orjson does not (NaN, UTF-16/32 bodies); it also gives azmlinfsrv's messages.
-        try:
-            return json.loads(body)
-        except ValueError as exc:
-            if body:
-                raise HTTPError(400, f"POST body could not be decoded as JSON: {exc}") from None
-            raise HTTPError(400, "POST body is empty. Expecting a JSON dictionary.") from None
 
 
 class _Request:
@@ -141,11 +87,11 @@ class _Request:
         """Validate the id headers and prepare the echoed ones (azmlinfsrv's ``_init_headers``).
 
         Raises:
-            HTTPError: 431 when an id is longer than 100 characters.
+            ClientError: 431 when an id is longer than 100 characters.
         """
         rid = self.request_id
         if len(rid) > HEADER_LIMIT:
-            raise HTTPError(431, f"x-request-id must not exceed {HEADER_LIMIT} characters")
+            raise ClientError(431, f"x-request-id must not exceed {HEADER_LIMIT} characters")
         legacy, client = self.legacy_id, self.client_id
         self.id_headers.append((b"x-request-id", rid.encode("latin-1")))
         if legacy:
@@ -153,14 +99,14 @@ class _Request:
         else:
             legacy = client or rid
         if len(legacy) > HEADER_LIMIT or len(client) > HEADER_LIMIT:
-            raise HTTPError(431, f"x-ms-request-id and x-ms-client-request-id must not exceed {HEADER_LIMIT} characters")
+            raise ClientError(431, f"x-ms-request-id and x-ms-client-request-id must not exceed {HEADER_LIMIT} characters")
         self.id_headers.append((b"x-ms-request-id", legacy.encode("latin-1")))
         if client:
             self.id_headers.append((b"x-ms-client-request-id", client.encode("latin-1")))
 
     def headers(self) -> Headers:
-        """The request headers as a case-insensitive mapping."""
-        return Headers([(n.decode("latin-1"), v.decode("latin-1")) for n, v in self.raw_headers])
+        """The request headers as Flask under azmlinfsrv has them (decoded only when read)."""
+        return Headers.from_request(self.raw_headers)
 
 
 class ScoringApp:
@@ -214,16 +160,16 @@ class ScoringApp:
                 status, headers, body, fn_ms, failed = await self._score(request, receive)
             elif request.path == "/":
                 if request.method not in ("GET", "HEAD"):
-                    raise HTTPError(405, _MSG_NOT_ALLOWED)
+                    raise ClientError(405, _MSG_NOT_ALLOWED)
                 status, headers, body = 200, [(b"content-type", b"text/html; charset=utf-8")], b"Healthy"
             elif request.path == "/swagger.json":
                 if request.method not in ("GET", "HEAD"):
-                    raise HTTPError(405, _MSG_NOT_ALLOWED)
+                    raise ClientError(405, _MSG_NOT_ALLOWED)
                 status, headers, body = self._swagger(request)
                 failed = False
             else:
-                raise HTTPError(404, _MSG_NOT_FOUND)
-        except HTTPError as exc:
+                raise ClientError(404, _MSG_NOT_FOUND)
+        except ClientError as exc:
             status, headers, body = exc.status, [(b"content-type", _JSON)], _error_body(exc.message)
             failed = False
         except Exception:
@@ -264,11 +210,11 @@ class ScoringApp:
         try:
             return 200, [(b"content-type", _JSON)], self.swagger.get(version)
         except SwaggerError as exc:
-            raise HTTPError(404, str(exc)) from None
+            raise ClientError(404, str(exc)) from None
 
     async def _read_body(self, request: _Request, receive: Receive) -> bytes:
         if request.content_length is not None and request.content_length > self.max_body_bytes:
-            raise HTTPError(413, self._too_large())
+            raise ClientError(413, self._too_large())
         chunks: list[bytes] = []
         size = 0
         while True:
@@ -279,7 +225,7 @@ class ScoringApp:
             if chunk:
                 size += len(chunk)
                 if size > self.max_body_bytes:
-                    raise HTTPError(413, self._too_large())
+                    raise ClientError(413, self._too_large())
                 chunks.append(chunk)
             if not message.get("more_body", False):
                 break
@@ -294,44 +240,30 @@ class ScoringApp:
     ) -> tuple[int, list[tuple[bytes, bytes]], bytes, float | None, bool]:
         method = request.method
         if method not in ("GET", "POST", "OPTIONS"):
-            raise HTTPError(405, _MSG_NOT_ALLOWED)
+            raise ClientError(405, _MSG_NOT_ALLOWED)
         script = self.script
-        query = request.scope.get("query_string") or b""
+        if method == "OPTIONS" and script.mode != RAW:
+            # azmlinfsrv answers a preflight itself when run() is not given the raw request.
+            return 200, [(b"content-type", b"text/html; charset=utf-8")], b"", None, False
+        body = await self._read_body(request, receive) if method != "GET" or script.mode == RAW else b""
+        kwargs: dict[str, Any] = {
+            "body": body, "headers": request.headers(), "method": method,
+            "query_string": request.scope.get("query_string") or b"",
+        }
         if script.mode == RAW:
-            body = await self._read_body(request, receive)
             server = request.scope.get("server") or ("", None)
             client = request.scope.get("client")
-            raw = AMLRequest(
-                method, request.path, query, request.headers(), body,
+            kwargs["path"] = request.path
+            kwargs["connection"] = Connection(
                 scheme=request.scope.get("scheme", "http"),
                 host=f"{server[0]}:{server[1]}" if server[1] else str(server[0]),
                 remote_addr=client[0] if client else None,
                 root_path=request.scope.get("root_path", ""),
             )
-            kwargs: dict[str, Any] = {script.input_name: raw}
-        elif method == "OPTIONS":
-            return 200, [(b"content-type", b"text/html; charset=utf-8")], b"", None, False
-        elif script.mode == OBJECT:
-            if method == "GET":
-                kwargs = self._parameters(query_parameters(query))
-            else:
-                if not _is_json(request.content_type):
-                    raise HTTPError(415, "Expects Content-Type to be application/json")
-                # Parsing happens in the run thread (see _invoke): the CPU work of a request stays in
-                # one thread instead of contending for the GIL with the event loop.
-                kwargs = {_BODY: await self._read_body(request, receive)}
-        elif method == "GET":
-            kwargs = {script.input_name: json.dumps(query_parameters(query))}
-        else:
-            body = await self._read_body(request, receive)
-            try:
-                kwargs = {script.input_name: body.decode("utf-8")}
-            except UnicodeDecodeError as exc:
-                raise HTTPError(400, f"Input cannot be decoded as UTF-8: {exc}") from None
-        if script.wants_headers:
-            kwargs["request_headers"] = request.headers().to_dict()
-        outcome = await self.runner.call(self._invoke, kwargs, request.request_id, alone=self._alone())
-        if isinstance(outcome.error, HTTPError):
+        # Parsing the body happens in invoke_run, in the run thread: the CPU work of a request stays in one
+        # thread instead of contending for the GIL with the event loop.
+        outcome = await self.runner.call(script.invoke_run, kwargs, request.request_id, alone=self._alone())
+        if isinstance(outcome.error, ClientError):
             raise outcome.error
         if outcome.timed_out:
             logger.error("Encountered Exception: run() did not finish within %d ms", self.runner.timeout_ms)
@@ -340,58 +272,11 @@ class ScoringApp:
         if outcome.error is not None:
             logger.error("Encountered Exception: %s", outcome.traceback.rstrip())
             return 500, [(b"content-type", _JSON)], _error_body(_MSG_RUN_FAILED), None, True
-        return self._result_response(outcome.value, outcome.elapsed_ms)
-
-    def _parameters(self, parsed: Any) -> dict[str, Any]:
-        """Map a parsed JSON body (or query) to ``run``'s parameters (azmlinfsrv's ``ObjectInput``).
-
-        Raises:
-            HTTPError: 400 when the body is not an object or a required parameter is missing.
-        """
-        if not isinstance(parsed, dict):
-            raise HTTPError(400, "POST body should be a JSON dictionary.")
-        kwargs = {}
-        for parameter in self.script.parameters:
-            value = parsed.get(parameter.name, parameter.default)
-            if value is parameter.empty:
-                raise HTTPError(400, f"A value is not provided for the {parameter.name!r} parameter.")
-            kwargs[parameter.name] = value
-        return kwargs
-
-    def _invoke(self, **kwargs: Any) -> Any:
-        """Runs in the run thread: parses a JSON body, builds fast-path numpy inputs, calls ``run``."""
-        body = kwargs.pop(_BODY, None)
-        if body is not None:
-            headers = kwargs.pop("request_headers", None)
-            kwargs = self._parameters(_loads(body))
-            if headers is not None:
-                kwargs["request_headers"] = headers
-        for name, fast in self.script.numpy_fast.items():
-            if name in kwargs:
-                kwargs[name] = fast.build(kwargs[name])
-        return self.script.run(**kwargs)
-
-    def _result_response(
-        self, value: Any, elapsed_ms: float
-    ) -> tuple[int, list[tuple[bytes, bytes]], bytes, float | None, bool]:
-        if isinstance(value, AMLResponse) or (hasattr(value, "status_code") and hasattr(value, "get_data")):
-            logger.info("run() output is HTTP Response")
-            status = int(value.status_code)
-            raw_headers = value.headers
-            pairs = raw_headers if isinstance(raw_headers, list) else list(raw_headers.items())
-            headers = [
-                (str(k).encode("latin-1"), str(v).encode("latin-1"))
-                for k, v in pairs
-                if str(k).lower() not in ("content-length", "x-ms-run-function-failed")
-            ]
-            failed = status >= 500 or bool(getattr(value, "run_function_failed", False))
-            body = value.get_data()
-            if isinstance(body, str):
-                body = body.encode()
-            return status, headers, body, elapsed_ms, failed
         try:
-            body = encoding.dumps(value)
+            result = encode_result(outcome.value)
         except TypeError:
             logger.error("Encountered Exception: %s", traceback.format_exc().rstrip())
             return 500, [(b"content-type", _JSON)], _error_body(_MSG_INTERNAL), None, False
-        return 200, [(b"content-type", _JSON)], body, elapsed_ms, False
+        if result.is_response:
+            logger.info("run() output is HTTP Response")
+        return result.status, result.headers, result.body, outcome.elapsed_ms, result.run_function_failed

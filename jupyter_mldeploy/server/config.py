@@ -25,7 +25,7 @@ DEFAULT_SCORING_TIMEOUT_MS = 3_600_000
 #: Ours: azmlinfsrv binds 0.0.0.0; we bind loopback unless told otherwise (DESIGN.md §9).
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_MAX_REQUEST_MB = 100.0
-#: Ours: runs shorter than this (ms) may be called on the event-loop thread (see ``user_script.Runner``).
+#: Ours: runs shorter than this (ms) may be called on the event-loop thread (see ``runner.Runner``).
 DEFAULT_INLINE_RUN_MS = 2.0
 
 

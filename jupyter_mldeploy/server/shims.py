@@ -8,8 +8,11 @@ package is always found first and these stand-ins only fill the gaps. The same c
 ``azureml_inference_server_http.api.aml_request`` / ``.aml_response`` (azmlinfsrv's own spelling).
 
 :class:`AMLRequest` offers the Flask request attributes scripts use (``method``, ``args``, ``headers``,
-``get_data(as_text=...)``, ``json``/``get_json()``, ``path``, ``url``, ``form``, ``files``, ``cookies``...);
-:class:`AMLResponse` takes azmlinfsrv's ``AMLResponse(message, status_code, response_headers, json_str)``.
+``get_data(as_text=...)``, ``json``/``get_json()``, ``path``, ``full_path``, ``url``, ``form``, ``files``,
+``cookies``...); :class:`AMLResponse` takes azmlinfsrv's ``AMLResponse(message, status_code,
+response_headers, json_str)`` and behaves as the Flask ``Response`` it is there. Both carry
+:class:`Headers`, which behave as werkzeug's (item get and set, ``add``, ``set``, ``get``, ``extend``,
+``items``, case-insensitive names, repeated headers kept).
 """
 
 from __future__ import annotations
@@ -20,10 +23,12 @@ import io
 import json
 import logging
 import os
+import re
 import shutil
 import sys
 import types
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from http import HTTPStatus
 from http.cookies import SimpleCookie
 from typing import Any, TypeVar
 from urllib.parse import parse_qsl
@@ -100,50 +105,306 @@ class MultiDict(Mapping[str, Any]):
         return {key: self.getlist(key) for key in self._first}
 
 
-class Headers(Mapping[str, str]):
-    """Case-insensitive, read-only request headers; names iterate in ``Title-Case`` as werkzeug's do.
+_TOKEN = re.compile(r"^[A-Za-z0-9!#$%&'*+.^_`|~-]+$")
+_MISSING: Any = object()
+
+
+def _header_value(value: Any) -> str:
+    text = str(value)
+    if "\n" in text or "\r" in text:
+        raise ValueError("Header values must not contain newline characters.")
+    return text
+
+
+def _with_options(value: Any, options: Mapping[str, Any]) -> str:
+    """``value; key=option; ...`` as werkzeug's ``dump_options_header`` (``_`` in keys becomes ``-``)."""
+    parts = [_header_value(value)]
+    for key, option in options.items():
+        key = key.replace("_", "-")
+        if option is None:
+            parts.append(key)
+            continue
+        text = str(option)
+        if not _TOKEN.match(text):
+            text = '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+        parts.append(f"{key}={text}")
+    return "; ".join(parts)
+
+
+def _pairs_of(source: Any) -> Iterator[tuple[str, Any]]:
+    """``(key, value)`` pairs of a mapping (list values give one pair each) or of an iterable of pairs."""
+    if isinstance(source, Headers):
+        yield from source.items()
+    elif isinstance(source, Mapping):
+        for key, value in source.items():
+            if isinstance(value, (list, tuple)):
+                for item in value:
+                    yield key, item
+            else:
+                yield key, value
+    else:
+        for key, value in source:
+            yield key, value
+
+
+class Headers:
+    """HTTP headers with the behaviour of werkzeug's ``Headers`` (what Flask's request and response carry).
+
+    An ordered list of ``(name, value)`` pairs; names compare case-insensitively and a repeated name keeps
+    every value. ``headers[name]`` is the first value (``KeyError`` when absent), ``headers[name] = value``
+    replaces every value of that name in place of the first one, ``add`` appends, iteration yields
+    ``(name, value)`` pairs and ``len`` counts pairs, as werkzeug's. Values are stored as ``str``; one
+    holding a newline is refused (``ValueError``), as werkzeug does, so a header cannot be split in two.
+    ``dict(headers)`` maps each name to its first value.
 
     Args:
-        pairs: ``(name, value)`` pairs as received.
+        defaults: Initial headers: a mapping (a list value adds each item) or an iterable of pairs.
     """
 
-    def __init__(self, pairs: list[tuple[str, str]]) -> None:
-        self._pairs = [(name.title(), value) for name, value in pairs]
-        self._index: dict[str, str] = {}
-        for name, value in pairs:
-            key = name.lower()
-            self._index[key] = f"{self._index[key]}, {value}" if key in self._index else value
+    __slots__ = ("_list", "_raw")
 
-    def __getitem__(self, name: str) -> str:
-        return self._index[name.lower()]
+    def __init__(self, defaults: Any = None) -> None:
+        self._list: list[tuple[str, str]] = []
+        self._raw: list[tuple[bytes, bytes]] | None = None
+        if defaults:
+            self.extend(defaults)
 
-    def __contains__(self, name: object) -> bool:
-        return isinstance(name, str) and name.lower() in self._index
+    @classmethod
+    def from_request(cls, raw: list[tuple[bytes, bytes]]) -> Headers:
+        """The headers of a request as Flask under azmlinfsrv sees them, decoded on first use.
 
-    def __iter__(self) -> Iterator[str]:
-        seen: set[str] = set()
-        for name, _ in self._pairs:
-            if name.lower() not in seen:
-                seen.add(name.lower())
-                yield name
+        The WSGI server azmlinfsrv runs on (gunicorn) hands Flask one value per name, repeated headers
+        joined by ``,``, and werkzeug names them in ``Title-Case``; so do these.
+
+        Args:
+            raw: ``(name, value)`` byte pairs as received (ASGI's ``scope["headers"]``).
+
+        Returns:
+            Headers: The request headers.
+        """
+        headers = cls()
+        headers._raw = raw
+        return headers
+
+    @property
+    def _pairs(self) -> list[tuple[str, str]]:
+        if self._raw is not None:
+            joined: dict[str, tuple[str, str]] = {}
+            for name, value in self._raw:
+                text_name, text = name.decode("latin-1"), value.decode("latin-1")
+                key = text_name.lower()
+                joined[key] = (joined[key][0], f"{joined[key][1]},{text}") if key in joined else (text_name.title(), text)
+            self._list = list(joined.values())
+            self._raw = None
+        return self._list
+
+    # Reading -----------------------------------------------------------------------------------------
+
+    def __getitem__(self, key: Any) -> Any:
+        if isinstance(key, str):
+            lowered = key.lower()
+            for name, value in self._pairs:
+                if name.lower() == lowered:
+                    return value
+            raise KeyError(key)
+        if isinstance(key, slice):
+            return Headers(self._pairs[key])
+        return self._pairs[key]
+
+    def get(self, key: str, default: Any = None, type: Callable[[str], Any] | None = None) -> Any:  # noqa: A002
+        """Return the first value of ``key`` (converted with ``type``; ``default`` if that raises ValueError)."""
+        try:
+            value = self[key]
+        except KeyError:
+            return default
+        if type is None:
+            return value
+        try:
+            return type(value)
+        except ValueError:
+            return default
+
+    def getlist(self, key: str, type: Callable[[str], Any] | None = None) -> list[Any]:  # noqa: A002
+        """Return every value of ``key`` in order (converted with ``type``, skipping those that raise ValueError)."""
+        lowered = key.lower()
+        found = []
+        for name, value in self._pairs:
+            if name.lower() != lowered:
+                continue
+            if type is None:
+                found.append(value)
+                continue
+            try:
+                found.append(type(value))
+            except ValueError:
+                continue
+        return found
+
+    def get_all(self, name: str) -> list[str]:
+        """``getlist(name)`` (werkzeug's alias, from the email library's API)."""
+        return self.getlist(name)
+
+    def __contains__(self, key: object) -> bool:
+        if not isinstance(key, str):
+            return False
+        lowered = key.lower()
+        return any(name.lower() == lowered for name, _ in self._pairs)
+
+    def __iter__(self) -> Iterator[tuple[str, str]]:
+        return iter(list(self._pairs))
 
     def __len__(self) -> int:
-        return len(self._index)
+        return len(self._pairs)
 
-    def get(self, name: str, default: Any = None, type: Callable[[str], Any] | None = None) -> Any:  # noqa: A002
-        """Return the header's value (repeated headers joined by ``", "``), else ``default``."""
-        value = self._index.get(name.lower())
-        if value is None:
+    def __bool__(self) -> bool:
+        return bool(self._pairs)
+
+    def keys(self, lower: bool = False) -> Iterator[str]:
+        """Yield each pair's name (lower-cased with ``lower=True``); a repeated name comes once per value."""
+        for name, _ in list(self._pairs):
+            yield name.lower() if lower else name
+
+    def values(self) -> Iterator[str]:
+        """Yield each pair's value."""
+        for _, value in list(self._pairs):
+            yield value
+
+    def items(self, lower: bool = False) -> Iterator[tuple[str, str]]:
+        """Yield ``(name, value)`` pairs in order (names lower-cased with ``lower=True``)."""
+        for name, value in list(self._pairs):
+            yield (name.lower() if lower else name), value
+
+    def to_wsgi_list(self) -> list[tuple[str, str]]:
+        """Return the pairs as a list (what WSGI's ``start_response`` takes)."""
+        return list(self._pairs)
+
+    def copy(self) -> Headers:
+        """Return a copy."""
+        return Headers(self._pairs)
+
+    __copy__ = copy
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, Headers):
+            return self._pairs == other._pairs
+        return NotImplemented
+
+    __hash__ = None  # type: ignore[assignment] - mutable, as werkzeug's
+
+    def __str__(self) -> str:
+        return "".join(f"{name}: {value}\r\n" for name, value in self._pairs) + "\r\n"
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self._pairs!r})"
+
+    # Writing -----------------------------------------------------------------------------------------
+
+    def add(self, key: str, value: Any, **options: Any) -> None:
+        """Append a header, keeping those of the same name (``options`` as ``; key=value`` parameters)."""
+        self._pairs.append((key, _with_options(value, options) if options else _header_value(value)))
+
+    add_header = add
+
+    def set(self, key: str, value: Any, **options: Any) -> None:
+        """Replace every value of ``key`` by ``value``, at the place of the first one (appended when absent)."""
+        text = _with_options(value, options) if options else _header_value(value)
+        pairs = self._pairs
+        lowered = key.lower()
+        for index, (name, _) in enumerate(pairs):
+            if name.lower() == lowered:
+                pairs[index] = (key, text)
+                pairs[index + 1:] = [pair for pair in pairs[index + 1:] if pair[0].lower() != lowered]
+                return
+        pairs.append((key, text))
+
+    def setlist(self, key: str, values: Iterable[Any]) -> None:
+        """Replace every value of ``key`` by ``values`` (removing it when ``values`` is empty)."""
+        items = list(values)
+        if not items:
+            self.remove(key)
+            return
+        self.set(key, items[0])
+        for value in items[1:]:
+            self.add(key, value)
+
+    def setdefault(self, key: str, default: Any) -> str:
+        """Return the first value of ``key``; set it to ``default`` first when absent."""
+        if key in self:
+            return self[key]
+        self.set(key, default)
+        return self[key]
+
+    def setlistdefault(self, key: str, default: Iterable[Any]) -> list[str]:
+        """Return every value of ``key``; set them to ``default`` first when absent."""
+        if key not in self:
+            self.setlist(key, default)
+        return self.getlist(key)
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        if isinstance(key, str):
+            self.set(key, value)
+        elif isinstance(key, slice):
+            self._pairs[key] = [(str(name), _header_value(item)) for name, item in value]
+        else:
+            name, item = value
+            self._pairs[key] = (str(name), _header_value(item))
+
+    def extend(self, *args: Any, **kwargs: Any) -> None:
+        """Add every header of a mapping, an iterable of pairs or keyword arguments, keeping existing ones."""
+        if len(args) > 1:
+            raise TypeError(f"extend expected at most 1 argument, got {len(args)}")
+        for source in (*args, kwargs):
+            for key, value in _pairs_of(source):
+                self.add(key, value)
+
+    def update(self, *args: Any, **kwargs: Any) -> None:
+        """Replace the values of every name given (a list value replaces with each item), as werkzeug's."""
+        if len(args) > 1:
+            raise TypeError(f"update expected at most 1 argument, got {len(args)}")
+        for source in (*args, kwargs):
+            grouped: dict[str, tuple[str, list[Any]]] = {}
+            for key, value in _pairs_of(source):
+                grouped.setdefault(key.lower(), (key, []))[1].append(value)
+            for key, values in grouped.values():
+                self.setlist(key, values)
+
+    def remove(self, key: str) -> None:
+        """Remove every value of ``key`` (nothing happens when it is absent)."""
+        lowered = key.lower()
+        self._pairs[:] = [pair for pair in self._pairs if pair[0].lower() != lowered]
+
+    def __delitem__(self, key: Any) -> None:
+        if isinstance(key, str):
+            self.remove(key)
+        else:
+            del self._pairs[key]
+
+    def pop(self, key: Any = None, default: Any = _MISSING) -> Any:
+        """Remove and return: the first value of a name (all its values go), a pair by index, or the last pair.
+
+        Raises:
+            KeyError: The name is absent and no ``default`` was given.
+        """
+        if key is None:
+            return self._pairs.pop()
+        if isinstance(key, int):
+            return self._pairs.pop(key)
+        try:
+            value = self[key]
+        except KeyError:
+            if default is _MISSING:
+                raise
             return default
-        return type(value) if type is not None else value
+        self.remove(key)
+        return value
 
-    def getlist(self, name: str) -> list[str]:
-        """Return every value of a repeated header."""
-        return [value for key, value in self._pairs if key.lower() == name.lower()]
+    def popitem(self) -> tuple[str, str]:
+        """Remove and return the last pair."""
+        return self._pairs.pop()
 
-    def to_dict(self) -> dict[str, str]:
-        """Return ``{Title-Case name: value}`` as azmlinfsrv passes to ``run(..., request_headers)``."""
-        return {name: self._index[name.lower()] for name in self}
+    def clear(self) -> None:
+        """Remove every header."""
+        self._pairs.clear()
 
 
 class _ContentTyped:
@@ -438,17 +699,34 @@ class AMLRequest(_ContentTyped):
         return {name: morsel.value for name, morsel in jar.items()}
 
 
+def _content_type(mimetype: str) -> str:
+    """werkzeug's ``get_content_type``: ``text/*`` and XML-like types get ``; charset=utf-8``."""
+    if mimetype.startswith("text/") or mimetype.endswith("+xml") or mimetype in (
+        "application/ecmascript", "application/javascript", "application/sql", "application/xml",
+        "application/xml-dtd", "application/xml-external-parsed-entity",
+    ):
+        return f"{mimetype}; charset=utf-8"
+    return mimetype
+
+
 class AMLResponse:
-    """What a ``run()`` may return to set the HTTP response itself (azmlinfsrv's ``AMLResponse``).
+    """What a ``run()`` may return to set the HTTP response itself: azmlinfsrv's ``AMLResponse``.
+
+    There it is a Flask ``Response``; this one offers the part of that surface v1 scripts use: ``headers``
+    (a werkzeug-like :class:`Headers`), ``status_code`` and ``status`` (readable and assignable),
+    ``get_data(as_text=...)``, ``set_data``, ``data``, ``mimetype``, ``content_type``, ``content_length``
+    and ``get_json()``. As there, the headers start as ``Content-Type``, ``Content-Length``,
+    ``x-ms-run-function-failed``, then ``response_headers``.
 
     Args:
-        message: The body: ``str`` or ``bytes`` as-is, or any JSON-serialisable value with ``json_str=True``.
-            None gives ``{}`` as JSON.
+        message: The body: ``str`` (UTF-8) or ``bytes`` as-is, or any JSON-serialisable value with
+            ``json_str=True``. None gives ``{}`` as JSON.
         status_code: HTTP status.
         response_headers: Extra headers. As azmlinfsrv does, a value holding commas becomes one header per
-            comma-separated part.
+            comma-separated part, and a ``Content-Type`` given here replaces the default one.
         json_str: Encode ``message`` as JSON (content type ``application/json``).
-        run_function_failed: Value of the ``x-ms-run-function-failed`` header (forced True for 5xx).
+        run_function_failed: Value of the ``x-ms-run-function-failed`` header (the server forces True for
+            a 5xx status).
     """
 
     def __init__(
@@ -459,37 +737,105 @@ class AMLResponse:
         json_str: bool = False,
         run_function_failed: bool = False,
     ) -> None:
-        content_type = "text/html; charset=utf-8"
-        if message is None:
-            body, content_type = b"{}", "application/json"
-        elif json_str:
-            body, content_type = json.dumps(message).encode(), "application/json"
-        elif isinstance(message, bytes):
-            body = message
-        else:
-            body = str(message).encode()
-        self.status_code = int(status_code)
-        self.body = body
-        self.run_function_failed = run_function_failed
-        self.headers: list[tuple[str, str]] = []
         given = dict(response_headers or {})
-        if not any(name.lower() == "content-type" for name in given):
-            self.headers.append(("Content-Type", content_type))
+        self.headers = Headers()
+        self.status_code = int(status_code)
+        if message is None:
+            body: Any = json.dumps({})
+            self.headers["Content-Type"] = "application/json"
+        elif json_str:
+            body = json.dumps(message)
+            self.headers["Content-Type"] = "application/json"
+        else:
+            body = message if isinstance(message, (bytes, bytearray)) else str(message)
+            if "Content-Type" not in given:
+                self.headers["Content-Type"] = "text/html; charset=utf-8"
+        self._data = b""
+        self.set_data(body)
+        self.headers["x-ms-run-function-failed"] = run_function_failed
         for name, value in given.items():
             for part in str(value).split(","):
-                self.headers.append((name, part.strip()))
+                self.headers.add(name, part.strip())
 
     def __repr__(self) -> str:
-        return f"<AMLResponse {self.status_code} {len(self.body)} bytes>"
+        return f"<AMLResponse {len(self._data)} bytes [{self.status}]>"
 
     @property
-    def data(self) -> bytes:
-        """The body bytes."""
-        return self.body
+    def status(self) -> str:
+        """The status line's code and reason, e.g. ``"201 CREATED"`` (assign ``"404"`` or ``"404 NOT FOUND"``)."""
+        try:
+            reason = HTTPStatus(self.status_code).phrase.upper()
+        except ValueError:
+            reason = "UNKNOWN"
+        return f"{self.status_code} {reason}"
+
+    @status.setter
+    def status(self, value: str | int) -> None:
+        self.status_code = int(str(value).split(None, 1)[0])
 
     def get_data(self, as_text: bool = False) -> Any:
         """Return the body as ``bytes`` (``str`` with ``as_text=True``)."""
-        return self.body.decode("utf-8", "replace") if as_text else self.body
+        return self._data.decode("utf-8", "replace") if as_text else self._data
+
+    def set_data(self, value: str | bytes) -> None:
+        """Replace the body (``str`` is encoded as UTF-8) and its ``Content-Length``."""
+        self._data = value.encode() if isinstance(value, str) else bytes(value)
+        self.headers["Content-Length"] = str(len(self._data))
+
+    @property
+    def data(self) -> bytes:
+        """The body (assignable, as ``set_data``)."""
+        return self._data
+
+    @data.setter
+    def data(self, value: str | bytes) -> None:
+        self.set_data(value)
+
+    @property
+    def content_type(self) -> str | None:
+        """The ``Content-Type`` header (assignable)."""
+        return self.headers.get("Content-Type")
+
+    @content_type.setter
+    def content_type(self, value: str) -> None:
+        self.headers["Content-Type"] = value
+
+    @property
+    def mimetype(self) -> str | None:
+        """The content type without parameters, lower case; assigning ``text/*`` adds ``charset=utf-8``."""
+        content_type = self.content_type
+        return content_type.split(";", 1)[0].strip().lower() if content_type else None
+
+    @mimetype.setter
+    def mimetype(self, value: str) -> None:
+        self.headers["Content-Type"] = _content_type(value)
+
+    @property
+    def content_length(self) -> int | None:
+        """The ``Content-Length`` header as an int."""
+        return self.headers.get("Content-Length", type=int)
+
+    @property
+    def is_json(self) -> bool:
+        """True for ``application/json`` and ``application/*+json``."""
+        mimetype = self.mimetype or ""
+        return mimetype == "application/json" or (mimetype.startswith("application/") and mimetype.endswith("+json"))
+
+    def get_json(self, force: bool = False, silent: bool = False) -> Any:
+        """Parse the body as JSON (None when the content type is not JSON, unless ``force``)."""
+        if not (force or self.is_json):
+            return None
+        try:
+            return json.loads(self._data)
+        except ValueError:
+            if silent:
+                return None
+            raise
+
+    @property
+    def json(self) -> Any:
+        """``get_json()``."""
+        return self.get_json()
 
 
 class Model:

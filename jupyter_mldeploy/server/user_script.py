@@ -1,6 +1,7 @@
-"""Loading the entry script, checking ``run()``'s signature, and calling ``run()`` with a timeout.
+"""Loading the entry script, checking ``run()``'s signature, and calling ``run()`` for one request.
 
-The rules are azmlinfsrv 1.5's (``server/user_script.py`` and ``input_parsers.py`` there):
+The rules are azmlinfsrv 1.5's (``server/user_script.py`` and ``input_parsers.py`` there), written once in
+:mod:`~jupyter_mldeploy.server.script_rules`:
 
 * the script must define ``init()`` and ``run()``; a ``driver_module`` attribute holding a module with
   ``run`` is followed (Azure ML's generated driver scripts);
@@ -9,56 +10,117 @@ The rules are azmlinfsrv 1.5's (``server/user_script.py`` and ``input_parsers.py
 * the input mode follows from the decorators: raw request (``@rawhttp``), keyword arguments from a JSON
   object (inference-schema's ``@input_schema``), or the body as one ``str`` (undecorated).
 
-Concurrency: like azmlinfsrv (a gunicorn *sync* worker handles one request at a time), each worker runs
-one ``run()`` at a time, so scripts written for azmlinfsrv need not be thread-safe. Where a call runs is
-chosen per request (see :class:`Runner`):
-
-* **run thread** (the default, and always for slow scripts): the event loop keeps answering health checks
-  and reading queued requests meanwhile. When a call exceeds ``SCORING_TIMEOUT_MS`` the request gets 500 at
-  once, a ``TimeoutError`` is raised inside the run thread (at its next Python instruction), and the
-  requests queued behind it move to a fresh run thread, so a run stuck in native code cannot block the
-  worker.
-* **inline on the event-loop thread**, once the script's recent runs were all short and nothing waits for
-  the run thread: handing a call to another thread and back costs two or three cross-thread wake-ups
-  (about 120 us a request on a 2-CPU VM), more than a small model's ``predict``. The timeout is then a
-  ``SIGALRM`` timer that raises ``TimeoutError`` in ``run()``, exactly as azmlinfsrv's timeout does (and,
-  as there, it interrupts ``time.sleep`` and blocking I/O but not a long native call). A run that turns
-  out slow sends the next ones back to the run thread.
-
-The timeout counts from the moment a call starts, not while it waits its turn.
+:meth:`UserScript.invoke_run` is the one place that turns a request (body, headers, method, query) into a
+``run()`` call; the HTTP app, the ``--check`` trial run and batch scoring all call it, and
+:func:`~jupyter_mldeploy.server.encoding.encode_result` turns what ``run()`` returned into the answer.
+Where and with which timeout the call runs is :mod:`~jupyter_mldeploy.server.runner`'s business.
 """
 
 from __future__ import annotations
 
-import asyncio
-import asyncio.events
-import ctypes
 import importlib.util
 import inspect
+import json
 import os
-import queue
-import signal
-import threading
-import time
-import traceback
 import types
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import parse_qsl
 
-from jupyter_mldeploy.server import logs, shims
+import orjson
 
-RAW = "raw"
-OBJECT = "object"
-STRING = "string"
+from jupyter_mldeploy.server import script_rules, shims
+from jupyter_mldeploy.server.script_rules import OBJECT, RAW, STRING, RunParameter
+from jupyter_mldeploy.server.shims import AMLRequest, Headers
+
+__all__ = [
+    "OBJECT", "RAW", "STRING", "ClientError", "Connection", "NumpyFastPath", "UserScript", "UserScriptError",
+    "model_dir_listing", "query_parameters", "walk_path",
+]
 
 
 class UserScriptError(Exception):
     """The entry script cannot be served (missing functions, bad ``run`` signature, import failure)."""
 
 
-class ScoringTimeout(TimeoutError):
-    """Raised inside the run thread when ``run()`` exceeded ``SCORING_TIMEOUT_MS``."""
+class ClientError(Exception):
+    """A request the contract refuses, answered as ``{"message": message}`` with ``status``.
+
+    Raised by :meth:`UserScript.invoke_run` with azmlinfsrv's statuses and messages (400 for a body that is
+    not what ``run`` takes, 415 for a non-JSON body to an ``@input_schema`` script, 405 for a method
+    ``run`` is not called for), and by the HTTP app for its own refusals (404, 405, 413, 431).
+
+    Attributes:
+        status: The HTTP status.
+        message: The message.
+    """
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+@dataclass(frozen=True)
+class Connection:
+    """Where a request came from, for the ``@rawhttp`` request object (Flask's ``request.url`` etc.).
+
+    Attributes:
+        scheme: ``http`` or ``https``.
+        host: ``host[:port]`` the client addressed (default: the ``Host`` header).
+        remote_addr: The client's IP address, or None.
+        root_path: The mount prefix (usually empty).
+    """
+
+    scheme: str = "http"
+    host: str = ""
+    remote_addr: str | None = None
+    root_path: str = ""
+
+
+def _parse_value(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
+def query_parameters(query_string: bytes) -> dict[str, Any]:
+    """Parse ``/score?...`` as azmlinfsrv does: each value JSON-parsed when it can be, repeated keys -> list.
+
+    Args:
+        query_string: The raw query string.
+
+    Returns:
+        dict[str, Any]: e.g. ``a=1&b=[1,2]&c=x&c=y`` -> ``{"a": 1, "b": [1, 2], "c": ["x", "y"]}``.
+    """
+    grouped: dict[str, list[str]] = {}
+    for key, value in parse_qsl(query_string.decode("utf-8", "replace"), keep_blank_values=True):
+        grouped.setdefault(key, []).append(value)
+    return {
+        key: _parse_value(values[0]) if len(values) == 1 else [_parse_value(v) for v in values]
+        for key, values in grouped.items()
+    }
+
+
+def _is_json(content_type: str | None) -> bool:
+    # Flask's request.is_json, which azmlinfsrv's ObjectInput checks.
+    mimetype = (content_type or "").split(";", 1)[0].strip().lower()
+    return mimetype == "application/json" or (mimetype.startswith("application/") and mimetype.endswith("+json"))
+
+
+def _loads(body: bytes) -> Any:
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError:
+        # json accepts what orjson does not (NaN, UTF-16/32 bodies); it also gives azmlinfsrv's messages.
+        try:
+            return json.loads(body)
+        except ValueError as exc:
+            if body:
+                raise ClientError(400, f"POST body could not be decoded as JSON: {exc}") from None
+            raise ClientError(400, "POST body is empty. Expecting a JSON dictionary.") from None
 
 
 @dataclass(frozen=True)
@@ -156,6 +218,11 @@ class UserScript:
     Args:
         path: Absolute path of score.py.
 
+    Raises:
+        UserScriptError: The file is missing, lacks ``init``/``run``, or ``run`` breaks a rule of
+            :mod:`~jupyter_mldeploy.server.script_rules` (the message is azmlinfsrv's).
+        Exception: Whatever importing the script raises.
+
     Attributes:
         run: The ``run`` function called for requests (the driver module's when there is one).
         init: The ``init`` function.
@@ -169,10 +236,9 @@ class UserScript:
     def __init__(self, path: str) -> None:
         self.path = path
         self.module = self._import()
-        if not hasattr(self.module, "init"):
-            raise UserScriptError(f"User script at {path} does not have a init() function defined.")
-        if not hasattr(self.module, "run"):
-            raise UserScriptError(f"User script at {path} does not have a run() function defined.")
+        for name, rule in (("init", script_rules.NO_INIT), ("run", script_rules.NO_RUN)):
+            if not hasattr(self.module, name):
+                raise UserScriptError(rule.message.format(path=path))
         driver = getattr(self.module, "driver_module", None)
         if isinstance(driver, types.ModuleType) and hasattr(driver, "run"):
             self.run: Callable[..., Any] = driver.run
@@ -193,27 +259,19 @@ class UserScript:
         return module
 
     def _analyze(self) -> None:
-        params = list(inspect.signature(self.run).parameters.values())
-        if any(p.kind not in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD) for p in params):
-            raise UserScriptError("run() cannot accept positional-only arguments, *args, or **kwargs.")
-        self.wants_headers = any(p.name == "request_headers" for p in params)
-        inputs = [p for p in params if p.name != "request_headers"]
-        if not inputs:
-            if self.wants_headers:
-                raise UserScriptError('run() needs to accept an argument other than "request_headers".')
-            raise UserScriptError("run() needs to accept an argument for input data.")
-        self.input_name = inputs[0].name
-        self.parameters = inputs
+        signature = inspect.signature(self.run).parameters
+        described = [RunParameter.from_inspect(p) for p in signature.values()]
+        rawhttp = shims.raw_http_requested()
         decorated = self.schema_decorated()
-        if shims.raw_http_requested() and decorated:
-            raise UserScriptError("run() cannot be decorated with both @rawhttp and @input_schema")
-        if shims.raw_http_requested():
-            self.mode = RAW
-        elif decorated:
-            self.mode = OBJECT
+        violations = script_rules.signature_violations(described, rawhttp, decorated)
+        if violations:
+            raise UserScriptError(violations[0].rule.message)
+        self.wants_headers = script_rules.REQUEST_HEADERS in signature
+        self.parameters = [signature[p.name] for p in script_rules.input_parameters(described)]
+        self.input_name = self.parameters[0].name
+        self.mode = script_rules.input_mode(rawhttp, decorated)
+        if self.mode == OBJECT:
             self.numpy_fast = _numpy_fast_paths(self.run)
-        else:
-            self.mode = STRING
 
     def schema_decorated(self) -> bool:
         """Return True when inference-schema decorated ``run`` (False when inference-schema is absent)."""
@@ -231,6 +289,86 @@ class UserScript:
             names = ", ".join(p.name for p in self.parameters)
             return f"run() is decorated with @input_schema. Server will invoke it with the following arguments: {names}."
         return "run() is not decorated. Server will invoke it with the input in JSON string."
+
+    def invoke_run(
+        self,
+        body: bytes,
+        headers: Headers,
+        *,
+        method: str = "POST",
+        path: str = "/score",
+        query_string: bytes = b"",
+        connection: Connection | None = None,
+    ) -> Any:
+        """Call ``run()`` for one request, as azmlinfsrv 1.5 does; synchronous, in the calling thread.
+
+        * ``@rawhttp``: ``run(request)`` with an :class:`~jupyter_mldeploy.server.shims.AMLRequest`, for
+          any method.
+        * ``@input_schema``: a POST body must be JSON (else 415) holding an object (else 400) whose keys
+          name ``run``'s parameters (a missing one without a default is 400); a GET's query parameters
+          take the same place. ``NumpyParameterType`` inputs are built with one ``np.array`` call.
+        * undecorated: the body decoded as UTF-8 (else 400) is the one argument; a GET passes its query
+          parameters as a JSON string.
+        * ``request_headers``, when ``run`` takes it, is ``dict(headers)`` (Title-Case names).
+
+        Args:
+            body: The request body.
+            headers: The request headers.
+            method: The HTTP method; other than GET and POST is 405 unless ``@rawhttp``.
+            path: The URL path (for the request object).
+            query_string: The raw query string.
+            connection: Where the request came from (for the request object).
+
+        Returns:
+            Any: What ``run()`` returned; :func:`~jupyter_mldeploy.server.encoding.encode_result` makes
+            the answer of it.
+
+        Raises:
+            ClientError: The request is not one ``run`` can be called with (azmlinfsrv's status and message).
+            Exception: Whatever ``run()`` raises.
+        """
+        if self.mode == RAW:
+            where = connection or Connection()
+            kwargs: dict[str, Any] = {self.input_name: AMLRequest(
+                method, path, query_string, headers, body, scheme=where.scheme, host=where.host,
+                remote_addr=where.remote_addr, root_path=where.root_path,
+            )}
+        elif method == "GET":
+            query = query_parameters(query_string)
+            kwargs = self._parameters(query) if self.mode == OBJECT else {self.input_name: json.dumps(query)}
+        elif method != "POST":
+            raise ClientError(405, "Method not allowed")
+        elif self.mode == OBJECT:
+            if not _is_json(headers.get("content-type")):
+                raise ClientError(415, "Expects Content-Type to be application/json")
+            kwargs = self._parameters(_loads(body))
+        else:
+            try:
+                kwargs = {self.input_name: body.decode("utf-8")}
+            except UnicodeDecodeError as exc:
+                raise ClientError(400, f"Input cannot be decoded as UTF-8: {exc}") from None
+        for name, fast in self.numpy_fast.items():
+            if name in kwargs:
+                kwargs[name] = fast.build(kwargs[name])
+        if self.wants_headers:
+            kwargs[script_rules.REQUEST_HEADERS] = dict(headers)
+        return self.run(**kwargs)
+
+    def _parameters(self, parsed: Any) -> dict[str, Any]:
+        """Map a parsed JSON body (or query) to ``run``'s parameters (azmlinfsrv's ``ObjectInput``).
+
+        Raises:
+            ClientError: 400 when the body is not an object or a required parameter is missing.
+        """
+        if not isinstance(parsed, dict):
+            raise ClientError(400, "POST body should be a JSON dictionary.")
+        kwargs = {}
+        for parameter in self.parameters:
+            value = parsed.get(parameter.name, parameter.default)
+            if value is parameter.empty:
+                raise ClientError(400, f"A value is not provided for the {parameter.name!r} parameter.")
+            kwargs[parameter.name] = value
+        return kwargs
 
 
 def _numpy_fast_paths(run: Callable[..., Any]) -> dict[str, NumpyFastPath]:
@@ -267,271 +405,3 @@ def _numpy_fast_paths(run: Callable[..., Any]) -> dict[str, NumpyFastPath]:
             break
         layer = next_layer
     return found
-
-
-def _async_raise(thread_id: int, exc_type: type[BaseException]) -> None:
-    ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(thread_id), ctypes.py_object(exc_type))
-
-
-class _Call:
-    __slots__ = ("func", "kwargs", "rid", "loop", "future", "lock", "started", "thread", "timer", "done",
-                 "expired", "elapsed_ms")
-
-    def __init__(self, func: Callable[..., Any], kwargs: dict[str, Any], rid: str,
-                 loop: asyncio.AbstractEventLoop, future: asyncio.Future[Any]) -> None:
-        self.func, self.kwargs, self.rid, self.loop, self.future = func, kwargs, rid, loop, future
-        self.lock = threading.Lock()
-        self.started: float | None = None
-        self.thread: _RunThread | None = None
-        self.timer: asyncio.TimerHandle | None = None
-        self.done = False
-        self.expired = False
-        self.elapsed_ms = 0.0
-
-
-def _settle(future: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:
-    if future.done():
-        return
-    if error is not None:
-        future.set_exception(error)
-    else:
-        future.set_result(result)
-
-
-class _RunThread(threading.Thread):
-    """Executes calls one by one; after a timeout it is abandoned and exits once its call returns."""
-
-    def __init__(self) -> None:
-        super().__init__(name="mldeploy-run", daemon=True)
-        self.inbox: queue.SimpleQueue[_Call | None] = queue.SimpleQueue()
-        self.abandoned = False
-
-    def run(self) -> None:
-        while not self.abandoned:
-            try:
-                call = self.inbox.get()
-                if call is None:
-                    return
-                self._execute(call)
-            except ScoringTimeout:
-                # A timeout delivered just after the call finished; nothing is running any more.
-                continue
-
-    def _execute(self, call: _Call) -> None:
-        logs.request_id.set(call.rid)
-        start = time.perf_counter()
-        with call.lock:
-            call.started, call.thread = start, self
-        result: Any = None
-        error: BaseException | None = None
-        try:
-            result = call.func(**call.kwargs)
-        except Exception as exc:
-            error = exc
-        except BaseException as exc:  # noqa: B036 - SystemExit/KeyboardInterrupt from run() must not kill the worker
-            error = RuntimeError(f"run() raised {type(exc).__name__}: {exc}")
-            error.__cause__ = exc
-        with call.lock:
-            call.done = True
-            call.elapsed_ms = (time.perf_counter() - start) * 1000
-        logs.request_id.set(None)
-        call.loop.call_soon_threadsafe(_settle, call.future, result, error)
-
-
-@dataclass
-class RunOutcome:
-    """The result of one ``run()`` call.
-
-    Attributes:
-        value: What ``run`` returned (None when it raised).
-        error: What ``run`` raised, or None.
-        timed_out: True when the call exceeded the timeout.
-        elapsed_ms: Time spent in ``run`` (the timeout when it timed out).
-        traceback: Formatted traceback of ``error``.
-    """
-
-    value: Any
-    error: BaseException | None
-    timed_out: bool
-    elapsed_ms: float
-    traceback: str = ""
-
-
-#: Default ``MLDEPLOY_INLINE_RUN_MS``: runs shorter than this may go inline on the event-loop thread.
-DEFAULT_INLINE_RUN_MS = 2.0
-#: How many consecutive short runs it takes before calls go inline.
-INLINE_AFTER_SHORT_RUNS = 8
-
-
-class Runner:
-    """Calls ``run()`` one request at a time per worker, with a timeout, in the run thread or inline.
-
-    Calls queue in the run thread's inbox (first come, first served), so the thread goes from one call
-    straight to the next while the event loop sends the previous response. The timeout counts from the
-    moment a call starts, not while it waits in the queue (as azmlinfsrv: a queued request waits in the
-    accept queue, outside its timeout).
-
-    A call runs inline on the event-loop thread instead when all of these hold: ``inline_run_ms`` > 0,
-    the last :data:`INLINE_AFTER_SHORT_RUNS` calls each took less than ``inline_run_ms``, the runner lives
-    on the main thread (signals are delivered there), and the script has not installed a ``SIGALRM``
-    handler of its own. Calls already queued for the run thread finish first. During an inline call the running
-    asyncio loop is hidden, so ``run()`` may call ``asyncio.run`` as it could under azmlinfsrv.
-
-    Args:
-        timeout_ms: ``SCORING_TIMEOUT_MS``.
-        inline_run_ms: ``MLDEPLOY_INLINE_RUN_MS``: the "short run" bound in milliseconds; 0 keeps every
-            call in the run thread.
-    """
-
-    def __init__(self, timeout_ms: int, inline_run_ms: float = DEFAULT_INLINE_RUN_MS) -> None:
-        self.timeout_ms = timeout_ms
-        self._timeout_s = timeout_ms / 1000
-        self._thread: _RunThread | None = None
-        self.inline_run_ms = inline_run_ms
-        #: Calls handed to the run thread whose requests have not been answered yet.
-        self._waiting = 0
-        #: Set when ``_waiting`` drops to 0 (created on first use, inside the event loop).
-        self._drained: asyncio.Event | None = None
-        #: Consecutive calls shorter than ``inline_run_ms``.
-        self._short_runs = 0
-        self._inline_active = False
-        self._inline_fired = False
-        self._alarm_handler = self._on_alarm
-        self._inline_enabled = inline_run_ms > 0 and self._install_alarm()
-
-    @property
-    def inline_enabled(self) -> bool:
-        """Whether short calls may run inline (False once the script took ``SIGALRM`` for itself)."""
-        return self._inline_enabled
-
-    def _install_alarm(self) -> bool:
-        if not hasattr(signal, "setitimer") or threading.current_thread() is not threading.main_thread():
-            return False
-        if signal.getsignal(signal.SIGALRM) not in (signal.SIG_DFL, None):
-            return False  # init() installed its own SIGALRM handler: leave it alone
-        signal.signal(signal.SIGALRM, self._alarm_handler)
-        return True
-
-    def _on_alarm(self, signum: int, frame: Any) -> None:
-        # Runs on the main thread between two bytecodes (or when a blocking call returns EINTR).
-        if self._inline_active:
-            self._inline_active = False
-            self._inline_fired = True
-            raise ScoringTimeout()
-
-    def _record(self, elapsed_ms: float) -> None:
-        self._short_runs = self._short_runs + 1 if elapsed_ms < self.inline_run_ms else 0
-
-    def _runner_thread(self) -> _RunThread:
-        if self._thread is None or self._thread.abandoned or not self._thread.is_alive():
-            self._thread = _RunThread()
-            self._thread.start()
-        return self._thread
-
-    def _check(self, call: _Call) -> None:
-        """Timer callback: re-arm while the call waits or runs within its time, else expire it."""
-        with call.lock:
-            if call.done:
-                return
-            if call.started is None or call.thread is None:
-                call.timer = call.loop.call_later(self._timeout_s, self._check, call)
-                return
-            remaining = call.started + self._timeout_s - time.perf_counter()
-            if remaining > 0:
-                call.timer = call.loop.call_later(remaining, self._check, call)
-                return
-            call.expired = True
-            stuck = call.thread
-            stuck.abandoned = True
-            if stuck.ident is not None:
-                _async_raise(stuck.ident, ScoringTimeout)
-        # Calls queued behind the stuck one move, in order, to a fresh run thread.
-        fresh = self._runner_thread()
-        while True:
-            try:
-                queued = stuck.inbox.get_nowait()
-            except queue.Empty:
-                break
-            if queued is not None:
-                fresh.inbox.put(queued)
-        stuck.inbox.put(None)
-        if not call.future.done():
-            call.future.set_exception(ScoringTimeout())
-
-    async def call(self, func: Callable[..., Any], kwargs: dict[str, Any], rid: str, alone: bool = True) -> RunOutcome:
-        """Run ``func(**kwargs)`` with the request id ``rid`` set, inline or in the run thread.
-
-        Args:
-            func: The script's ``run`` (or a wrapper of it).
-            kwargs: Its arguments.
-            rid: The request id for log prefixes.
-            alone: Whether this is the only request the worker is handling. Only a lone request may run
-                inline: with others in flight, the run thread lets the event loop read and answer them
-                while ``run()`` computes (measured faster at 16 concurrent connections).
-
-        Returns:
-            RunOutcome: The value or the error; never raises for what ``run`` does.
-        """
-        if alone and not self._waiting and self._short_runs >= INLINE_AFTER_SHORT_RUNS and self._inline_enabled:
-            return self._call_inline(func, kwargs)
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[Any] = loop.create_future()
-        call = _Call(func, kwargs, rid, loop, future)
-        # A timer handle rather than asyncio.wait_for: no extra task per request on the hot path.
-        call.timer = loop.call_later(self._timeout_s, self._check, call)
-        self._waiting += 1
-        self._runner_thread().inbox.put(call)
-        try:
-            value = await future
-        except Exception as exc:
-            if call.expired:
-                self._short_runs = 0
-                return RunOutcome(None, exc, True, float(self.timeout_ms))
-            self._record(call.elapsed_ms)
-            text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
-            return RunOutcome(None, exc, False, call.elapsed_ms, text)
-        finally:
-            self._waiting -= 1
-            if not self._waiting and self._drained is not None:
-                self._drained.set()
-            if call.timer is not None:
-                call.timer.cancel()
-        self._record(call.elapsed_ms)
-        return RunOutcome(value, None, False, call.elapsed_ms)
-
-    def _call_inline(self, func: Callable[..., Any], kwargs: dict[str, Any]) -> RunOutcome:
-        """Run ``func`` on this (the event-loop) thread under a ``SIGALRM`` timeout."""
-        running_loop = asyncio.events._get_running_loop()
-        asyncio.events._set_running_loop(None)
-        value: Any = None
-        error: BaseException | None = None
-        self._inline_fired = False
-        start = time.perf_counter()
-        try:
-            try:
-                self._inline_active = True
-                signal.setitimer(signal.ITIMER_REAL, self._timeout_s)
-                value = func(**kwargs)
-            finally:
-                # Disarm first: an alarm arriving from here on finds nothing to interrupt.
-                self._inline_active = False
-                signal.setitimer(signal.ITIMER_REAL, 0)
-        except Exception as exc:
-            error = exc
-        except BaseException as exc:  # noqa: B036 - SystemExit/KeyboardInterrupt from run() must not kill the worker
-            error = RuntimeError(f"run() raised {type(exc).__name__}: {exc}")
-            error.__cause__ = exc
-        finally:
-            asyncio.events._set_running_loop(running_loop)
-        elapsed_ms = (time.perf_counter() - start) * 1000
-        if signal.getsignal(signal.SIGALRM) is not self._alarm_handler:
-            self._inline_enabled = False  # run() took SIGALRM for itself: from now on, the run thread only
-        if self._inline_fired:
-            # run() may have swallowed the TimeoutError; the request timed out all the same.
-            self._short_runs = 0
-            return RunOutcome(None, error or ScoringTimeout(), True, float(self.timeout_ms))
-        self._record(elapsed_ms)
-        if error is not None:
-            text = "".join(traceback.format_exception(type(error), error, error.__traceback__))
-            return RunOutcome(None, error, False, elapsed_ms, text)
-        return RunOutcome(value, None, False, elapsed_ms)

@@ -48,14 +48,6 @@ class _ReadyPipe:
         self._fd = None
 
 
-def _prepare_sys_path(app_root: str, entry_script: str, source_dir: str | None) -> None:
-    # azmlinfsrv appends the app root and the source directory; the script's own folder is added too so a
-    # score.py beside its helper modules imports them wherever it lives.
-    for folder in (app_root, source_dir, os.path.dirname(entry_script)):
-        if folder and folder not in sys.path:
-            sys.path.append(folder)
-
-
 def _attach_debugger(port: str, log: logging.Logger) -> None:
     log.warning("Starting in DEBUGGING mode because AZUREML_DEBUG_PORT is set; do not use this in production.")
     try:
@@ -202,20 +194,16 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
 
     from jupyter_mldeploy.server import logs, shims
-    from jupyter_mldeploy.server.user_script import (
-        INLINE_AFTER_SHORT_RUNS,
-        Runner,
-        UserScript,
-        model_dir_listing,
-    )
+    from jupyter_mldeploy.server.layout import ScriptLocation
+    from jupyter_mldeploy.server.runner import INLINE_AFTER_SHORT_RUNS, Runner
+    from jupyter_mldeploy.server.user_script import UserScript, model_dir_listing
 
     env = os.environ
     log, access_log = logs.setup_logging(env.get("AZUREML_LOG_LEVEL", "INFO"))
     ready = _ReadyPipe(args.ready_fd)
-    app_root = env.get("AML_APP_ROOT") or os.getcwd()
-    entry_script = os.path.join(app_root, env.get("AZUREML_ENTRY_SCRIPT", "main.py"))
-    source_dir = env.get("AZUREML_SOURCE_DIRECTORY")
-    _prepare_sys_path(app_root, entry_script, os.path.join(app_root, source_dir) if source_dir else None)
+    location = ScriptLocation.from_environ(env)
+    app_root, entry_script = location.app_root, location.entry_script
+    location.prepare_sys_path()
     shims.install_finder()
 
     token = logs.request_id.set(logs.INIT_REQUEST_ID)

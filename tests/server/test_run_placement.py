@@ -15,7 +15,7 @@ import pytest
 import requests
 from server_harness import ServeFactory, Server
 
-from jupyter_mldeploy.server.user_script import INLINE_AFTER_SHORT_RUNS
+from jupyter_mldeploy.server.runner import INLINE_AFTER_SHORT_RUNS
 
 SCORE = """
 import asyncio, json, signal, threading, time
