@@ -15,7 +15,7 @@ import argparse
 import json
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 #: azmlinfsrv's defaults (``constants.py`` / ``config.py`` of azureml-inference-server-http 1.5.1).
@@ -56,6 +56,9 @@ class ServerSettings:
         debug_port: ``AZUREML_DEBUG_PORT``: workers attach debugpy to this port when set.
         inline_run_ms: ``MLDEPLOY_INLINE_RUN_MS``: once a script's recent runs are all shorter than this
             many milliseconds, calls run on the event-loop thread instead of the run thread; 0 = never.
+        script_env: ``AZUREML_ENTRY_SCRIPT`` and ``AZUREML_SOURCE_DIRECTORY`` as the scoring script sees
+            them: as given in the environment or config file (relative to the app root in a v1 image), a
+            command-line ``--entry_script`` as its absolute path (azmlinfsrv exports its real path).
     """
 
     entry_script: str | None
@@ -75,6 +78,7 @@ class ServerSettings:
     max_request_mb: float
     debug_port: int | None
     inline_run_ms: float = DEFAULT_INLINE_RUN_MS
+    script_env: Mapping[str, str] = field(default_factory=dict)
 
     def worker_env(self) -> dict[str, str]:
         """Return the environment variables that carry these settings to a worker process.
@@ -90,9 +94,9 @@ class ServerSettings:
             "SERVER_PORT": str(self.port),
         }
         optional = {
-            "AZUREML_ENTRY_SCRIPT": self.entry_script,
+            "AZUREML_ENTRY_SCRIPT": self.script_env.get("AZUREML_ENTRY_SCRIPT", self.entry_script),
             "AZUREML_MODEL_DIR": self.model_dir,
-            "AZUREML_SOURCE_DIRECTORY": self.source_dir,
+            "AZUREML_SOURCE_DIRECTORY": self.script_env.get("AZUREML_SOURCE_DIRECTORY", self.source_dir),
             "AML_CORS_ORIGINS": self.cors_origins,
             "AZUREML_DEBUG_PORT": str(self.debug_port) if self.debug_port else None,
             "AZUREML_CONFIG_FILE": self.config_file,
@@ -242,11 +246,14 @@ def resolve_settings(
     app_root = os.path.abspath(os.path.join(cwd, str(pick(None, "AML_APP_ROOT") or cwd)))
     # A command-line path is relative to where the command runs (as azmlinfsrv's realpath); one from the
     # environment or the config file is relative to the app root (as azmlinfsrv's load_script joins them).
+    script_env: dict[str, str] = {}
     if args.entry_script:
         entry_script: str | None = os.path.abspath(os.path.join(cwd, args.entry_script))
     else:
         raw_entry = pick(None, "AZUREML_ENTRY_SCRIPT")
         entry_script = os.path.abspath(os.path.join(app_root, str(raw_entry))) if raw_entry else None
+        if raw_entry:
+            script_env["AZUREML_ENTRY_SCRIPT"] = str(raw_entry)
     if entry_script is None and not args.spec_file:
         raise ConfigError(
             "No entry script: give --entry_script score.py (or AZUREML_ENTRY_SCRIPT, or a --config_file "
@@ -258,6 +265,8 @@ def resolve_settings(
         raw_model_dir = pick(None, "AZUREML_MODEL_DIR")
         model_dir = os.path.abspath(os.path.join(app_root, str(raw_model_dir))) if raw_model_dir else None
     source_dir = pick(None, "AZUREML_SOURCE_DIRECTORY")
+    if source_dir:
+        script_env["AZUREML_SOURCE_DIRECTORY"] = str(source_dir)
     debug_port = pick(None, "AZUREML_DEBUG_PORT")
     max_mb = pick(args.max_request_mb, "MLDEPLOY_MAX_REQUEST_MB")
     try:
@@ -298,6 +307,7 @@ def resolve_settings(
         max_request_mb=max_request_mb,
         debug_port=_int_setting("AZUREML_DEBUG_PORT", debug_port, 1) if debug_port else None,
         inline_run_ms=inline_run_ms,
+        script_env=script_env,
     )
 
 

@@ -67,3 +67,17 @@ def test_inline_run_bound_from_flag_env_and_file(tmp_path: Path) -> None:
             _resolve(["--entry_script", "s.py"], {"MLDEPLOY_INLINE_RUN_MS": bad}, tmp_path)
     with pytest.raises(SystemExit):
         build_parser().parse_args(["--inline-run-ms", "-3"])
+
+
+def test_v1_layout_variables_reach_the_script_as_given(tmp_path: Path) -> None:
+    """A v1 image sets AZUREML_ENTRY_SCRIPT/AZUREML_SOURCE_DIRECTORY relative to AML_APP_ROOT; azmlinfsrv
+    joins them for loading but the script sees them unchanged. A command-line --entry_script is absolute."""
+    app = tmp_path / "app"
+    env = {"AML_APP_ROOT": str(app), "AZUREML_ENTRY_SCRIPT": "src/x/score.py", "AZUREML_SOURCE_DIRECTORY": "src"}
+    settings = _resolve([], env, tmp_path)
+    assert settings.entry_script == str(app / "src" / "x" / "score.py")
+    assert settings.source_dir == str(app / "src")
+    worker = settings.worker_env()
+    assert worker["AZUREML_ENTRY_SCRIPT"] == "src/x/score.py" and worker["AZUREML_SOURCE_DIRECTORY"] == "src"
+    from_cli = _resolve(["--entry_script", "score.py"], {}, tmp_path).worker_env()
+    assert from_cli["AZUREML_ENTRY_SCRIPT"] == str(tmp_path / "score.py")
