@@ -54,9 +54,7 @@ def test_reload_under_load_loses_no_request(versioned):
     assert service.run(body)["version"] == "v1"  # editing the source changes nothing until reload
     with LoadGenerator(service.scoring_uri, body) as load:
         service.reload()
-        after = len(load.results)
-        while len(load.results) < after + 5:
-            pass
+        load.wait_for_more(5)
     assert load.failures == []
     seen = versions(load)
     # Both generations answer while they overlap; once the switch is done only the new one does.
@@ -77,9 +75,7 @@ def test_update_models_under_load(versioned, tmp_path: Path, workspace):
     assert old != pytest.approx(new)
     with LoadGenerator(service.scoring_uri, body) as load:
         service.update(models=[v2])
-        after = len(load.results)
-        while len(load.results) < after + 5:
-            pass
+        load.wait_for_more(5)
     assert load.failures == []
     predictions = [payload["predictions"] for status, payload in load.results]
     assert predictions[0] == pytest.approx(old) and predictions[-1] == pytest.approx(new)

@@ -10,7 +10,7 @@ The container runs the image ``mldeploy-env:<hash>`` built from the environment 
 ``/var/mldeploy/service`` (so ``app-<n>/`` with its models is visible inside, never writable) and ``run/``
 read-write at ``/var/mldeploy/run``. The port is published on the configured host address (``127.0.0.1``
 unless told otherwise) only. ``tini`` (``docker run --init``) is PID 1 and forwards signals to the supervisor.
-The container's labels name the workspace and the service, so ``docker ps --filter label=mldeploy.service``
+The container's labels name the workspace and the service and hold the record as deployed, so ``docker ps --filter label=mldeploy.service``
 finds every service and :meth:`DockerTarget.delete` finds containers no record names.
 
 Reload and update without rebuilding: a change of code or models lays out ``app-<n+1>/`` in the service
@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import os
 import time
 from dataclasses import asdict, dataclass
@@ -68,6 +69,8 @@ CONTAINER_PYTHON = f"{VENV_DIR}/bin/python"
 LABEL_SERVICE = "mldeploy.service"
 LABEL_WORKSPACE = "mldeploy.workspace"
 LABEL_KIND = "mldeploy.kind"
+#: The service record as deployed (JSON), so a lost ``service.json`` can be read back from the engine.
+LABEL_RECORD = "mldeploy.record"
 #: The container reference of records written by release 0.1 (format 1).
 LEGACY_SIDECAR = "docker.json"
 #: Seconds a container gets to finish in-flight requests on stop before it is killed.
@@ -301,6 +304,7 @@ class DockerTarget(SupervisedTarget):
                     LABEL_KIND: "service",
                     LABEL_WORKSPACE: str(store.workspace.path.resolve()),
                     LABEL_SERVICE: record.name,
+                    LABEL_RECORD: json.dumps(record.to_dict(), sort_keys=True),
                 },
                 environment=spec.env,
                 working_dir=spec.cwd,

@@ -61,7 +61,7 @@ def test_container_is_locked_down_and_limited(service, engine, diabetes: Diabete
     assert labels["mldeploy.service"] == "dk-main"
     assert labels["mldeploy.workspace"] == str(diabetes.workspace.path.resolve())
     record = json.loads(labels["mldeploy.record"])
-    assert record["runtime"] == "docker" and record["port"] == service.port
+    assert record["target"] == "docker" and record["port"] == service.port
     # The models are visible read-only inside: writing fails.
     result = engine.containers.get(service.container_id).exec_run(
         ["sh", "-c", "touch $AZUREML_MODEL_DIR/x 2>/dev/null && echo writable || echo read-only"]
