@@ -18,6 +18,8 @@ from jupyter_mldeploy._version import __version__
 _EXPORTS = {
     "Workspace": "jupyter_mldeploy.workspace",
     "Model": "jupyter_mldeploy.registry",
+    "Experiment": "jupyter_mldeploy.runs",
+    "Run": "jupyter_mldeploy.runs",
     "Environment": "jupyter_mldeploy.environment",
     "CondaDependencies": "jupyter_mldeploy.environment",
     "BuiltEnvironment": "jupyter_mldeploy.environment",
@@ -42,12 +44,14 @@ __all__ = [  # spelled out (not built from _EXPORTS) so linters and IDEs see the
     "DeploymentError",
     "Environment",
     "EnvironmentBuildError",
+    "Experiment",
     "InferenceConfig",
     "InvalidArgument",
     "LocalWebservice",
     "MLDeployError",
     "Model",
     "NotFound",
+    "Run",
     "ScoringError",
     "Webservice",
     "Workspace",
@@ -71,6 +75,7 @@ if TYPE_CHECKING:  # pragma: no cover
     )
     from jupyter_mldeploy.inference_config import InferenceConfig
     from jupyter_mldeploy.registry import Model
+    from jupyter_mldeploy.runs import Experiment, Run
     from jupyter_mldeploy.workspace import Workspace
 
 

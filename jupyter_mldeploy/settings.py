@@ -62,3 +62,10 @@ MLDEPLOY_DOCKER_BASE_IMAGE = EnvironmentVariable(
 MLDEPLOY_DOCKER_PING_TIMEOUT = EnvironmentVariable(
     "MLDEPLOY_DOCKER_PING_TIMEOUT", float, 5.0, "seconds to wait for a Docker engine to answer before giving up"
 )
+MLDEPLOY_RUN_ID = EnvironmentVariable(
+    "MLDEPLOY_RUN_ID", str, None,
+    "set by `mldeploy pipeline run` for the notebook's kernel: the run that Run.get_context() returns",
+)
+MLDEPLOY_RUN_WORKSPACE = EnvironmentVariable(
+    "MLDEPLOY_RUN_WORKSPACE", Path, None, "set with MLDEPLOY_RUN_ID: the workspace holding that run"
+)

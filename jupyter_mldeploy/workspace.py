@@ -7,6 +7,7 @@ Layout::
       models/<name>/<version>/   registered files, read-only once written
       environments/<name>/<version>/
       deployments/<service>/
+      runs/<run_id>/             files of experiment runs (uploaded files, outputs, executed notebooks)
 
 The embedded default needs no server: files plus SQLite. Every table lives in this module's schema so that
 one ``LAYOUT_VERSION`` describes the whole folder; a workspace written by another layout version is refused
@@ -26,11 +27,59 @@ from jupyter_mldeploy import settings
 from jupyter_mldeploy.errors import Conflict, NotFound, WorkspaceError
 
 #: Version of the on-disk layout and database schema. Bump it (and teach ``_check_layout`` to migrate or
-#: refuse) whenever a table or folder changes meaning.
-LAYOUT_VERSION = 1
+#: refuse) whenever a table or folder changes meaning. Version 2 added experiments, runs and their metrics,
+#: and the model <-> run lineage columns.
+LAYOUT_VERSION = 2
 
 DEFAULT_DIRNAME = ".mldeploy"
 REGISTRY_FILENAME = "registry.sqlite"
+#: A service's record inside ``deployments/<service>/``; a service exists exactly when it does.
+SERVICE_RECORD_FILENAME = "service.json"
+
+#: Experiments and runs (jupyter_mldeploy.runs), added in layout version 2. Kept apart from ``_SCHEMA`` so the
+#: migration from version 1 creates the same tables a new workspace gets.
+_RUNS_SCHEMA = """
+CREATE TABLE IF NOT EXISTS experiments (
+    name          TEXT PRIMARY KEY,
+    created_time  TEXT NOT NULL                        -- ISO 8601, UTC
+);
+CREATE TABLE IF NOT EXISTS runs (
+    id               TEXT    PRIMARY KEY,
+    experiment       TEXT    NOT NULL REFERENCES experiments (name),
+    number           INTEGER NOT NULL,                 -- 1, 2, 3 ... per experiment
+    kind             TEXT    NOT NULL,                 -- interactive | pipeline
+    status           TEXT    NOT NULL,                 -- Running | Completed | Failed | Canceled
+    tags             TEXT    NOT NULL DEFAULT '{}',    -- JSON object
+    parameters       TEXT    NOT NULL DEFAULT '{}',    -- JSON object (pipeline parameters)
+    start_time       TEXT    NOT NULL,                 -- ISO 8601, UTC
+    end_time         TEXT,
+    error            TEXT,                             -- why it failed, or NULL
+    host             TEXT    NOT NULL,                 -- where pid lives
+    pid              INTEGER NOT NULL,                 -- the process that owns the run while Running
+    pid_create_time  REAL    NOT NULL,                 -- psutil create time of pid (against pid reuse)
+    source           TEXT,                             -- the notebook of a pipeline run
+    UNIQUE (experiment, number)
+);
+CREATE TABLE IF NOT EXISTS run_metrics (
+    seq          INTEGER PRIMARY KEY AUTOINCREMENT,    -- append-only: rows are never updated
+    run_id       TEXT    NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
+    name         TEXT    NOT NULL,
+    kind         TEXT    NOT NULL,                     -- scalar | list | row | table | image
+    value        TEXT    NOT NULL,                     -- JSON
+    logged_time  TEXT    NOT NULL
+);
+CREATE INDEX IF NOT EXISTS run_metrics_by_run ON run_metrics (run_id, name);
+CREATE INDEX IF NOT EXISTS models_by_run ON models (run_id);
+"""
+
+#: Statements that bring a workspace of layout version N to N + 1, run in one write transaction on open.
+_MIGRATIONS: dict[int, tuple[str, ...]] = {
+    1: (
+        "ALTER TABLE models ADD COLUMN run_id TEXT",
+        "ALTER TABLE models ADD COLUMN experiment_name TEXT",
+        *(statement.strip() for statement in _RUNS_SCHEMA.split(";") if statement.strip()),
+    ),
+}
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (
@@ -50,6 +99,8 @@ CREATE TABLE IF NOT EXISTS models (
     lineage           TEXT    NOT NULL DEFAULT '{}',   -- JSON object
     root              TEXT    NOT NULL,                -- basename of the registered path
     is_folder         INTEGER NOT NULL,
+    run_id            TEXT,                            -- the run it was registered from, or NULL
+    experiment_name   TEXT,                            -- that run's experiment, or NULL
     PRIMARY KEY (name, version)
 );
 CREATE TABLE IF NOT EXISTS model_files (
@@ -81,7 +132,7 @@ CREATE TABLE IF NOT EXISTS service_models (
     model_version  INTEGER NOT NULL,
     PRIMARY KEY (service, model_name, model_version)
 );
-"""
+""" + _RUNS_SCHEMA
 
 
 def is_workspace(folder: Path) -> bool:
@@ -156,6 +207,30 @@ def locate_workspace(path: str | os.PathLike[str] | None = None, start: str | os
         if is_workspace(folder):
             return WorkspaceLocation(folder, True, searched, "nearest .mldeploy")
     return WorkspaceLocation(base / DEFAULT_DIRNAME, False, searched, "default")
+
+
+def _migrate(conn: sqlite3.Connection) -> int:
+    """Bring an older layout up to :data:`LAYOUT_VERSION`, one step per :data:`_MIGRATIONS` entry.
+
+    Runs in one ``BEGIN IMMEDIATE`` transaction and reads the version again under the write lock, so two
+    processes opening the same old workspace migrate it once; a failure rolls every step back.
+
+    Returns:
+        The layout version now stored (:data:`LAYOUT_VERSION`, or the older one a missing step stops at).
+    """
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        found = int(conn.execute("SELECT value FROM meta WHERE key = 'layout_version'").fetchone()[0])
+        while found < LAYOUT_VERSION and found in _MIGRATIONS:
+            for statement in _MIGRATIONS[found]:
+                conn.execute(statement)
+            found += 1
+        conn.execute("UPDATE meta SET value = ? WHERE key = 'layout_version'", (str(found),))
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
+    return found
 
 
 class Workspace:
@@ -267,13 +342,37 @@ class Workspace:
         """Folder of services: ``deployments/<service>/``."""
         return self.path / "deployments"
 
+    def drop_stale_service_rows(self, conn: sqlite3.Connection) -> list[str]:
+        """Delete the ``services``/``service_models`` rows of services whose record file is gone.
+
+        A deploy killed between its rows and its record, or a service folder removed by hand, leaves rows
+        that would block ``Model.delete`` for a service nobody can list or delete. Call inside a transaction.
+
+        Args:
+            conn: A connection inside :meth:`transaction`.
+
+        Returns:
+            list[str]: The names whose rows were dropped.
+        """
+        names = [row[0] for row in conn.execute("SELECT name FROM services")]
+        stale = [n for n in names if not (self.deployments_dir / n / SERVICE_RECORD_FILENAME).is_file()]
+        for name in stale:
+            conn.execute("DELETE FROM service_models WHERE service = ?", (name,))
+            conn.execute("DELETE FROM services WHERE name = ?", (name,))
+        return stale
+
+    @property
+    def runs_dir(self) -> Path:
+        """Folder of run files: ``runs/<run_id>/`` (created by the first run)."""
+        return self.path / "runs"
+
     def _init_layout(self) -> None:
         if self.path.exists() and not self.path.is_dir():
             raise WorkspaceError(f"{self.path} is a file, not a workspace folder; choose another path.")
         fresh = not self.registry_path.exists()
         if fresh and self.path.is_dir() and any(self.path.iterdir()):
             unexpected = {p.name for p in self.path.iterdir()} - {
-                "models", "environments", "deployments", REGISTRY_FILENAME,
+                "models", "environments", "deployments", "runs", REGISTRY_FILENAME,
             }
             if unexpected:
                 raise WorkspaceError(
@@ -294,6 +393,8 @@ class Workspace:
                 conn.commit()
                 row = conn.execute("SELECT value FROM meta WHERE key = 'layout_version'").fetchone()
             found = int(row[0])
+            if found < LAYOUT_VERSION and found in _MIGRATIONS:
+                found = _migrate(conn)
             if found != LAYOUT_VERSION:
                 hint = (
                     "upgrade jupyter-mldeploy to open it"

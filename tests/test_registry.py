@@ -347,7 +347,7 @@ def test_serialize_is_stable_and_json_safe(workspace: Workspace, model_file: Pat
     data = model.serialize()
     assert list(data) == [
         "name", "version", "id", "tags", "properties", "description", "createdTime", "url", "files",
-        "modelFramework", "modelFrameworkVersion", "sampleInput", "lineage",
+        "modelFramework", "modelFrameworkVersion", "sampleInput", "lineage", "runId", "experimentName",
     ]
     assert json.loads(json.dumps(data)) == data
     assert datetime.fromisoformat(data["createdTime"]) == model.created_time

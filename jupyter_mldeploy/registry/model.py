@@ -30,6 +30,10 @@ from jupyter_mldeploy.workspace import Workspace
 if TYPE_CHECKING:  # pragma: no cover
     import pandas
 
+    from jupyter_mldeploy.deploy import DeploymentConfiguration, Webservice
+    from jupyter_mldeploy.docker.package import ModelPackage
+    from jupyter_mldeploy.inference_config import InferenceConfig
+
 #: A v1 list filter: ``["key", ["key2", "value2"]]``; a dict ``{"key": "value"}`` is accepted too.
 Filters = Sequence[str | Sequence[str]] | Mapping[str, str] | str | None
 
@@ -65,6 +69,8 @@ class Model:
         model_framework_version (str | None): Framework version given at registration.
         sample_input (Any): JSON-safe sample input given at registration, or None.
         lineage (dict[str, Any]): Where the model came from: time, user, Python, git commit, notebook.
+        run_id (str | None): The run it was registered from (``run.register_model``), as v1 ``Model.run_id``.
+        experiment_name (str | None): That run's experiment, as v1 ``Model.experiment_name``.
 
     Raises:
         InvalidArgument: For a bad name, id or version, or neither name nor id.
@@ -97,6 +103,8 @@ class Model:
     model_framework_version: str | None
     sample_input: Any
     lineage: dict[str, Any]
+    run_id: str | None
+    experiment_name: str | None
 
     def __init__(
         self,
@@ -168,6 +176,8 @@ class Model:
         self.model_framework_version = record.model_framework_version
         self.sample_input = record.sample_input
         self.lineage = dict(record.lineage)
+        self.run_id = record.run_id
+        self.experiment_name = record.experiment_name
 
     # -- registration ---------------------------------------------------------------------------------
 
@@ -183,6 +193,8 @@ class Model:
         model_framework: str | None = None,
         model_framework_version: str | None = None,
         sample_input: Any = None,
+        run_id: str | None = None,
+        experiment_name: str | None = None,
     ) -> Model:
         """Register a file or folder as the next version of ``model_name`` (v1 ``Model.register``).
 
@@ -202,6 +214,9 @@ class Model:
             model_framework: v1 framework name, e.g. ``Model.Framework.SCIKITLEARN``.
             model_framework_version: Its version; needs ``model_framework``.
             sample_input: A JSON-safe sample of the input (kept as JSON, shown by ``serialize()``).
+            run_id: The run the model comes from, recorded as the lineage link model -> run. Set by
+                ``Run.register_model`` (jupyter_mldeploy.runs), which checks the run exists; not checked here.
+            experiment_name: That run's experiment; needs ``run_id``.
 
         Returns:
             The new version.
@@ -226,6 +241,11 @@ class Model:
             if value is not None and not isinstance(value, str):
                 raise InvalidArgument(f"{what} must be a string, got {type(value).__name__}.")
         sample = _check_json_safe(sample_input)
+        if experiment_name is not None and run_id is None:
+            raise InvalidArgument("experiment_name needs run_id: register from a run with run.register_model(...).")
+        for value, what in ((run_id, "run_id"), (experiment_name, "experiment_name")):
+            if value is not None:
+                validate_name(value, what.replace("_", " "))
         source = Path(os.path.abspath(os.fspath(model_path)))
         root, is_folder, entries = _plan_files(source, model_path, child_paths, workspace)
         now = datetime.now(timezone.utc)
@@ -243,6 +263,8 @@ class Model:
                 model_framework_version=model_framework_version,
                 sample_input=sample,
                 lineage=collect_lineage(source, model_framework, now),
+                run_id=run_id,
+                experiment_name=experiment_name,
             )
         )
         return Model._from_record(workspace, record)
@@ -256,6 +278,7 @@ class Model:
         tags: Filters = None,
         properties: Filters = None,
         latest: bool = False,
+        run_id: str | None = None,
     ) -> list[Model]:
         """List registered versions (v1 ``Model.list``).
 
@@ -266,6 +289,7 @@ class Model:
                 every item must match.
             properties: Same shape as ``tags``, on properties.
             latest: Keep only the highest matching version of each name.
+            run_id: Only versions registered from this run (v1 ``run_id`` filter): the lineage run -> models.
 
         Returns:
             Models sorted by name, newest version first.
@@ -280,7 +304,7 @@ class Model:
         property_filters = _parse_filters(properties, "properties")
         found: list[Model] = []
         seen: set[str] = set()
-        for record in ModelStore(workspace).list(name):
+        for record in ModelStore(workspace).list(name, run_id=run_id):
             if not (_matches(record.tags, tag_filters) and _matches(record.properties, property_filters)):
                 continue
             if latest and record.name in seen:
@@ -301,13 +325,14 @@ class Model:
 
         Returns:
             One row per version; columns ``name, version, id, created_time, framework, description, tags,
-            properties, files, size_bytes, url`` (``tags``/``properties`` hold dicts).
+            properties, files, size_bytes, run_id, experiment_name, url`` (``tags``/``properties`` hold
+            dicts).
         """
         import pandas
 
         columns = [
             "name", "version", "id", "created_time", "framework", "description",
-            "tags", "properties", "files", "size_bytes", "url",
+            "tags", "properties", "files", "size_bytes", "run_id", "experiment_name", "url",
         ]
         rows = [
             {
@@ -321,6 +346,8 @@ class Model:
                 "properties": m.properties,
                 "files": len(m.files),
                 "size_bytes": sum(f.size for f in m._record.files),
+                "run_id": m.run_id,
+                "experiment_name": m.experiment_name,
                 "url": m.url,
             }
             for m in Model.list(workspace, name=name, tags=tags, properties=properties, latest=latest)
@@ -392,7 +419,7 @@ class Model:
         Returns:
             Keys ``name, version, id, tags, properties, description, createdTime`` (ISO 8601 UTC), ``url``,
             ``files`` (list of ``{path, size, sha256}``), ``modelFramework, modelFrameworkVersion,
-            sampleInput, lineage``.
+            sampleInput, lineage, runId, experimentName``.
         """
         return {
             "name": self.name,
@@ -408,6 +435,8 @@ class Model:
             "modelFrameworkVersion": self.model_framework_version,
             "sampleInput": self.sample_input,
             "lineage": dict(self.lineage),
+            "runId": self.run_id,
+            "experimentName": self.experiment_name,
         }
 
     # -- v1 static helpers ----------------------------------------------------------------------------
@@ -448,14 +477,14 @@ class Model:
     def deploy(
         workspace: Workspace,
         name: str,
-        models: Sequence[Model],
-        inference_config: Any = None,
-        deployment_config: Any = None,
+        models: Sequence[Model | str] | None,
+        inference_config: InferenceConfig | None = None,
+        deployment_config: DeploymentConfiguration | None = None,
         overwrite: bool = False,
         show_output: bool = False,
-    ) -> Any:
+    ) -> Webservice:
         """Deploy models as a service (v1 ``Model.deploy``); see :func:`jupyter_mldeploy.deploy.deploy_model`."""
-        from jupyter_mldeploy.deploy import deploy_model
+        from jupyter_mldeploy.deploy import deploy_model  # v1 façade forwarder: the deploy layer imports the registry
 
         return deploy_model(workspace, name, models, inference_config, deployment_config, overwrite, show_output)
 
@@ -466,10 +495,10 @@ class Model:
         inference_config: Any = None,
         generate_dockerfile: bool = False,
         image_name: str | None = None,
-    ) -> Any:
+    ) -> ModelPackage:
         """Package models, code and environment as a Docker image (v1 ``Model.package``); see
         :func:`jupyter_mldeploy.docker.package.package_models`."""
-        from jupyter_mldeploy.docker.package import package_models
+        from jupyter_mldeploy.docker.package import package_models  # v1 façade forwarder (docker imports the registry)
 
         return package_models(workspace, models, inference_config, generate_dockerfile, image_name)
 
@@ -492,6 +521,7 @@ class Model:
             ("Properties", ", ".join(f"{k}={v}" for k, v in self.properties.items())),
             ("Framework", " ".join(x for x in (self.model_framework, self.model_framework_version) if x)),
             ("Files", f"{len(self.files)} ({size:,} bytes)"),
+            ("Run", f"{self.experiment_name} / {self.run_id}" if self.run_id else ""),
             ("Path", self.path),
         ]
         body = "".join(

@@ -93,6 +93,8 @@ class ModelRecord:
         root: Basename of the registered path: the single entry inside the version folder.
         is_folder: Whether ``root`` is a folder.
         files: The stored files, sorted by path.
+        run_id: The run it was registered from (``Run.register_model``), or None.
+        experiment_name: That run's experiment, or None.
     """
 
     name: str
@@ -108,6 +110,8 @@ class ModelRecord:
     root: str
     is_folder: bool
     files: tuple[ModelFile, ...] = field(default=())
+    run_id: str | None = None
+    experiment_name: str | None = None
 
     @property
     def id(self) -> str:
@@ -132,6 +136,8 @@ class NewModel:
         model_framework_version: Framework version, or None.
         sample_input: JSON-safe sample input, or None.
         lineage: Lineage dict.
+        run_id: The run it is registered from, or None.
+        experiment_name: That run's experiment, or None.
     """
 
     name: str
@@ -146,6 +152,8 @@ class NewModel:
     model_framework_version: str | None
     sample_input: Any
     lineage: dict[str, Any]
+    run_id: str | None = None
+    experiment_name: str | None = None
 
 
 class _Staging:
@@ -368,8 +376,8 @@ class ModelStore:
                     final = target
                     conn.execute(
                         "INSERT INTO models (name, version, description, tags, properties, created_time, "
-                        "model_framework, model_framework_version, sample_input, lineage, root, is_folder) "
-                        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                        "model_framework, model_framework_version, sample_input, lineage, root, is_folder, "
+                        "run_id, experiment_name) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                         (
                             new.name,
                             version,
@@ -383,6 +391,8 @@ class ModelStore:
                             json.dumps(new.lineage, sort_keys=True),
                             new.root,
                             int(new.is_folder),
+                            new.run_id,
+                            new.experiment_name,
                         ),
                     )
                     conn.executemany(
@@ -433,6 +443,7 @@ class ModelStore:
             try:
                 with self.workspace.transaction() as conn:
                     self._require(conn, name, version)
+                    self.workspace.drop_stale_service_rows(conn)
                     services = [
                         r[0]
                         for r in conn.execute(
@@ -541,15 +552,20 @@ class ModelStore:
                 raise self._not_found(conn, name, version)
             return self._records(conn, [row])[0]
 
-    def list(self, name: str | None = None) -> list[ModelRecord]:
-        """Return every stored version (of one name when given), sorted by name, then newest version first."""
+    def list(self, name: str | None = None, run_id: str | None = None) -> list[ModelRecord]:
+        """Return every stored version, sorted by name, then newest version first.
+
+        Args:
+            name: Only this model's versions.
+            run_id: Only versions registered from this run.
+        """
+        clauses = [(column, value) for column, value in (("name", name), ("run_id", run_id)) if value is not None]
+        where = " AND ".join(f"{column} = ?" for column, _ in clauses)
         with self.workspace.connect() as conn:
-            if name is None:
-                rows = conn.execute("SELECT * FROM models ORDER BY name, version DESC").fetchall()
-            else:
-                rows = conn.execute(
-                    "SELECT * FROM models WHERE name = ? ORDER BY version DESC", (name,)
-                ).fetchall()
+            rows = conn.execute(
+                f"SELECT * FROM models {'WHERE ' + where if where else ''} ORDER BY name, version DESC",
+                [value for _, value in clauses],
+            ).fetchall()
             return self._records(conn, rows)
 
     def _records(self, conn: sqlite3.Connection, rows: list[sqlite3.Row]) -> list[ModelRecord]:
@@ -581,6 +597,8 @@ class ModelStore:
                 root=row["root"],
                 is_folder=bool(row["is_folder"]),
                 files=tuple(files.get((row["name"], row["version"]), ())),
+                run_id=row["run_id"],
+                experiment_name=row["experiment_name"],
             )
             for row in rows
         ]
