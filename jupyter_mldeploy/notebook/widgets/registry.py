@@ -71,7 +71,10 @@ class RegistryPanel(widgets.VBox):
             self.confirm_box,
             widgets.HTML("<b>Deploy the selected version</b> (this kernel's interpreter; updates a service of "
                          "that name)"),
-            widgets.HBox([self.deploy_service, self.deploy_entry, self.deploy_source_dir, self.deploy_button]),
+            # Three 300 px fields and the button are wider than a notebook at common widths: wrap, so the
+            # button stays inside the tab instead of scrolling the row sideways.
+            widgets.HBox([self.deploy_service, self.deploy_entry, self.deploy_source_dir, self.deploy_button],
+                         layout=widgets.Layout(flex_flow="row wrap")),
             widgets.HTML("<b>Register a new version</b>"),
             widgets.HBox([self.register_path, self.register_name]),
             widgets.HBox([self.register_tags, self.register_description, self.register_button]),

@@ -1,0 +1,83 @@
+"""What the browser tests share: a real JupyterLab to start and stop, where screenshots go.
+
+``conftest.start_lab(workspace)`` runs ``jupyter lab`` (a subprocess on 127.0.0.1, a free port, a known token,
+its own config/runtime/settings folders) with the server extension pointed at ``workspace``; ``browser`` is
+a headless Chromium driven by Playwright. Screenshots go to ``tests/artifacts/`` (git-ignored).
+"""
+
+from __future__ import annotations
+
+import signal
+import socket
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+import psutil
+
+CHROMIUM = Path("/usr/bin/chromium")
+ARTIFACTS = Path(__file__).resolve().parent.parent / "artifacts"
+# One minute is ample on a loaded 2-core machine; JupyterLab itself starts in 3-10 s.
+START_TIMEOUT_S = 90
+UI_TIMEOUT_MS = 30_000
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@dataclass
+class Lab:
+    """A running JupyterLab.
+
+    Attributes:
+        url: Its base URL, ending in ``/``.
+        token: The token that opens it (``?token=``).
+        root: The folder it serves (notebooks go here).
+        process: The ``jupyter lab`` process.
+        log: Its combined stdout and stderr.
+    """
+
+    url: str
+    token: str
+    root: Path
+    process: subprocess.Popen[bytes]
+    log: Path
+
+    def open(self, path: str = "lab") -> str:
+        """The URL of ``path`` below the base URL, with the token."""
+        return f"{self.url}{path}?token={self.token}"
+
+
+def stop_process(proc: psutil.Process | None) -> None:
+    """Terminate ``proc`` and its children if still running (SIGTERM, then SIGKILL after 10 s)."""
+    if proc is None or not proc.is_running():
+        return
+    try:
+        family = [proc, *proc.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return
+    for member in family:
+        try:
+            member.send_signal(signal.SIGTERM)
+        except psutil.NoSuchProcess:
+            pass
+    _, alive = psutil.wait_procs(family, timeout=10)
+    for member in alive:
+        try:
+            member.kill()
+        except psutil.NoSuchProcess:
+            pass
+
+
+def stopped(proc: psutil.Process) -> bool:
+    """True when ``proc`` is gone, or a zombie its parent has not reaped yet."""
+    try:
+        return not proc.is_running() or proc.status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
+
+
