@@ -18,7 +18,9 @@ def run(workspace: Workspace):
     runner = CliRunner()
 
     def invoke(*args: str):
-        return runner.invoke(main, ["environment", *args, "--workspace", str(workspace.path)])
+        # scaffold only writes a folder: it takes no workspace
+        where = [] if args[0] == "scaffold" else ["--workspace", str(workspace.path)]
+        return runner.invoke(main, ["environment", *args, *where])
 
     return invoke
 

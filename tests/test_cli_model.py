@@ -15,7 +15,7 @@ from click.testing import CliRunner, Result
 import jupyter_mldeploy.cli.model  # noqa: F401  (registers the ``model`` group on ``main``)
 from jupyter_mldeploy.cli._common import main
 from jupyter_mldeploy.registry import Model
-from jupyter_mldeploy.workspace import Workspace
+from jupyter_mldeploy.workspace import SERVICE_RECORD_FILENAME, Workspace
 
 
 def _mldeploy_command() -> list[str]:
@@ -76,7 +76,7 @@ def test_subprocess_register_show_download_delete(tmp_path: Path, model_file: Pa
 
 
 def test_subprocess_errors_are_one_line_exit_1_and_usage_exit_2(tmp_path: Path, model_file: Path) -> None:
-    ws = str(tmp_path / "ws")
+    ws = str(Workspace.create(tmp_path / "ws").path)
     missing = _run("model", "show", "nope", "--workspace", ws)
     assert missing.returncode == 1
     assert missing.stderr.startswith("Error: Model 'nope' not found") and missing.stderr.count("\n") == 1
@@ -150,6 +150,9 @@ def test_delete_in_use_needs_force(tmp_path: Path, model_file: Path) -> None:
     with ws.transaction() as conn:
         conn.execute("INSERT INTO services VALUES ('svc', 'process', 'now', 'now')")
         conn.execute("INSERT INTO service_models VALUES ('svc', 'm', 1)")
+    # a service with a record file (rows without one are dropped as a crashed deploy's leftovers)
+    (ws.deployments_dir / "svc").mkdir(parents=True)
+    (ws.deployments_dir / "svc" / SERVICE_RECORD_FILENAME).write_text("{}")
     refused = _invoke("model", "delete", "m:1", "-w", str(ws.path))
     assert refused.exit_code == 1 and "'svc'" in refused.stderr and "--force" in refused.stderr
     forced = _invoke("model", "delete", "m:1", "--force", "-o", "json", "-w", str(ws.path))

@@ -117,10 +117,26 @@ class TestDefaultWorkspace:
 
     async def test_environment_variable_wins(self, jp_fetch, tmp_path, monkeypatch) -> None:
         Workspace.create(tmp_path / ".mldeploy")
+        Workspace.create(tmp_path / "from-env")
         monkeypatch.setenv("MLDEPLOY_WORKSPACE", str(tmp_path / "from-env"))
         data = await get_json(jp_fetch, "workspace")
         assert data["path"] == str((tmp_path / "from-env").resolve())
-        assert (tmp_path / "from-env" / "registry.sqlite").is_file()
+
+    async def test_a_missing_workspace_is_404_and_never_created(self, jp_fetch, jp_root_dir, tmp_path,
+                                                                monkeypatch) -> None:
+        monkeypatch.setenv("MLDEPLOY_WORKSPACE", str(tmp_path / "from-env"))
+        for route in ("workspace", "models", "services", "environments"):
+            code, body = await error_of(jp_fetch, route)
+            assert code == 404 and body["error"] == "NotFound", route
+            assert str(tmp_path / "from-env") in body["message"] and "mldeploy workspace create" in body["message"]
+        assert not (tmp_path / "from-env").exists()
+        monkeypatch.delenv("MLDEPLOY_WORKSPACE")
+        code, body = await error_of(jp_fetch, "models")
+        assert code == 404 and str(jp_root_dir / ".mldeploy") in body["message"]
+        assert not (jp_root_dir / ".mldeploy").exists() and not (tmp_path / ".mldeploy").exists()
+        # Created later (by a notebook's first register): the sidebar picks it up without a restart.
+        Workspace.create(jp_root_dir / ".mldeploy")
+        assert (await get_json(jp_fetch, "models")) == {"models": []}
 
 
 class TestRelativeWorkspace:
@@ -292,3 +308,86 @@ async def test_score_on_a_stopped_service_is_502_naming_its_state(jp_fetch, ridg
     proc.wait(timeout=30)
     code, err = await error_of(jp_fetch, "services", "diabetes-svc", "score", method="POST", body=b"{}")
     assert code == 502 and "diabetes-svc" in err["message"] and "logs" in err["message"]
+
+
+SCHEMA_SCORE = """
+import numpy as np
+from inference_schema.parameter_types.numpy_parameter_type import NumpyParameterType
+from inference_schema.schema_decorators import input_schema
+
+
+def init():
+    pass
+
+
+@input_schema("data", NumpyParameterType(np.array([[1.0, 2.0, 3.0]])))
+def run(data):
+    return data.sum(axis=1).tolist()
+"""
+
+REDIRECT_SCORE = """
+from azureml.contrib.services.aml_request import rawhttp
+from azureml.contrib.services.aml_response import AMLResponse
+
+
+def init():
+    pass
+
+
+@rawhttp
+def run(request):
+    return AMLResponse("", 307, {"Location": STEAL_URL})
+"""
+
+
+def deploy_script(ws: Workspace, tmp_path: Path, name: str, script: str) -> Webservice:
+    folder = tmp_path / f"src-{name}"
+    folder.mkdir()
+    (folder / "score.py").write_text(script)
+    model = register_text_model(ws, tmp_path, f"{name}-model", "1")
+    config = InferenceConfig("score.py", source_directory=str(folder))
+    service = Model.deploy(ws, name, [model], config, LocalWebservice.deploy_configuration())
+    service.wait_for_deployment(timeout_sec=120)
+    return service
+
+
+async def test_score_proxy_validates_against_the_input_schema_as_test_endpoint_does(
+    jp_fetch, workspace, tmp_path
+) -> None:
+    service = deploy_script(workspace, tmp_path, "schema-svc", SCHEMA_SCORE)
+    json_body = {"headers": {"Content-Type": "application/json"}}  # as the sidebar sends it
+    try:
+        good = await get_json(jp_fetch, "services", "schema-svc", "score", method="POST", **json_body,
+                              body=json.dumps({"data": [[1.0, 2.0, 3.0]]}))
+        assert good["status"] == 200 and json.loads(good["body"]) == [6.0]
+        code, err = await error_of(jp_fetch, "services", "schema-svc", "score", method="POST", **json_body,
+                                   body=json.dumps({"data": [[1.0, "two", 3.0]]}))
+        assert code == 400 and err["error"] == "RequestMismatch"
+        assert err["message"].startswith("Not sent") and any("data[0][1]" in p for p in err["problems"])
+        code, err = await error_of(jp_fetch, "services", "schema-svc", "score", method="POST", **json_body,
+                                   body=json.dumps({"rows": []}))
+        assert code == 400 and "Field 'data' is missing" in err["message"]
+        # nothing reached the service: its log holds only the one good request
+        assert service.get_logs().count("POST /score") == 1
+        sent = await get_json(jp_fetch, "services", "schema-svc", "score", method="POST", **json_body,
+                              params={"validate": "false"}, body=json.dumps({"rows": []}))
+        assert sent["status"] >= 400
+    finally:
+        service.delete()
+
+
+async def test_score_proxy_reports_a_redirect_and_never_follows_it(jp_fetch, workspace, tmp_path) -> None:
+    from fixtures.http_servers import recording_answer, serve
+
+    with serve(recording_answer) as (target, stolen):
+        script = f"STEAL_URL = {f'{target}/steal'!r}\n{REDIRECT_SCORE}"
+        service = deploy_script(workspace, tmp_path, "redirect-svc", script)
+        try:
+            answered = await get_json(jp_fetch, "services", "redirect-svc", "score", method="POST",
+                                      body=json.dumps({"secret": "token"}))
+        finally:
+            service.delete()
+    assert answered["status"] == 307
+    assert answered["location"] == f"{target}/steal"
+    assert answered["headers"]["location"] == f"{target}/steal"
+    assert stolen.paths() == [], "the Jupyter server sent the caller's body on to the redirect's target"

@@ -1,4 +1,7 @@
-"""Pieces every ``mldeploy`` command shares: the root group, ``--workspace``, ``-o``, error handling."""
+"""Pieces every ``mldeploy`` command shares: the root group, ``--workspace``, ``-o``, error handling.
+
+Commands are thin: they parse options, call :mod:`jupyter_mldeploy.actions` (or the core), and print.
+"""
 
 from __future__ import annotations
 
@@ -10,19 +13,33 @@ from typing import Any
 
 import click
 
+from jupyter_mldeploy import actions
 from jupyter_mldeploy._version import __version__
-from jupyter_mldeploy.errors import MLDeployError
+from jupyter_mldeploy.errors import InvalidArgument, MLDeployError
 
 
 class _Group(click.Group):
-    """A click group that turns domain errors into one line on stderr and exit code 1."""
+    """A click group that turns domain errors into one line on stderr (exit 1) and suggests commands.
+
+    click suggests only close spellings (``difflib``, ratio >= 0.6), which misses abbreviations such as
+    ``env`` for ``environment``; a command that starts with the typed name is suggested too.
+    """
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
         except MLDeployError as exc:
-            click.echo(f"Error: {exc}", err=True)
+            click.echo(f"Error: {exc.summary}", err=True)
             sys.exit(1)
+
+    def resolve_command(self, ctx: click.Context, args: list[str]) -> tuple[str | None, click.Command | None,
+                                                                             list[str]]:
+        name = args[0] if args else ""
+        if name and not name.startswith("-") and self.get_command(ctx, name) is None:
+            matches = [command for command in self.list_commands(ctx) if command.startswith(name)]
+            if matches:
+                ctx.fail(f"No such command {name!r}; did you mean: {', '.join(matches)}?")
+        return super().resolve_command(ctx, args)
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
@@ -39,24 +56,38 @@ def group(name: str, help: str) -> click.Group:
     return sub
 
 
-def workspace_option(func: Callable[..., Any]) -> Callable[..., Any]:
-    """Add ``--workspace PATH`` and pass the opened :class:`Workspace` as ``workspace``."""
+def _workspace_decorator(create: bool) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    def decorate(func: Callable[..., Any]) -> Callable[..., Any]:
+        @click.option(
+            "--workspace",
+            "-w",
+            "workspace_path",
+            type=click.Path(file_okay=False),
+            default=None,
+            help="Workspace folder (default: $MLDEPLOY_WORKSPACE, else the nearest .mldeploy/"
+            + (", else a new ./.mldeploy)." if create else ")."),
+        )
+        @functools.wraps(func)
+        def wrapper(*args: Any, workspace_path: str | None, **kwargs: Any) -> Any:
+            from jupyter_mldeploy.workspace import Workspace
 
-    @click.option(
-        "--workspace",
-        "-w",
-        "workspace_path",
-        type=click.Path(file_okay=False),
-        default=None,
-        help="Workspace folder (default: $MLDEPLOY_WORKSPACE, else the nearest .mldeploy/).",
-    )
-    @functools.wraps(func)
-    def wrapper(*args: Any, workspace_path: str | None, **kwargs: Any) -> Any:
-        from jupyter_mldeploy.workspace import Workspace
+            workspace = Workspace.from_config(workspace_path, create=create)
+            if workspace.created:
+                click.echo(f"Created workspace at {workspace.path}", err=True)
+            return func(*args, workspace=workspace, **kwargs)
 
-        return func(*args, workspace=Workspace.from_config(workspace_path), **kwargs)
+        return wrapper
 
-    return wrapper
+    return decorate
+
+
+#: ``--workspace PATH`` for writing commands (register, deploy, ...): the workspace is created when missing
+#: and the command says so once on stderr ("Created workspace at ...").
+workspace_option = _workspace_decorator(create=True)
+
+#: ``--workspace PATH`` for reading commands (list, show, logs, run, download, delete, ...): a missing
+#: workspace is an error naming the folders searched and how to create one; nothing is created.
+existing_workspace_option = _workspace_decorator(create=False)
 
 
 def output_option(func: Callable[..., Any]) -> Callable[..., Any]:
@@ -67,7 +98,8 @@ def output_option(func: Callable[..., Any]) -> Callable[..., Any]:
     )(func)
 
 
-def emit(data: Any, output: str, columns: Sequence[str] | None = None, title: str | None = None) -> None:
+def emit(data: Any, output: str, columns: Sequence[str] | None = None, title: str | None = None,
+         empty: str | None = None) -> None:
     """Print ``data`` as JSON or as a table.
 
     Args:
@@ -75,9 +107,14 @@ def emit(data: Any, output: str, columns: Sequence[str] | None = None, title: st
         output: ``"json"`` or ``"table"``.
         columns: For tables, the keys to show (default: every key of the first row).
         title: Optional table title.
+        empty: For tables, the sentence printed instead of a header-only table when ``data`` is an empty
+            list (``-o json`` still prints ``[]``).
     """
     if output == "json":
         click.echo(json.dumps(data, indent=2, sort_keys=False, default=str))
+        return
+    if empty is not None and isinstance(data, list) and not data:
+        click.echo(empty)
         return
     from rich.console import Console
     from rich.table import Table
@@ -112,20 +149,31 @@ def _cell(value: Any) -> str:
 
 
 def parse_key_values(pairs: Sequence[str], option: str, allow_bare: bool = False) -> list[tuple[str, str | None]]:
-    """Parse repeated ``k=v`` options.
+    """Parse ``KEY=VALUE`` options the one way every face does (:func:`jupyter_mldeploy.actions.parse_key_values`).
 
     Args:
-        pairs: The raw values.
+        pairs: The raw values (repeated options; each may hold comma-separated pairs).
         option: The option's name, for the error message.
-        allow_bare: Accept ``k`` alone (value None), as ``--tag k`` filters do.
+        allow_bare: Accept ``KEY`` alone (value None), as ``--tag k`` filters do.
 
     Raises:
-        click.BadParameter: For a value without ``=`` when bare keys are not allowed.
+        click.BadParameter: For a malformed pair: a usage error (exit 2).
     """
-    result: list[tuple[str, str | None]] = []
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not key or (not sep and not allow_bare):
-            raise click.BadParameter(f"{pair!r}: use KEY=VALUE", param_hint=option)
-        result.append((key, value if sep else None))
-    return result
+    try:
+        return actions.parse_key_values(pairs, option.lstrip("-"), allow_bare=allow_bare)
+    except InvalidArgument as exc:
+        raise click.BadParameter(exc.summary, param_hint=option) from exc
+
+
+def key_values_callback(allow_bare: bool = False) -> Callable[[click.Context, click.Parameter, Sequence[str]],
+                                                               Sequence[str]]:
+    """A click callback checking repeated ``KEY=VALUE`` options while parsing (before the workspace opens).
+
+    Returns the raw values; a malformed pair is a usage error (exit 2) naming the option.
+    """
+
+    def check(_ctx: click.Context, param: click.Parameter, value: Sequence[str]) -> Sequence[str]:
+        parse_key_values(value, param.opts[0] if param.opts else str(param.name), allow_bare=allow_bare)
+        return value
+
+    return check

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import click
 
-from jupyter_mldeploy.cli._common import emit, group, output_option, workspace_option
+from jupyter_mldeploy.cli._common import emit, existing_workspace_option, group, output_option
 from jupyter_mldeploy.cli.model import model_group
 from jupyter_mldeploy.docker.dockerfile import LOCAL_BASE_IMAGE
 from jupyter_mldeploy.errors import InvalidArgument
@@ -41,7 +41,7 @@ def base_image_command(name: str, suite: str, mirror: str | None, force: bool) -
               help="Also write the build context (Dockerfile + files) into this new folder.")
 @click.option("--generate-dockerfile", is_flag=True, help="Only write the build context (needs --output-dir).")
 @click.option("--show-output", is_flag=True, help="Stream the image build.")
-@workspace_option
+@existing_workspace_option
 @output_option
 def package_command(
     workspace: Workspace, models: tuple[str, ...], inference_config: str, image_name: str | None,

@@ -7,7 +7,13 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from jupyter_mldeploy.cli._common import emit, group, output_option, workspace_option
+from jupyter_mldeploy.cli._common import (
+    emit,
+    existing_workspace_option,
+    group,
+    output_option,
+    workspace_option,
+)
 from jupyter_mldeploy.names import parse_name_version
 
 if TYPE_CHECKING:
@@ -36,10 +42,8 @@ def _summary(env: Environment) -> dict[str, Any]:
 @click.option("-n", "--name", required=True, help="Environment name.")
 @click.option("-d", "--directory", required=True, type=click.Path(file_okay=False), help="Folder to create.")
 @click.option("--overwrite", is_flag=True, help="Replace the files of an existing folder.")
-@workspace_option
-def scaffold(name: str, directory: str, overwrite: bool, workspace: Workspace) -> None:
+def scaffold(name: str, directory: str, overwrite: bool) -> None:
     """Write a new environment definition folder (azureml_environment.json + conda_dependencies.yml)."""
-    del workspace
     from jupyter_mldeploy.environment import Environment
     from jupyter_mldeploy.names import validate_name
 
@@ -64,7 +68,7 @@ def register(directory: str, output: str, workspace: Workspace) -> None:
 
 @environment.command("list")
 @output_option
-@workspace_option
+@existing_workspace_option
 def list_(output: str, workspace: Workspace) -> None:
     """List environments (latest version of each; curated ones first)."""
     from jupyter_mldeploy.environment import Environment
@@ -76,7 +80,7 @@ def list_(output: str, workspace: Workspace) -> None:
 @environment.command("show")
 @click.argument("name_version", metavar="NAME[:VERSION]")
 @output_option
-@workspace_option
+@existing_workspace_option
 def show(name_version: str, output: str, workspace: Workspace) -> None:
     """Show an environment; -o json prints its full definition (the inline azureml_environment.json form)."""
     from jupyter_mldeploy.environment import Environment
@@ -90,7 +94,7 @@ def show(name_version: str, output: str, workspace: Workspace) -> None:
 @click.argument("name_version", metavar="NAME[:VERSION]")
 @click.option("-q", "--quiet", is_flag=True, help="Do not stream the build output (it still goes to the log).")
 @output_option
-@workspace_option
+@existing_workspace_option
 def build(name_version: str, quiet: bool, output: str, workspace: Workspace) -> None:
     """Build an environment into the per-user cache (or reuse an equal build); print its interpreter."""
     from jupyter_mldeploy.environment import Environment

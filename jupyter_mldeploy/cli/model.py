@@ -1,18 +1,29 @@
 """``mldeploy model ...``: the model registry from the command line (as ``az ml model`` in CLI v1).
 
 Every command takes ``--workspace PATH``; ``-o json`` prints :meth:`Model.serialize` dicts (stable for
-scripts). Domain errors print one line on stderr and exit 1; bad options exit 2.
+scripts). Domain errors print one line on stderr and exit 1; bad options exit 2. Only ``register`` creates a
+missing workspace; the other commands report it. Times are local, to the second.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import click
 
-from jupyter_mldeploy.cli._common import emit, group, output_option, parse_key_values, workspace_option
-from jupyter_mldeploy.names import parse_name_version
+from jupyter_mldeploy import actions
+from jupyter_mldeploy.cli._common import (
+    emit,
+    existing_workspace_option,
+    group,
+    key_values_callback,
+    output_option,
+    parse_key_values,
+    workspace_option,
+)
+from jupyter_mldeploy.errors import NotFound
+from jupyter_mldeploy.names import parse_name_version, validate_name
 from jupyter_mldeploy.registry import Model
 from jupyter_mldeploy.workspace import Workspace
 
@@ -29,7 +40,7 @@ def _summary(model: Model) -> dict[str, Any]:
         "name": model.name,
         "version": model.version,
         "id": model.id,
-        "createdTime": model.created_time.isoformat(timespec="seconds"),
+        "createdTime": actions.format_time(model.created_time),
         "description": model.description,
         "tags": model.tags,
         "properties": model.properties,
@@ -39,19 +50,42 @@ def _summary(model: Model) -> dict[str, Any]:
     }
 
 
+# Arguments are checked while click parses them, so a malformed one is reported before the workspace is
+# opened (a typo never creates a workspace, and a missing workspace does not hide the typo).
+
+
+def _checked_model_id(_ctx: click.Context, _param: click.Parameter, value: str) -> str:
+    parse_name_version(value, "model")
+    return value
+
+
+def _checked_versioned_id(ctx: click.Context, param: click.Parameter, value: str) -> str:
+    if ":" not in value:
+        raise click.BadParameter(f"{value!r}: give the version to delete, as NAME:VERSION", param_hint="NAME:VERSION")
+    return _checked_model_id(ctx, param, value)
+
+
+def _checked_name(_ctx: click.Context, _param: click.Parameter, value: str) -> str:
+    return validate_name(value, "model name")
+
+
+def _existing_path(_ctx: click.Context, _param: click.Parameter, value: str) -> str:
+    if not Path(value).expanduser().exists():
+        raise NotFound(f"model_path {value!r} does not exist; pass the path of the model file or folder.")
+    return value
+
+
 def _show(model: Model, output: str) -> None:
     emit(model.serialize() if output == "json" else _summary(model), output)
 
 
-def _filters(pairs: Sequence[str], option: str) -> list[str | list[str]]:
-    return [key if value is None else [key, value] for key, value in parse_key_values(pairs, option, allow_bare=True)]
-
-
 @model_group.command("register")
-@click.option("-n", "--name", required=True, help="Model name.")
-@click.option("-p", "--path", "model_path", required=True, help="File or folder to register.")
-@click.option("--tag", "tags", multiple=True, metavar="KEY=VALUE", help="Tag (repeatable).")
-@click.option("--property", "properties", multiple=True, metavar="KEY=VALUE", help="Property (repeatable).")
+@click.option("-n", "--name", required=True, callback=_checked_name, help="Model name.")
+@click.option("-p", "--path", "model_path", required=True, callback=_existing_path, help="File or folder to register.")
+@click.option("--tag", "tags", multiple=True, metavar="KEY=VALUE", callback=key_values_callback(),
+              help="Tag (repeatable; or k=v,k2=v2).")
+@click.option("--property", "properties", multiple=True, metavar="KEY=VALUE", callback=key_values_callback(),
+              help="Property (repeatable; or k=v,k2=v2).")
 @click.option("-d", "--description", default=None, help="Description.")
 @click.option("--model-framework", default=None, help="Framework, e.g. ScikitLearn.")
 @click.option("--model-framework-version", default=None, help="Framework version.")
@@ -69,10 +103,10 @@ def register_command(
     output: str,
 ) -> None:
     """Register a file or folder as the next version of model NAME."""
-    model = Model.register(
+    model = actions.register_model(
         workspace,
-        model_path=model_path,
-        model_name=name,
+        model_path,
+        name,
         tags=dict(parse_key_values(tags, "--tag")),
         properties=dict(parse_key_values(properties, "--property")),
         description=description,
@@ -84,11 +118,13 @@ def register_command(
 
 @model_group.command("list")
 @click.option("-n", "--name", default=None, help="Only this model's versions.")
-@click.option("--tag", "tags", multiple=True, metavar="KEY[=VALUE]", help="Has the tag (with that value).")
-@click.option("--property", "properties", multiple=True, metavar="KEY[=VALUE]", help="Has the property.")
+@click.option("--tag", "tags", multiple=True, metavar="KEY[=VALUE]", callback=key_values_callback(allow_bare=True),
+              help="Has the tag (with that value).")
+@click.option("--property", "properties", multiple=True, metavar="KEY[=VALUE]",
+              callback=key_values_callback(allow_bare=True), help="Has the property.")
 @click.option("--latest", is_flag=True, help="Only the latest matching version of each model.")
 @output_option
-@workspace_option
+@existing_workspace_option
 def list_command(
     workspace: Workspace,
     name: str | None,
@@ -98,40 +134,38 @@ def list_command(
     output: str,
 ) -> None:
     """List registered model versions, newest first within each name."""
-    models = Model.list(
-        workspace,
-        name=name,
-        tags=_filters(tags, "--tag") or None,
-        properties=_filters(properties, "--property") or None,
-        latest=latest,
-    )
+    models = actions.list_models(workspace, name, tags=tags or None, properties=properties or None, latest=latest)
     rows = [m.serialize() for m in models]
     if output == "table":
         for row in rows:
-            row["createdTime"] = row["createdTime"][:19].replace("T", " ")
-    emit(rows, output, columns=_LIST_COLUMNS)
+            row["createdTime"] = actions.format_time(row["createdTime"])
+    filtered = name is not None or tags or properties
+    empty = (
+        f"No model versions match in workspace {workspace.path}."
+        if filtered
+        else f"No models registered in {workspace.path} (register one with: mldeploy model register -n NAME -p PATH)"
+    )
+    emit(rows, output, columns=_LIST_COLUMNS, empty=empty)
 
 
 @model_group.command("show")
-@click.argument("model_id", metavar="NAME[:VERSION]")
+@click.argument("model_id", metavar="NAME[:VERSION]", callback=_checked_model_id)
 @output_option
-@workspace_option
+@existing_workspace_option
 def show_command(workspace: Workspace, model_id: str, output: str) -> None:
     """Show one model version (the latest when VERSION is left out)."""
-    name, version = parse_name_version(model_id, "model")
-    _show(Model(workspace, name, version=version), output)
+    _show(actions.get_model(workspace, model_id), output)
 
 
 @model_group.command("download")
-@click.argument("model_id", metavar="NAME[:VERSION]")
+@click.argument("model_id", metavar="NAME[:VERSION]", callback=_checked_model_id)
 @click.option("-t", "--target-dir", required=True, type=click.Path(file_okay=False), help="Folder to write into.")
 @click.option("--overwrite", is_flag=True, help="Replace what exists under the model's name there.")
 @output_option
-@workspace_option
+@existing_workspace_option
 def download_command(workspace: Workspace, model_id: str, target_dir: str, overwrite: bool, output: str) -> None:
     """Copy a model version into a folder, verifying its checksums; prints the path written."""
-    name, version = parse_name_version(model_id, "model")
-    model = Model(workspace, name, version=version)
+    model = actions.get_model(workspace, model_id)
     path = model.download(target_dir, exist_ok=overwrite)
     if output == "json":
         emit({"id": model.id, "path": path}, output)
@@ -140,17 +174,14 @@ def download_command(workspace: Workspace, model_id: str, target_dir: str, overw
 
 
 @model_group.command("delete")
-@click.argument("model_id", metavar="NAME:VERSION")
+@click.argument("model_id", metavar="NAME:VERSION", callback=_checked_versioned_id)
 @click.option("--force", is_flag=True, help="Delete even when a service uses this version.")
 @output_option
-@workspace_option
+@existing_workspace_option
 def delete_command(workspace: Workspace, model_id: str, force: bool, output: str) -> None:
     """Delete one model version (its files and records)."""
-    name, version = parse_name_version(model_id, "model")
-    if version is None:
-        raise click.BadParameter(f"{model_id!r}: give the version to delete, as NAME:VERSION", param_hint="NAME:VERSION")
-    Model(workspace, name, version=version).delete(force=force)
+    deleted = actions.delete_model(workspace, model_id, force=force)
     if output == "json":
-        emit({"deleted": f"{name}:{version}"}, output)
+        emit({"deleted": deleted}, output)
     else:
-        click.echo(f"Deleted model {name}:{version}")
+        click.echo(f"Deleted model {deleted}")

@@ -1,16 +1,19 @@
 """``mldeploy service ...`` and ``mldeploy model deploy`` (CLI v1: ``az ml service ...``, ``az ml model deploy``).
 
-Thin: options are parsed here, everything else is :mod:`jupyter_mldeploy.deploy`.
+Thin: options are parsed here, everything else is :mod:`jupyter_mldeploy.actions` and
+:mod:`jupyter_mldeploy.deploy`. None of these commands creates a workspace. Times are local, to the second.
 """
 
 from __future__ import annotations
 
-import json
+import sys
+from pathlib import Path
 from typing import Any
 
 import click
 
-from jupyter_mldeploy.cli._common import emit, group, output_option, workspace_option
+from jupyter_mldeploy import actions
+from jupyter_mldeploy.cli._common import emit, existing_workspace_option, group, output_option
 from jupyter_mldeploy.cli.model import model_group
 from jupyter_mldeploy.errors import InvalidArgument
 from jupyter_mldeploy.workspace import Workspace
@@ -18,41 +21,44 @@ from jupyter_mldeploy.workspace import Workspace
 service_group = group("service", "List, call, reload, update and delete deployed services.")
 
 _LIST_COLUMNS = ("name", "state", "scoringUri", "models", "updatedTime")
+_TIME_KEYS = ("createdTime", "updatedTime", "startedTime")
 
 
-def _service(workspace: Workspace, name: str) -> Any:
-    from jupyter_mldeploy.deploy import Webservice
-
-    return Webservice(workspace, name)
+def _for_table(data: dict[str, Any]) -> dict[str, Any]:
+    """A service's ``serialize()`` with its times as listings show them (``-o json`` keeps ISO 8601)."""
+    return {key: actions.format_time(value) if key in _TIME_KEYS else value for key, value in data.items()}
 
 
 @service_group.command("list")
-@workspace_option
+@existing_workspace_option
 @output_option
 def list_services(workspace: Workspace, output: str) -> None:
     """List the services of the workspace with their live state."""
-    from jupyter_mldeploy.deploy import Webservice
-
-    emit([s.serialize() for s in Webservice.list(workspace)], output, columns=_LIST_COLUMNS)
+    rows = actions.service_dicts(workspace)
+    empty = (f"No services deployed in {workspace.path} (deploy one with: mldeploy model deploy -n NAME "
+             "-m MODEL:VERSION --ic inferenceconfig.json)")
+    emit(rows if output == "json" else [_for_table(row) for row in rows], output, columns=_LIST_COLUMNS,
+         empty=empty)
 
 
 @service_group.command("show")
 @click.argument("name")
-@workspace_option
+@existing_workspace_option
 @output_option
 def show_service(workspace: Workspace, name: str, output: str) -> None:
     """Show one service: state, URIs, models, environment, error."""
-    emit(_service(workspace, name).serialize(), output)
+    data = actions.get_service(workspace, name).serialize()
+    emit(data if output == "json" else _for_table(data), output)
 
 
 @service_group.command("logs")
 @click.argument("name")
-@click.option("-l", "--num-lines", type=click.IntRange(min=1), default=5000, show_default=True,
-              help="Lines from the end of the log.")
-@workspace_option
+@click.option("-l", "--num-lines", type=click.IntRange(min=1, max=actions.services.MAX_LOG_LINES), default=5000,
+              show_default=True, help="Lines from the end of the log.")
+@existing_workspace_option
 def service_logs(workspace: Workspace, name: str, num_lines: int) -> None:
     """Print the end of the scoring server's log."""
-    click.echo(_service(workspace, name).get_logs(num_lines=num_lines))
+    click.echo(actions.service_logs(workspace, name, num_lines))
 
 
 @service_group.command("run")
@@ -60,26 +66,34 @@ def service_logs(workspace: Workspace, name: str, num_lines: int) -> None:
 @click.option("-d", "--input-data", default=None, help="Request body (JSON text) sent to /score.")
 @click.option("-f", "--input-file", type=click.Path(exists=True, dir_okay=False), default=None,
               help="A file whose content is the request body.")
-@workspace_option
-def run_service(workspace: Workspace, name: str, input_data: str | None, input_file: str | None) -> None:
-    """Call the service's /score with a request body and print the JSON answer."""
+@click.option("--no-validate", is_flag=True, help="Send even when the body does not match the input schema.")
+@existing_workspace_option
+def run_service(workspace: Workspace, name: str, input_data: str | None, input_file: str | None,
+                no_validate: bool) -> None:
+    """Call the service's /score with a request body and print the answer.
+
+    The body is checked against the service's input schema first, as %test_endpoint and the sidebar do.
+    A non-2xx answer prints its status and message on stderr, then where to look: the service's logs.
+    """
     if (input_data is None) == (input_file is None):
         raise click.UsageError("Give exactly one of --input-data JSON or --input-file PATH.")
-    if input_file is not None:
-        with open(input_file, encoding="utf-8") as handle:
-            input_data = handle.read()
-    result = _service(workspace, name).run(input_data)
-    click.echo(json.dumps(result, indent=2) if not isinstance(result, str) else result)
+    body: str | bytes = input_data if input_file is None else Path(input_file).read_bytes()
+    call = actions.call_endpoint(name, body, workspace, validate=not no_validate)
+    response = call.response
+    if response is None or not response.ok:
+        detail = f": {response.message.strip()}" if response is not None and response.message.strip() else ""
+        click.echo(f"Error: {call.status_line()}{detail}; see: mldeploy service logs {name}", err=True)
+        sys.exit(1)
+    click.echo(call.pretty_body())
 
 
 @service_group.command("reload")
 @click.argument("name")
 @click.option("--no-wait", is_flag=True, help="Return at once instead of waiting for the switch.")
-@workspace_option
+@existing_workspace_option
 def reload_service(workspace: Workspace, name: str, no_wait: bool) -> None:
     """Serve the current entry script and source directory again, with zero downtime."""
-    service = _service(workspace, name)
-    service.reload(wait=not no_wait)
+    service = actions.reload_service(workspace, name, wait=not no_wait)
     click.echo(f"Service {name!r} reloaded: {service.state} at {service.scoring_uri}")
 
 
@@ -90,7 +104,7 @@ def reload_service(workspace: Workspace, name: str, no_wait: bool) -> None:
               default=None, help="inferenceconfig.json")
 @click.option("--dc", "--deployment-config", "deployment_config", type=click.Path(exists=True, dir_okay=False),
               default=None, help="deploymentconfig.json")
-@workspace_option
+@existing_workspace_option
 def update_service(
     workspace: Workspace, name: str, models: tuple[str, ...], inference_config: str | None,
     deployment_config: str | None,
@@ -99,7 +113,7 @@ def update_service(
     from jupyter_mldeploy.deploy import DeploymentConfiguration
     from jupyter_mldeploy.inference_config import InferenceConfig
 
-    service = _service(workspace, name)
+    service = actions.get_service(workspace, name)
     service.update(
         models=list(models) or None,
         inference_config=InferenceConfig.from_file(inference_config, workspace) if inference_config else None,
@@ -110,10 +124,10 @@ def update_service(
 
 @service_group.command("delete")
 @click.argument("name")
-@workspace_option
+@existing_workspace_option
 def delete_service(workspace: Workspace, name: str) -> None:
     """Stop a service and remove it."""
-    _service(workspace, name).delete()
+    actions.delete_service(workspace, name)
     click.echo(f"Service {name!r} deleted.")
 
 
@@ -128,7 +142,7 @@ def delete_service(workspace: Workspace, name: str) -> None:
 @click.option("--show-output", is_flag=True, help="Print the environment build and server log while waiting.")
 @click.option("--timeout", type=click.FloatRange(min=1), default=300, show_default=True,
               help="Seconds to wait for the service to become healthy.")
-@workspace_option
+@existing_workspace_option
 @output_option
 def deploy_command(
     workspace: Workspace, service_name: str, models: tuple[str, ...], inference_config: str,

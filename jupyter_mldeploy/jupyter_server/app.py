@@ -8,9 +8,9 @@ from pathlib import Path
 from jupyter_server.extension.application import ExtensionApp
 from traitlets import Float, Unicode
 
-from jupyter_mldeploy import settings
+from jupyter_mldeploy.errors import NotFound
 from jupyter_mldeploy.jupyter_server.handlers import API_PREFIX, route_table
-from jupyter_mldeploy.workspace import DEFAULT_DIRNAME, Workspace
+from jupyter_mldeploy.workspace import Workspace, WorkspaceLocation, locate_workspace
 
 
 class MLDeployExtension(ExtensionApp):
@@ -26,9 +26,10 @@ class MLDeployExtension(ExtensionApp):
         "",
         config=True,
         help=(
-            "Workspace folder the sidebar shows. Empty (default): $MLDEPLOY_WORKSPACE when set, else the "
-            "nearest '.mldeploy' folder in the server's root_dir or its parents, else <root_dir>/.mldeploy "
-            "(created on first use), as Workspace.from_config() finds it from the notebook's folder."
+            "Workspace folder the sidebar shows (relative to the server's root_dir). Empty (default): "
+            "$MLDEPLOY_WORKSPACE when set, else the nearest '.mldeploy' folder in root_dir or its parents, as "
+            "Workspace.from_config() finds it from a notebook there. The sidebar never creates a workspace: "
+            "until one exists, every route answers 404 naming the folders searched."
         ),
     )
     score_timeout = Float(
@@ -44,36 +45,30 @@ class MLDeployExtension(ExtensionApp):
         self.settings["mldeploy"] = self
         self.log.info("jupyter_mldeploy: REST API at %s, workspace %s", API_PREFIX, self.workspace_path())
 
+    def locate(self) -> WorkspaceLocation:
+        """Find the workspace by the package's one rule (:func:`locate_workspace`), from ``root_dir``."""
+        return locate_workspace(self.workspace or None, start=self.serverapp.root_dir)
+
     def initialize_handlers(self) -> None:
         """Register the REST routes (see :func:`~jupyter_mldeploy.jupyter_server.handlers.route_table`)."""
         self.handlers.extend(route_table())
 
     def workspace_path(self) -> Path:
-        """Return the folder of the workspace this server shows (see the ``workspace`` trait)."""
-        if self.workspace:
-            candidate = Path(self.workspace).expanduser()
-            if not candidate.is_absolute():
-                candidate = Path(self.serverapp.root_dir) / candidate
-            nested = candidate / DEFAULT_DIRNAME
-            # Same rule as Workspace.from_config(path): a project folder holding .mldeploy/ means that.
-            return nested if nested.is_dir() else candidate
-        from_env = settings.MLDEPLOY_WORKSPACE.get()
-        if from_env is not None:
-            return Path(from_env).expanduser()
-        root = Path(self.serverapp.root_dir).expanduser().resolve()
-        for folder in (root, *root.parents):
-            if (folder / DEFAULT_DIRNAME).is_dir():
-                return folder / DEFAULT_DIRNAME
-        return root / DEFAULT_DIRNAME
+        """Return the folder of the workspace this server shows (or would, once it is created)."""
+        return self.locate().path
 
     def get_workspace(self) -> Workspace:
         """Open the workspace on first use and return it; blocking (call it off the event loop).
 
         Raises:
+            NotFound: While no workspace exists: the message names the folders searched and how to create one.
             WorkspaceError: When the folder holds a workspace of another layout version or an unreadable
                 database.
         """
         with self._workspace_lock:
             if self._workspace is None:
-                self._workspace = Workspace(self.workspace_path())
+                location = self.locate()
+                if not location.exists:
+                    raise NotFound(location.missing_message())
+                self._workspace = Workspace(location.path)
             return self._workspace

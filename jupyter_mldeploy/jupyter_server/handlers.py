@@ -13,30 +13,33 @@ GET        ``services/{name}``                         ``Webservice.serialize()`
 POST       ``services/{name}/reload``                  ``Webservice.serialize()`` after the switch
 DELETE     ``services/{name}``                         ``{deleted: name}``
 GET        ``services/{name}/logs?tail=N``             ``{name, tail, logs}``
-POST       ``services/{name}/score``                   ``{status, body, latency_ms, headers}``
+POST       ``services/{name}/score[?validate=false]``  ``{status, body, latency_ms, headers, location}``
 GET        ``environments``                            ``{environments: [Environment.serialize()]}``
 =========  ==========================================  ============================================
 
-Every verb is ``@tornado.web.authenticated`` (Jupyter's token or cookie; 403 otherwise). Core calls touch
-SQLite, files, processes and HTTP health checks, so they run in a worker thread (``asyncio.to_thread``) and
-never block the server's event loop; the score proxy uses tornado's non-blocking HTTP client. A
-:class:`~jupyter_mldeploy.errors.MLDeployError` becomes its ``to_dict()`` JSON body with its
-``http_status``, so the sidebar shows the core's own message.
+Every verb is ``@tornado.web.authenticated`` (Jupyter's token or cookie; 403 otherwise). Each handler is
+one awaited call of the service layer (:mod:`jupyter_mldeploy.actions`), as jupyterlab-git's handlers are:
+the calls touch SQLite, files, processes and HTTP, so they run in a worker thread (``asyncio.to_thread``)
+and never block the server's event loop. A :class:`~jupyter_mldeploy.errors.MLDeployError` becomes its
+``to_dict()`` JSON body with its ``http_status``, so the sidebar shows the core's own message.
+
+The score proxy validates the body against the service's input schema exactly as ``%test_endpoint`` does
+(a mismatch answers 400 ``{"message", "problems": [...]}`` and nothing is sent) and never follows a
+redirect: a ``3xx`` from the service is reported as its answer, with ``location``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-import time
 from collections.abc import Callable
 from http import HTTPStatus
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import tornado.web
 from jupyter_server.base.handlers import APIHandler
-from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
 
+from jupyter_mldeploy import actions
 from jupyter_mldeploy._version import __version__
 from jupyter_mldeploy.errors import InvalidArgument, MLDeployError
 
@@ -51,7 +54,7 @@ API_PREFIX = "mldeploy/api"
 
 #: Lines of log returned when ``?tail`` is not given, and the most a caller may ask for.
 DEFAULT_LOG_TAIL = 200
-MAX_LOG_TAIL = 100_000
+MAX_LOG_TAIL = actions.services.MAX_LOG_LINES
 
 # Request headers passed on to the service by the score proxy; hop-by-hop and Jupyter's own headers
 # (Authorization, Cookie, X-XSRFToken) stay here so the token never reaches user code.
@@ -59,12 +62,6 @@ _FORWARDED_HEADERS = ("Content-Type", "Accept", "x-request-id")
 
 _NAME = r"(?P<name>[^/]+)"
 _VERSION = r"(?P<version>[0-9]+)"
-
-
-class ServiceUnreachable(MLDeployError):
-    """The score proxy could not reach a service at all (connection refused, timeout): HTTP 502."""
-
-    http_status = HTTPStatus.BAD_GATEWAY
 
 
 class _DomainError(tornado.web.HTTPError):
@@ -86,7 +83,7 @@ class MLDeployHandler(APIHandler):
         return self.settings["mldeploy"]
 
     async def core(self, func: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        """Run a blocking core call in a worker thread and return its result.
+        """Run a blocking service-layer call in a worker thread and return its result.
 
         Raises:
             tornado.web.HTTPError: Wrapping any :class:`MLDeployError` the call raised, with its status.
@@ -153,40 +150,6 @@ class WorkspaceHandler(MLDeployHandler):
 # -- models ---------------------------------------------------------------------------------------------
 
 
-def _group_models(models: list[Any]) -> list[dict[str, Any]]:
-    """Group serialized versions by name (input sorted by name, newest version first, as ``Model.list``)."""
-    groups: dict[str, dict[str, Any]] = {}
-    for model in models:
-        data = model.serialize()
-        group = groups.setdefault(
-            data["name"], {"name": data["name"], "latestVersion": data["version"], "versions": []}
-        )
-        group["versions"].append(data)
-    return list(groups.values())
-
-
-def _list_models(ws: Workspace, name: str | None) -> list[dict[str, Any]]:
-    from jupyter_mldeploy.registry import Model
-
-    if name is not None:
-        Model(ws, name)  # raises NotFound naming the models that exist
-    return _group_models(Model.list(ws, name=name))
-
-
-def _get_model(ws: Workspace, name: str, version: int) -> dict[str, Any]:
-    from jupyter_mldeploy.registry import Model
-
-    return Model(ws, name, version=version).serialize()
-
-
-def _delete_model(ws: Workspace, name: str, version: int, force: bool) -> str:
-    from jupyter_mldeploy.registry import Model
-
-    model = Model(ws, name, version=version)
-    model.delete(force=force)
-    return model.id
-
-
 class ModelsHandler(MLDeployHandler):
     """``GET models``: every registered model with its versions, newest first."""
 
@@ -194,7 +157,7 @@ class ModelsHandler(MLDeployHandler):
     async def get(self) -> None:
         """Answer ``{"models": [{"name", "latestVersion", "versions": [Model.serialize(), ...]}]}``."""
         ws = await self.workspace()
-        self.write_json({"models": await self.core(_list_models, ws, None)})
+        self.write_json({"models": await self.core(actions.model_groups, ws)})
 
 
 class ModelHandler(MLDeployHandler):
@@ -204,7 +167,7 @@ class ModelHandler(MLDeployHandler):
     async def get(self, name: str) -> None:
         """Answer ``{"name", "latestVersion", "versions"}``; 404 when no version of ``name`` exists."""
         ws = await self.workspace()
-        groups = await self.core(_list_models, ws, name)
+        groups = await self.core(actions.model_groups, ws, name)
         self.write_json(groups[0])
 
 
@@ -215,62 +178,19 @@ class ModelVersionHandler(MLDeployHandler):
     async def get(self, name: str, version: str) -> None:
         """Answer :meth:`Model.serialize` of ``name:version``; 404 when it does not exist."""
         ws = await self.workspace()
-        self.write_json(await self.core(_get_model, ws, name, int(version)))
+        model = await self.core(actions.get_model, ws, name, int(version))
+        self.write_json(model.serialize())
 
     @tornado.web.authenticated
     async def delete(self, name: str, version: str) -> None:
         """Delete the version; 409 when a service uses it, unless ``?force=true``."""
         force = self.bool_argument("force")
         ws = await self.workspace()
-        deleted = await self.core(_delete_model, ws, name, int(version), force)
+        deleted = await self.core(actions.delete_model, ws, name, int(version), force)
         self.write_json({"deleted": deleted})
 
 
 # -- services -------------------------------------------------------------------------------------------
-
-
-def _list_services(ws: Workspace) -> list[dict[str, Any]]:
-    from jupyter_mldeploy.deploy import Webservice
-
-    return [service.serialize() for service in Webservice.list(ws)]
-
-
-def _get_service(ws: Workspace, name: str) -> dict[str, Any]:
-    from jupyter_mldeploy.deploy import Webservice
-
-    return Webservice(ws, name).serialize()
-
-
-def _reload_service(ws: Workspace, name: str) -> dict[str, Any]:
-    from jupyter_mldeploy.deploy import Webservice
-
-    service = Webservice(ws, name)
-    service.reload(wait=True)
-    return service.serialize()
-
-
-def _delete_service(ws: Workspace, name: str) -> None:
-    from jupyter_mldeploy.deploy import Webservice
-
-    Webservice(ws, name).delete()
-
-
-def _service_logs(ws: Workspace, name: str, tail: int) -> str:
-    from jupyter_mldeploy.deploy import Webservice
-
-    return Webservice(ws, name).get_logs(num_lines=tail)
-
-
-def _scoring_uri(ws: Workspace, name: str) -> str:
-    from jupyter_mldeploy.deploy import Webservice
-
-    return Webservice(ws, name).scoring_uri
-
-
-def _service_state(ws: Workspace, name: str) -> str:
-    from jupyter_mldeploy.deploy import Webservice
-
-    return str(Webservice(ws, name).state)
 
 
 class ServicesHandler(MLDeployHandler):
@@ -280,7 +200,7 @@ class ServicesHandler(MLDeployHandler):
     async def get(self) -> None:
         """Answer ``{"services": [Webservice.serialize(), ...]}``, sorted by name."""
         ws = await self.workspace()
-        self.write_json({"services": await self.core(_list_services, ws)})
+        self.write_json({"services": await self.core(actions.service_dicts, ws)})
 
 
 class ServiceHandler(MLDeployHandler):
@@ -290,13 +210,14 @@ class ServiceHandler(MLDeployHandler):
     async def get(self, name: str) -> None:
         """Answer :meth:`Webservice.serialize`; 404 for an unknown service."""
         ws = await self.workspace()
-        self.write_json(await self.core(_get_service, ws, name))
+        service = await self.core(actions.get_service, ws, name)
+        self.write_json(await self.core(service.serialize))
 
     @tornado.web.authenticated
     async def delete(self, name: str) -> None:
         """Stop the service and remove it; answer ``{"deleted": name}``."""
         ws = await self.workspace()
-        await self.core(_delete_service, ws, name)
+        await self.core(actions.delete_service, ws, name)
         self.write_json({"deleted": name})
 
 
@@ -311,7 +232,8 @@ class ServiceReloadHandler(MLDeployHandler):
         serving then.
         """
         ws = await self.workspace()
-        self.write_json(await self.core(_reload_service, ws, name))
+        service = await self.core(actions.reload_service, ws, name)
+        self.write_json(await self.core(service.serialize))
 
 
 class ServiceLogsHandler(MLDeployHandler):
@@ -332,7 +254,7 @@ class ServiceLogsHandler(MLDeployHandler):
                 )
             )
         ws = await self.workspace()
-        logs = await self.core(_service_logs, ws, name, tail)
+        logs = await self.core(actions.service_logs, ws, name, tail)
         self.write_json({"name": name, "tail": tail, "logs": logs})
 
 
@@ -341,66 +263,35 @@ class ServiceScoreHandler(MLDeployHandler):
 
     @tornado.web.authenticated
     async def post(self, name: str) -> None:
-        """Proxy the body as is (with its Content-Type, default ``application/json``).
+        """Check the body against the service's input schema, then send it (with its Content-Type, default
+        ``application/json``) through :func:`jupyter_mldeploy.actions.call_endpoint`.
 
-        Answers 200 ``{"status": int, "body": str, "latency_ms": float, "headers": {str: str}}`` whatever
-        status the service answered (that status is the payload, not this response's); ``latency_ms`` is
-        the wall time of the proxied request as seen from the Jupyter server, in milliseconds. Answers 502
-        when the service does not answer at all, naming its state.
+        Answers 200 ``{"status": int, "body": str, "latency_ms": float, "headers": {str: str}, "location":
+        str | null}`` whatever status the service answered (that status is the payload, not this
+        response's); ``latency_ms`` is the wall time of the proxied request as seen from the Jupyter server,
+        in milliseconds; a ``3xx`` is not followed (``location`` names where it pointed). Answers 400
+        ``{"message", "problems"}`` when the body does not fit the service's input schema (``?validate=false``
+        sends it anyway), 502 when the service does not answer at all, naming its state.
         """
+        validate = self.get_query_argument("validate", None) is None or self.bool_argument("validate")
+        headers = {key: self.request.headers[key] for key in _FORWARDED_HEADERS if key in self.request.headers}
         ws = await self.workspace()
-        uri = await self.core(_scoring_uri, ws, name)
-        headers = {
-            key: self.request.headers[key] for key in _FORWARDED_HEADERS if key in self.request.headers
-        }
-        headers.setdefault("Content-Type", "application/json")
-        request = HTTPRequest(
-            uri,
-            method="POST",
-            body=self.request.body or b"",
-            headers=headers,
-            connect_timeout=5,
-            request_timeout=self.extension.score_timeout,
-            allow_nonstandard_methods=True,
-        )
-        started = time.perf_counter()
-        try:
-            response = await AsyncHTTPClient().fetch(request, raise_error=False)
-        except (OSError, HTTPClientError) as exc:
-            state = await self.core(_service_state, ws, name)
-            raise _DomainError(
-                ServiceUnreachable(
-                    f"Service {name!r} did not answer at {uri} (state {state}): {exc}. "
-                    "Open its logs, then reload or redeploy it."
-                )
-            ) from exc
-        latency_ms = (time.perf_counter() - started) * 1000
-        if response.code == 599:  # tornado's code for "no HTTP answer" (timeout, connection reset)
-            state = await self.core(_service_state, ws, name)
-            raise _DomainError(
-                ServiceUnreachable(
-                    f"Service {name!r} did not answer at {uri} within {self.extension.score_timeout:g} s "
-                    f"(state {state}): {response.error}. Open its logs, then reload or redeploy it."
-                )
-            )
-        body = response.body.decode("utf-8", errors="replace") if response.body else ""
+        call = await self.core(actions.call_endpoint, name, self.request.body or b"", ws, validate=validate,
+                               headers=headers, timeout=self.extension.score_timeout)
+        response = call.response
+        assert response is not None  # one request: an answer, or ServiceUnreachable was raised
         self.write_json(
             {
-                "status": response.code,
-                "body": body,
-                "latency_ms": round(latency_ms, 3),
-                "headers": {key: value for key, value in response.headers.get_all()},
+                "status": response.status_code,
+                "body": response.text,
+                "latency_ms": round(response.latency_ms, 3),
+                "headers": response.headers,
+                "location": response.location,
             }
         )
 
 
 # -- environments ---------------------------------------------------------------------------------------
-
-
-def _list_environments(ws: Workspace) -> list[dict[str, Any]]:
-    from jupyter_mldeploy.environment import Environment
-
-    return [env.serialize() for env in Environment.list(ws).values()]
 
 
 class EnvironmentsHandler(MLDeployHandler):
@@ -410,7 +301,7 @@ class EnvironmentsHandler(MLDeployHandler):
     async def get(self) -> None:
         """Answer ``{"environments": [Environment.serialize(), ...]}``."""
         ws = await self.workspace()
-        self.write_json({"environments": await self.core(_list_environments, ws)})
+        self.write_json({"environments": await self.core(actions.environment_dicts, ws)})
 
 
 def route_table() -> list[tuple[str, type[MLDeployHandler]]]:
