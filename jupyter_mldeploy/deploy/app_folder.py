@@ -14,10 +14,18 @@ puts both the app root and the source folder on ``sys.path``. Scripts written fo
 work. Without a source directory the entry script alone is copied to the root.
 
 The source is copied, so editing the notebook's files does not change a running service until ``reload``
-or ``update`` makes a new generation. Model files are hard links to the registered (read-only) files, which
-costs no space and no time for large models, and keeps serving even if a model version is force-deleted
-from the registry (the inode lives while a link does). Where a hard link is impossible (another file system),
-the file is copied.
+or ``update`` makes a new generation.
+
+Model files: each registered file is checked against the size and sha256 recorded at registration before
+it is placed (a changed byte refuses the deployment with an ``IntegrityError``, as ``Model.download``
+does); a file whose inode, size and modification time match an earlier check is not read again
+(:class:`VerifiedFiles`). How a file is placed depends on whether the server can write there:
+
+- ``"copy"`` (the process target, whose ``score.py`` runs as the user): a copy-on-write clone where the
+  file system has them (``FICLONE``: btrfs, XFS), else a copy, so nothing a deployment writes can change
+  the registered version;
+- ``"link"`` (the Docker target, which mounts the app folder read-only): a hard link, free in time and
+  space, which keeps serving even if the version is force-deleted from the registry.
 
 Every target and the ``--check`` trial run use :func:`build_app_folder` and
 :meth:`AppFolder.scoring_environment`, so a script sees the same layout and variables wherever it runs.
@@ -25,17 +33,41 @@ Every target and the ``--check`` trial run use :func:`build_app_folder` and
 
 from __future__ import annotations
 
+import fcntl
+import hashlib
 import os
 import shutil
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from jupyter_mldeploy.errors import DeploymentError, InvalidArgument
+from jupyter_mldeploy.deploy.state import read_json, write_json_atomic
+from jupyter_mldeploy.errors import DeploymentError, IntegrityError, InvalidArgument
 
 MODELS_DIRNAME = "azureml-models"
 #: Folders never copied from a source directory: caches and version control, which a service never needs.
 _SKIPPED_NAMES = {"__pycache__", ".git", ".ipynb_checkpoints", ".pytest_cache", ".mypy_cache", ".ruff_cache"}
+
+
+#: ``ioctl`` request of a copy-on-write clone (Linux ``FICLONE``).
+_FICLONE = 0x40049409
+#: Bytes read at a time while copying and hashing.
+_CHUNK = 1 << 20
+
+
+@dataclass(frozen=True)
+class ModelFileRef:
+    """A registered file and what was recorded of it.
+
+    Attributes:
+        path: POSIX path relative to the version folder.
+        size: Bytes.
+        sha256: Hex digest recorded at registration.
+    """
+
+    path: str
+    size: int
+    sha256: str
 
 
 @dataclass(frozen=True)
@@ -45,12 +77,14 @@ class ModelSource:
     Attributes:
         name: Model name.
         version: Model version.
-        folder: The registered version folder (``models/<name>/<version>``), whose content is linked.
+        folder: The registered version folder (``models/<name>/<version>``).
+        files: The registered files with their recorded size and sha256.
     """
 
     name: str
     version: int
     folder: Path
+    files: tuple[ModelFileRef, ...] = field(default=())
 
     @property
     def id(self) -> str:
@@ -70,7 +104,7 @@ class AppFolder:
         model_dir: ``AZUREML_MODEL_DIR``: ``azureml-models/<name>/<version>`` for one model, the
             ``azureml-models`` root otherwise (also when no model is served, as v1 does).
         linked_files: Model files placed by hard link.
-        copied_files: Model files that had to be copied.
+        copied_files: Model files placed by copy-on-write clone or copy.
     """
 
     root: Path
@@ -121,21 +155,92 @@ def _ignore(excluded: Iterable[Path]) -> Callable[[str, list[str]], set[str]]:
     return ignore
 
 
-def _link_tree(source: Path, target: Path) -> tuple[int, int]:
-    linked = copied = 0
-    for dirpath, _dirnames, filenames in os.walk(source):
-        relative = Path(dirpath).relative_to(source)
-        (target / relative).mkdir(parents=True, exist_ok=True)
-        for filename in filenames:
-            src = Path(dirpath) / filename
-            dst = target / relative / filename
+class VerifiedFiles:
+    """Registered files already checked, keyed by path with their inode, size and mtime at the check.
+
+    Kept as JSON in ``<workspace>/deployments/.verified-models.json``, so a redeploy or a reload of a large
+    model does not read it again. A lost or stale entry only costs a new check.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        data = read_json(path)
+        self.entries: dict[str, list[int | str]] = data if isinstance(data, dict) else {}
+        self.changed = False
+
+    @staticmethod
+    def _stamp(stat: os.stat_result) -> list[int]:
+        return [stat.st_ino, stat.st_size, stat.st_mtime_ns]
+
+    def known(self, path: Path, stat: os.stat_result, sha256: str) -> bool:
+        """True when ``path`` was checked against ``sha256`` and has not changed since."""
+        return self.entries.get(str(path)) == [*self._stamp(stat), sha256]
+
+    def remember(self, path: Path, stat: os.stat_result, sha256: str) -> None:
+        """Record a successful check."""
+        self.entries[str(path)] = [*self._stamp(stat), sha256]
+        self.changed = True
+
+    def save(self) -> None:
+        """Write the entries (atomically) when something was added."""
+        if self.changed:
+            write_json_atomic(self.path, self.entries)
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _clone(source: Path, target: Path) -> bool:
+    """Make ``target`` a copy-on-write clone of ``source``; False where the file system has none."""
+    with open(source, "rb") as src, open(target, "wb") as dst:
+        try:
+            fcntl.ioctl(dst.fileno(), _FICLONE, src.fileno())
+        except OSError:
+            return False
+    return True
+
+
+def _place_model(model: ModelSource, target: Path, mode: str, verified: VerifiedFiles) -> str:
+    """Check and place every registered file of ``model`` under ``target``; return how (link/clone/copy)."""
+    how = "link"
+    for ref in model.files:
+        source = model.folder / ref.path
+        try:
+            stat = source.stat()
+        except FileNotFoundError:
+            raise IntegrityError(
+                f"Model '{model.id}' is damaged: {source} was removed since it was registered; register the "
+                "model again."
+            ) from None
+        if not verified.known(source, stat, ref.sha256):
+            actual = _sha256(source) if stat.st_size == ref.size else None
+            if actual != ref.sha256:
+                raise IntegrityError(
+                    f"Model '{model.id}' is damaged: {source} no longer matches the sha256 and size recorded "
+                    f"when it was registered ({ref.size} bytes); nothing was deployed. Register the model "
+                    "again from its original file."
+                )
+            verified.remember(source, stat, ref.sha256)
+        destination = target / ref.path
+        destination.parent.mkdir(parents=True, exist_ok=True)
+        if mode == "link":
             try:
-                os.link(src, dst)
-                linked += 1
+                os.link(source, destination)
+                continue
             except OSError:
-                shutil.copy2(src, dst)
-                copied += 1
-    return linked, copied
+                how = "copy"  # another file system: a copy, still verified above
+        elif _clone(source, destination):
+            how = "clone"
+            continue
+        else:
+            how = "copy"
+        shutil.copyfile(source, destination)
+    return how
 
 
 def source_folder_name(source_directory: Path) -> str:
@@ -160,6 +265,8 @@ def build_app_folder(
     source_directory: Path | None,
     models: list[ModelSource],
     exclude: Iterable[Path] = (),
+    model_placement: str = "copy",
+    verified: VerifiedFiles | None = None,
 ) -> AppFolder:
     """Lay out a new app folder; on any failure remove what was written and raise.
 
@@ -168,22 +275,31 @@ def build_app_folder(
         entry_script: The user's entry script (absolute; inside ``source_directory`` when that is given).
         source_directory: The user's source folder, copied whole to ``<root>/<its name>``; None copies the
             entry script alone into the root.
-        models: Model versions to link under ``azureml-models/`` (may be empty: a deployment that serves
+        models: Model versions to place under ``azureml-models/`` (may be empty: a deployment that serves
             files from its source directory only).
         exclude: Paths never copied from the source directory (the workspace folder).
+        model_placement: ``"copy"`` (clone or copy: the server may write) or ``"link"`` (hard links: the
+            server sees the folder read-only); see the module docstring.
+        verified: The checked-files cache to use and update; None checks every file.
 
     Returns:
         AppFolder: The layout.
 
     Raises:
-        InvalidArgument: For a source directory whose name cannot be used (see :func:`source_folder_name`).
+        InvalidArgument: For a source directory whose name cannot be used (see :func:`source_folder_name`),
+            or an unknown ``model_placement``.
+        IntegrityError: When a registered model file was changed or removed since registration.
         DeploymentError: When a file cannot be copied or linked (names it).
     """
+    if model_placement not in ("copy", "link"):
+        raise InvalidArgument(f"model_placement must be 'copy' or 'link', not {model_placement!r}.")
     if root.exists():
         remove_app_folder(root)
     source_dir: Path | None = None
     if source_directory is not None:
         source_dir = root / source_folder_name(source_directory)
+    checks = verified if verified is not None else VerifiedFiles(root / ".verified.json")
+    placed: dict[str, int] = {"link": 0, "clone": 0, "copy": 0}
     try:
         root.mkdir(parents=True)
         if source_directory is not None and source_dir is not None:
@@ -194,18 +310,21 @@ def build_app_folder(
             shutil.copy2(entry_script, script)
         models_root = root / MODELS_DIRNAME
         models_root.mkdir()
-        linked = copied = 0
         for model in models:
-            placed = _link_tree(model.folder, models_root / model.name / str(model.version))
-            linked += placed[0]
-            copied += placed[1]
+            how = _place_model(model, models_root / model.name / str(model.version), model_placement, checks)
+            placed[how] += len(model.files)
+    except IntegrityError:
+        remove_app_folder(root)
+        raise
     except (OSError, shutil.Error) as exc:
         remove_app_folder(root)
         raise DeploymentError(f"Could not lay out the app folder {root}: {exc}") from exc
+    if verified is not None:
+        verified.save()
     model_dir = models_root / models[0].name / str(models[0].version) if len(models) == 1 else models_root
     return AppFolder(
-        root=root, source_dir=source_dir, entry_script=script, model_dir=model_dir, linked_files=linked,
-        copied_files=copied,
+        root=root, source_dir=source_dir, entry_script=script, model_dir=model_dir, linked_files=placed["link"],
+        copied_files=placed["clone"] + placed["copy"],
     )
 
 

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from jupyter_mldeploy.deploy.app_folder import ModelSource
+from jupyter_mldeploy.deploy.app_folder import ModelFileRef, ModelSource
 from jupyter_mldeploy.errors import InvalidArgument, NotFound
 from jupyter_mldeploy.names import parse_name_version
 
@@ -57,7 +57,8 @@ def resolve_model_sources(workspace: Workspace, models: Any) -> list[ModelSource
         else:
             raise InvalidArgument(f"Cannot serve {item!r}: pass a registered Model or a 'name:version' string.")
         model = Model(workspace, name, version=version)
-        source = ModelSource(name=model.name, version=int(model.version), folder=Path(model.url))
+        files = tuple(ModelFileRef(f["path"], int(f["size"]), f["sha256"]) for f in model.serialize()["files"])
+        source = ModelSource(name=model.name, version=int(model.version), folder=Path(model.url), files=files)
         if not source.folder.is_dir():
             raise NotFound(f"Model '{model.id}' has no files at {source.folder}; register it again.")
         if any(m.name == source.name and m.version == source.version for m in resolved):

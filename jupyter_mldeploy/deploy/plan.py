@@ -14,7 +14,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from jupyter_mldeploy.deploy.app_folder import AppFolder, ModelSource, build_app_folder
+from jupyter_mldeploy.deploy.app_folder import AppFolder, ModelSource, VerifiedFiles, build_app_folder
 from jupyter_mldeploy.deploy.config import DeploymentConfiguration, local_deploy_configuration
 from jupyter_mldeploy.deploy.model_sources import resolve_model_sources
 from jupyter_mldeploy.deploy.state import ModelRef, ServiceRecord, utc_now
@@ -25,6 +25,9 @@ from jupyter_mldeploy.workspace import Workspace
 
 if TYPE_CHECKING:  # pragma: no cover
     from jupyter_mldeploy.environment import Environment
+
+#: The checked-model-files cache of a workspace, in its ``deployments/`` folder.
+VERIFIED_FILENAME = ".verified-models.json"
 
 
 def check_inputs(inference_config: Any, deployment_config: Any) -> DeploymentConfiguration:
@@ -133,11 +136,17 @@ class DeploymentPlan:
         """
         return self.inference_config.resolve_environment(self.workspace)
 
-    def layout(self, root: Path) -> AppFolder:
+    def layout(self, root: Path, model_placement: str = "copy") -> AppFolder:
         """Lay out the app folder at ``root`` (replaced when it exists), as every target serves it.
 
+        Args:
+            root: The folder.
+            model_placement: ``"copy"`` where the server may write to its folder, ``"link"`` where it sees it
+                read-only (see :mod:`~jupyter_mldeploy.deploy.app_folder`).
+
         Raises:
-            InvalidArgument, DeploymentError: See :func:`~jupyter_mldeploy.deploy.app_folder.build_app_folder`.
+            InvalidArgument, IntegrityError, DeploymentError: See
+                :func:`~jupyter_mldeploy.deploy.app_folder.build_app_folder`.
         """
         return build_app_folder(
             root,
@@ -145,6 +154,8 @@ class DeploymentPlan:
             source_directory=self.inference_config.source_directory,
             models=list(self.models),
             exclude=[self.workspace.path],
+            model_placement=model_placement,
+            verified=VerifiedFiles(self.workspace.deployments_dir / VERIFIED_FILENAME),
         )
 
     def scoring_variables(self, app: AppFolder, place: Callable[[Path], str] | None = None) -> dict[str, str]:

@@ -8,6 +8,7 @@ registry can refuse to delete a model version a service serves.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,9 +18,12 @@ from filelock import FileLock
 from jupyter_mldeploy.deploy.app_folder import remove_app_folder
 from jupyter_mldeploy.deploy.state import ServiceRecord, read_json, write_json_atomic
 from jupyter_mldeploy.errors import NotFound
-from jupyter_mldeploy.workspace import Workspace
+from jupyter_mldeploy.workspace import SERVICE_RECORD_FILENAME, Workspace
 
-RECORD_FILENAME = "service.json"
+RECORD_FILENAME = SERVICE_RECORD_FILENAME
+#: Longest lock-file stem used as is; longer service names (up to 255 characters) get a digest, so the
+#: ``.lock`` suffix never pushes a file name over the file system's 255-byte limit.
+_LOCK_STEM_MAX = 200
 #: Seconds a change waits for another change of the same service (a deploy, reload, update or delete).
 LOCK_TIMEOUT_SEC = 600.0
 
@@ -47,7 +51,10 @@ class ServiceStore:
         return self.record_path(name).is_file()
 
     def names(self) -> list[str]:
-        """The names of the stored services, sorted."""
+        """The names of the stored services, sorted (rows of services without a record are dropped)."""
+        if self.workspace.registry_path.exists():
+            with self.workspace.transaction() as conn:
+                self.workspace.drop_stale_service_rows(conn)
         folder = self.workspace.deployments_dir
         if not folder.is_dir():
             return []
@@ -58,7 +65,8 @@ class ServiceStore:
         """Serialize changes to one service across processes (deploy, reload, update and delete)."""
         locks = self.workspace.deployments_dir / ".locks"
         locks.mkdir(parents=True, exist_ok=True)
-        with FileLock(str(locks / f"{name}.lock"), timeout=LOCK_TIMEOUT_SEC):
+        stem = name if len(name) <= _LOCK_STEM_MAX else hashlib.sha256(name.encode()).hexdigest()
+        with FileLock(str(locks / f"{stem}.lock"), timeout=LOCK_TIMEOUT_SEC):
             yield
 
     def read(self, name: str) -> ServiceRecord:

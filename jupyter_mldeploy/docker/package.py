@@ -191,7 +191,7 @@ def package_models(
     try:
         app = build_app_folder(
             staging, entry_script=inference_config.entry_script, source_directory=inference_config.source_directory,
-            models=sources, exclude=[workspace.path],
+            models=sources, exclude=[workspace.path], model_placement="link",
         )
         variables = scoring_variables(inference_config, None, app, lambda path: _image_path(staging, path))
         section = AppSection(source=staging, entry_script=variables["AZUREML_ENTRY_SCRIPT"], environment=variables)

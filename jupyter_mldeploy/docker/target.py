@@ -233,7 +233,7 @@ class DockerTarget(SupervisedTarget):
         remove_app_folder(folder)
         folder.mkdir(parents=True)
         try:
-            app = plan.layout(folder / "app-1")
+            app = plan.layout(folder / "app-1", model_placement="link")  # mounted read-only: links are safe
             state = SupervisedState(python=CONTAINER_PYTHON)
             record = plan.record(port, environment, state.to_json())
             store.save(record)  # before the start: a crash from here on leaves a record naming the service
@@ -353,7 +353,7 @@ class DockerTarget(SupervisedTarget):
         state = SupervisedState.of(record)
         generation = state.app_generation + 1
         folder = store.folder(record.name)
-        app = plan.layout(self.app_root(store, record, generation))
+        app = plan.layout(self.app_root(store, record, generation), model_placement="link")
         new_state = SupervisedState(
             app_generation=generation, server_generation=state.server_generation, status_file=state.status_file,
             spec_file=state.spec_file, python=CONTAINER_PYTHON, extra=dict(state.extra),
