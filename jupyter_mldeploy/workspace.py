@@ -35,8 +35,6 @@ DEFAULT_DIRNAME = ".mldeploy"
 REGISTRY_FILENAME = "registry.sqlite"
 #: A service's record inside ``deployments/<service>/``; a service exists exactly when it does.
 SERVICE_RECORD_FILENAME = "service.json"
-#: A service's record inside ``deployments/<service>/``; a service exists exactly when it does.
-SERVICE_RECORD_FILENAME = "service.json"
 
 #: Experiments and runs (jupyter_mldeploy.runs), added in layout version 2. Kept apart from ``_SCHEMA`` so the
 #: migration from version 1 creates the same tables a new workspace gets.
@@ -343,25 +341,6 @@ class Workspace:
     def deployments_dir(self) -> Path:
         """Folder of services: ``deployments/<service>/``."""
         return self.path / "deployments"
-
-    def drop_stale_service_rows(self, conn: sqlite3.Connection) -> list[str]:
-        """Delete the ``services``/``service_models`` rows of services whose record file is gone.
-
-        A deploy killed between its rows and its record, or a service folder removed by hand, leaves rows
-        that would block ``Model.delete`` for a service nobody can list or delete. Call inside a transaction.
-
-        Args:
-            conn: A connection inside :meth:`transaction`.
-
-        Returns:
-            list[str]: The names whose rows were dropped.
-        """
-        names = [row[0] for row in conn.execute("SELECT name FROM services")]
-        stale = [n for n in names if not (self.deployments_dir / n / SERVICE_RECORD_FILENAME).is_file()]
-        for name in stale:
-            conn.execute("DELETE FROM service_models WHERE service = ?", (name,))
-            conn.execute("DELETE FROM services WHERE name = ?", (name,))
-        return stale
 
     def drop_stale_service_rows(self, conn: sqlite3.Connection) -> list[str]:
         """Delete the ``services``/``service_models`` rows of services whose record file is gone.
