@@ -25,12 +25,13 @@ from jupyter_mldeploy.cli._common import (
 from jupyter_mldeploy.errors import NotFound
 from jupyter_mldeploy.names import parse_name_version, validate_name
 from jupyter_mldeploy.registry import Model
+from jupyter_mldeploy.runs import register_model_from_run
 from jupyter_mldeploy.workspace import Workspace
 
 #: The ``mldeploy model`` group; other modules add commands to it (``model deploy``).
 model_group = group("model", "Register, list, show, download and delete models (az ml model).")
 
-_LIST_COLUMNS = ("id", "createdTime", "modelFramework", "tags", "description")
+_LIST_COLUMNS = ("id", "createdTime", "modelFramework", "tags", "runId", "description")
 
 
 def _summary(model: Model) -> dict[str, Any]:
@@ -47,6 +48,7 @@ def _summary(model: Model) -> dict[str, Any]:
         "modelFramework": " ".join(x for x in (model.model_framework, model.model_framework_version) if x),
         "files": f"{len(model.files)} ({size} bytes)",
         "path": model.path,
+        "run": f"{model.experiment_name} / {model.run_id}" if model.run_id else None,
     }
 
 
@@ -69,8 +71,8 @@ def _checked_name(_ctx: click.Context, _param: click.Parameter, value: str) -> s
     return validate_name(value, "model name")
 
 
-def _existing_path(_ctx: click.Context, _param: click.Parameter, value: str) -> str:
-    if not Path(value).expanduser().exists():
+def _existing_path(_ctx: click.Context, _param: click.Parameter, value: str | None) -> str | None:
+    if value is not None and not Path(value).expanduser().exists():
         raise NotFound(f"model_path {value!r} does not exist; pass the path of the model file or folder.")
     return value
 
@@ -81,7 +83,10 @@ def _show(model: Model, output: str) -> None:
 
 @model_group.command("register")
 @click.option("-n", "--name", required=True, callback=_checked_name, help="Model name.")
-@click.option("-p", "--path", "model_path", required=True, callback=_existing_path, help="File or folder to register.")
+@click.option("-p", "--path", "model_path", default=None, callback=_existing_path, help="File or folder to register.")
+@click.option("--run-id", default=None, help="Register from this run's files instead of --path (as az ml v1).")
+@click.option("--asset-path", default=None, help="With --run-id: the run's file or folder, e.g. outputs/model.pkl.")
+@click.option("--experiment-name", default=None, help="With --run-id: the run's experiment (checked).")
 @click.option("--tag", "tags", multiple=True, metavar="KEY=VALUE", callback=key_values_callback(),
               help="Tag (repeatable; or k=v,k2=v2).")
 @click.option("--property", "properties", multiple=True, metavar="KEY=VALUE", callback=key_values_callback(),
@@ -100,9 +105,25 @@ def register_command(
     description: str | None,
     model_framework: str | None,
     model_framework_version: str | None,
+    run_id: str | None,
+    asset_path: str | None,
+    experiment_name: str | None,
     output: str,
 ) -> None:
-    """Register a file or folder as the next version of model NAME."""
+    """Register a file or folder (or a run's file, with --run-id) as the next version of model NAME."""
+    if (model_path is None) == (run_id is None) or (run_id is None and (asset_path or experiment_name)):
+        raise click.UsageError("Give --path FILE, or --run-id RUN with --asset-path FILE (and --experiment-name).")
+    if run_id is not None:
+        model = register_model_from_run(
+            workspace, run_id, name, asset_path, experiment_name,
+            tags=dict(parse_key_values(tags, "--tag")),
+            properties=dict(parse_key_values(properties, "--property")),
+            description=description,
+            model_framework=model_framework,
+            model_framework_version=model_framework_version,
+        )
+        _show(model, output)
+        return
     model = actions.register_model(
         workspace,
         model_path,

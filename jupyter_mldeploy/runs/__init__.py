@@ -10,8 +10,9 @@ and files storage; :mod:`~jupyter_mldeploy.runs.metrics` what can be logged and 
 from __future__ import annotations
 
 from jupyter_mldeploy.runs.experiment import Experiment
-from jupyter_mldeploy.runs.run import OfflineRun, Run
+from jupyter_mldeploy.runs.run import OfflineRun, Run, register_model_from_run
 from jupyter_mldeploy.runs.store import CANCELED, COMPLETED, FAILED, RUNNING
 from jupyter_mldeploy.runs.summaries import list_runs, show_run
 
-__all__ = ["CANCELED", "COMPLETED", "FAILED", "RUNNING", "Experiment", "OfflineRun", "Run", "list_runs", "show_run"]
+__all__ = ["CANCELED", "COMPLETED", "FAILED", "RUNNING", "Experiment", "OfflineRun", "Run", "list_runs",
+           "register_model_from_run", "show_run"]

@@ -701,3 +701,34 @@ class OfflineRun(Run):
 
     def __hash__(self) -> int:
         return hash(self.id)
+
+
+def register_model_from_run(
+    workspace: Workspace,
+    run_id: str,
+    model_name: str,
+    asset_path: str | None = None,
+    experiment_name: str | None = None,
+    **kwargs: Any,
+) -> Model:
+    """Register a model from a run named by id (``az ml model register --run-id R --asset-path P``).
+
+    Args:
+        workspace: The workspace.
+        run_id: The run.
+        model_name: The model name.
+        asset_path: The run file or folder (default: ``model_name``, as v1).
+        experiment_name: The run's experiment, when given checked against the run's.
+        **kwargs: Passed to :meth:`Run.register_model` (tags, properties, description, framework ...).
+
+    Raises:
+        NotFound: When the run, or the file in it, does not exist.
+        InvalidArgument: When the run belongs to another experiment than ``experiment_name``.
+    """
+    run = Run.get(workspace, run_id)
+    if experiment_name is not None and experiment_name != run.experiment.name:
+        raise InvalidArgument(
+            f"Run {run_id!r} belongs to experiment {run.experiment.name!r}, not {experiment_name!r}; fix the "
+            "experiment name or leave it out."
+        )
+    return run.register_model(model_name, asset_path, **kwargs)
