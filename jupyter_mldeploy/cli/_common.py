@@ -16,6 +16,7 @@ import click
 from jupyter_mldeploy import actions
 from jupyter_mldeploy._version import __version__
 from jupyter_mldeploy.errors import InvalidArgument, MLDeployError
+from jupyter_mldeploy.workspace import Workspace
 
 
 class _Group(click.Group):
@@ -69,8 +70,6 @@ def _workspace_decorator(create: bool) -> Callable[[Callable[..., Any]], Callabl
         )
         @functools.wraps(func)
         def wrapper(*args: Any, workspace_path: str | None, **kwargs: Any) -> Any:
-            from jupyter_mldeploy.workspace import Workspace
-
             workspace = Workspace.from_config(workspace_path, create=create)
             if workspace.created:
                 click.echo(f"Created workspace at {workspace.path}", err=True)

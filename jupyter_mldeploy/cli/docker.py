@@ -11,6 +11,7 @@ from jupyter_mldeploy.cli._common import emit, existing_workspace_option, group,
 from jupyter_mldeploy.cli.model import model_group
 from jupyter_mldeploy.docker.dockerfile import LOCAL_BASE_IMAGE
 from jupyter_mldeploy.errors import InvalidArgument
+from jupyter_mldeploy.inference_config import InferenceConfig
 from jupyter_mldeploy.workspace import Workspace
 
 docker_group = group("docker", "Docker helpers: build the offline base image.")
@@ -23,6 +24,7 @@ docker_group = group("docker", "Docker helpers: build the offline base image.")
 @click.option("--force", is_flag=True, help="Rebuild even when the image exists.")
 def base_image_command(name: str, suite: str, mirror: str | None, force: bool) -> None:
     """Build a Python base image from a Debian rootfs (debootstrap + docker import); no registry needed."""
+    # The docker modules load the Docker SDK: only the commands that use Docker import them.
     from jupyter_mldeploy.docker.base_image import build_base_image
 
     result = build_base_image(name=name, suite=suite, mirror=mirror, force=force, show_output=True)
@@ -48,8 +50,7 @@ def package_command(
     output_dir: str | None, generate_dockerfile: bool, show_output: bool, output: str,
 ) -> None:
     """Package models, entry script and environment as a Docker image (or its build context)."""
-    from jupyter_mldeploy.docker.package import package_models
-    from jupyter_mldeploy.inference_config import InferenceConfig
+    from jupyter_mldeploy.docker.package import package_models  # the Docker SDK, as above
 
     if generate_dockerfile and not output_dir:
         raise InvalidArgument("--generate-dockerfile writes a build context: give --output-dir DIR.")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import click
 
@@ -14,18 +14,15 @@ from jupyter_mldeploy.cli._common import (
     output_option,
     workspace_option,
 )
-from jupyter_mldeploy.names import parse_name_version
-
-if TYPE_CHECKING:
-    from jupyter_mldeploy.environment import Environment
-    from jupyter_mldeploy.workspace import Workspace
+from jupyter_mldeploy.environment import Environment
+from jupyter_mldeploy.environment.curated import is_curated_name
+from jupyter_mldeploy.names import parse_name_version, validate_name
+from jupyter_mldeploy.workspace import Workspace
 
 environment = group("environment", help="Scaffold, register, list, show and build environments.")
 
 
 def _summary(env: Environment) -> dict[str, Any]:
-    from jupyter_mldeploy.environment.curated import is_curated_name
-
     conda = env.python.conda_dependencies
     return {
         "name": env.name,
@@ -44,9 +41,6 @@ def _summary(env: Environment) -> dict[str, Any]:
 @click.option("--overwrite", is_flag=True, help="Replace the files of an existing folder.")
 def scaffold(name: str, directory: str, overwrite: bool) -> None:
     """Write a new environment definition folder (azureml_environment.json + conda_dependencies.yml)."""
-    from jupyter_mldeploy.environment import Environment
-    from jupyter_mldeploy.names import validate_name
-
     validate_name(name, "environment name")
     Environment(name).save_to_directory(directory, overwrite=overwrite)
     click.echo(f"Wrote environment {name!r} to {Path(directory).resolve()}; edit it, then: "
@@ -60,8 +54,6 @@ def scaffold(name: str, directory: str, overwrite: bool) -> None:
 @workspace_option
 def register(directory: str, output: str, workspace: Workspace) -> None:
     """Register the environment defined in a folder as the next version of its name."""
-    from jupyter_mldeploy.environment import Environment
-
     env = Environment.load_from_directory(directory).register(workspace)
     emit(_summary(env), output)
 
@@ -71,8 +63,6 @@ def register(directory: str, output: str, workspace: Workspace) -> None:
 @existing_workspace_option
 def list_(output: str, workspace: Workspace) -> None:
     """List environments (latest version of each; curated ones first)."""
-    from jupyter_mldeploy.environment import Environment
-
     rows = [_summary(env) for env in Environment.list(workspace).values()]
     emit(rows, output, columns=["name", "version", "curated", "user_managed", "python", "pip_packages"])
 
@@ -83,8 +73,6 @@ def list_(output: str, workspace: Workspace) -> None:
 @existing_workspace_option
 def show(name_version: str, output: str, workspace: Workspace) -> None:
     """Show an environment; -o json prints its full definition (the inline azureml_environment.json form)."""
-    from jupyter_mldeploy.environment import Environment
-
     name, version = parse_name_version(name_version, "environment")
     env = Environment.get(workspace, name, version)
     emit(env.serialize() if output == "json" else _summary(env), output)
@@ -97,8 +85,6 @@ def show(name_version: str, output: str, workspace: Workspace) -> None:
 @existing_workspace_option
 def build(name_version: str, quiet: bool, output: str, workspace: Workspace) -> None:
     """Build an environment into the per-user cache (or reuse an equal build); print its interpreter."""
-    from jupyter_mldeploy.environment import Environment
-
     name, version = parse_name_version(name_version, "environment")
     env = Environment.get(workspace, name, version)
     built = env.build_local(workspace, show_output=not quiet and output != "json")

@@ -28,6 +28,7 @@ USAGE_EXIT = 2
 @click.argument("server_args", nargs=-1, type=click.UNPROCESSED)
 def serve(server_args: tuple[str, ...]) -> None:
     """Serve an entry script (score.py) on 127.0.0.1 like azmlinfsrv; see `mldeploy serve --help`."""
+    # The scoring server (uvicorn, starlette) loads only for `mldeploy serve`, not for every command.
     from jupyter_mldeploy.server.config import ConfigError, build_parser, resolve_settings
     from jupyter_mldeploy.server.supervisor import main as server_main
 

@@ -15,7 +15,9 @@ import click
 from jupyter_mldeploy import actions
 from jupyter_mldeploy.cli._common import emit, existing_workspace_option, group, output_option
 from jupyter_mldeploy.cli.model import model_group
+from jupyter_mldeploy.deploy import DeploymentConfiguration, deploy_model
 from jupyter_mldeploy.errors import InvalidArgument
+from jupyter_mldeploy.inference_config import InferenceConfig
 from jupyter_mldeploy.workspace import Workspace
 
 service_group = group("service", "List, call, reload, update and delete deployed services.")
@@ -110,9 +112,6 @@ def update_service(
     deployment_config: str | None,
 ) -> None:
     """Change a service's models or configuration, with zero downtime."""
-    from jupyter_mldeploy.deploy import DeploymentConfiguration
-    from jupyter_mldeploy.inference_config import InferenceConfig
-
     service = actions.get_service(workspace, name)
     service.update(
         models=list(models) or None,
@@ -149,9 +148,6 @@ def deploy_command(
     deployment_config: str | None, overwrite: bool, show_output: bool, timeout: float, output: str,
 ) -> None:
     """Deploy model versions as a local service and wait until it is healthy."""
-    from jupyter_mldeploy.deploy import DeploymentConfiguration, deploy_model
-    from jupyter_mldeploy.inference_config import InferenceConfig
-
     if not models:
         raise InvalidArgument("Give at least one -m NAME:VERSION.")
     service = deploy_model(

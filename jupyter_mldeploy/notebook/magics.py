@@ -33,8 +33,11 @@ from IPython.core.magic_arguments import argument, magic_arguments, parse_argstr
 from IPython.display import display
 
 from jupyter_mldeploy import actions
-from jupyter_mldeploy.entry_script import EntryScriptCheck, check_source
+from jupyter_mldeploy.deploy import deploy_model, local_deploy_configuration
+from jupyter_mldeploy.entry.static_check import EntryScriptCheck, check_source
+from jupyter_mldeploy.entry.trial_run import run_entry_check
 from jupyter_mldeploy.errors import DeploymentError, MLDeployError, headline
+from jupyter_mldeploy.inference_config import InferenceConfig
 from jupyter_mldeploy.notebook.summaries import ModelTable, ServiceTable, state_badge_html
 from jupyter_mldeploy.workspace import Workspace
 
@@ -322,8 +325,6 @@ class MLDeployMagics(Magics):
         check = check_source(cell, path)
         run = None
         if args.check and check.ok:
-            from jupyter_mldeploy.entry_check_run import run_entry_check
-
             kwargs: dict[str, Any] = {"data": data} if args.data is not None else {}
             source_dir = Path(args.source_dir).expanduser().resolve() if args.source_dir else None
             run = run_entry_check(self.workspace, path, args.check, source_directory=source_dir, **kwargs)
@@ -397,9 +398,6 @@ class MLDeployMagics(Magics):
 
             %deploy_local diabetes-svc --model diabetes:1 --entry score.py --overwrite
         """
-        from jupyter_mldeploy.deploy import deploy_model, local_deploy_configuration
-        from jupyter_mldeploy.inference_config import InferenceConfig
-
         args = _parse(self.deploy_local, line)
         workspace = self._writing_workspace()
         environment = actions.choose_environment(workspace, args.name, env=args.env, requirements=args.requirements,
@@ -578,6 +576,7 @@ class MLDeployMagics(Magics):
         """
         if line.strip():
             raise UsageError(f"%mldeploy takes no arguments (got {line.strip()!r}).")
+        # ipywidgets loads only when the panel is shown, not on %load_ext.
         from jupyter_mldeploy.notebook.widgets import panel
 
         return panel(self.workspace)

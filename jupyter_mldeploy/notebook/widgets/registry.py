@@ -12,6 +12,8 @@ import ipywidgets as widgets
 
 from jupyter_mldeploy import actions
 from jupyter_mldeploy.actions import format_size, format_time
+from jupyter_mldeploy.deploy import deploy_model
+from jupyter_mldeploy.inference_config import InferenceConfig
 from jupyter_mldeploy.notebook.widgets._common import MessageLine, button, reported, resolve_workspace
 from jupyter_mldeploy.workspace import Workspace
 
@@ -209,9 +211,6 @@ class RegistryPanel(widgets.VBox):
         self._deploy_callbacks.append(callback)
 
     def _on_deploy(self, _button: Any = None) -> None:
-        from jupyter_mldeploy.deploy import deploy_model
-        from jupyter_mldeploy.inference_config import InferenceConfig
-
         model = self._chosen_model()
         if model is None:
             return
