@@ -187,3 +187,40 @@ def test_update_without_waiting_then_wait_for_deployment(deployed, app) -> None:
     assert service.state == "Healthy"
     assert service.run({"data": samples})["version"] == "v3"
     assert service._record().target_state.get("pending") is None
+
+
+LOCAL_MODEL_SCORE = '''
+import json
+import os
+
+import joblib
+
+model = None
+
+
+def init():
+    global model
+    # v1's "deploy using a local model": the file sits beside the script, AZUREML_MODEL_DIR is the empty root
+    assert os.listdir(os.environ["AZUREML_MODEL_DIR"]) == []
+    model = joblib.load(os.path.join(os.path.dirname(os.path.abspath(__file__)), "model.pkl"))
+
+
+def run(raw_data):
+    return model.predict(json.loads(raw_data)["data"]).tolist()
+'''
+
+
+def test_deploy_without_a_registered_model(workspace, tmp_path: Path, target: str, capsys) -> None:
+    """v1's "deploy using a local model": no registered model, the files come from the source directory."""
+    path, model, samples = train_ridge(tmp_path / "local")
+    (path.parent / "score.py").write_text(LOCAL_MODEL_SCORE)
+    for models in ([], None):
+        name = f"local-{target}-{'empty' if models == [] else 'none'}"
+        service = Model.deploy(workspace, name, models, InferenceConfig("score.py", source_directory=path.parent),
+                               LocalWebservice.deploy_configuration(runtime=target), show_output=True)
+        try:
+            assert "serves no registered model" in capsys.readouterr().out
+            assert service.model_ids == [] and service.state == "Healthy"
+            assert service.run({"data": samples}) == pytest.approx(model.predict(samples).tolist())
+        finally:
+            service.delete()
