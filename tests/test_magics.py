@@ -405,3 +405,28 @@ def test_source_dir_for_check_and_deploy(nb: InteractiveShell, tmp_path: Path) -
     assert report.ok and report.run.output == 200
     nb.run_line_magic("deploy_local", "svc --model m --source-dir src --entry score.py")
     assert nb.run_line_magic("test_endpoint", "svc --data body") == 200
+
+
+def test_reading_magics_never_create_a_workspace(shell: InteractiveShell, tmp_path: Path,
+                                                 monkeypatch: pytest.MonkeyPatch,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setattr(_magics(shell), "_workspace_path", None)  # no %mldeploy_workspace in this session
+    project = tmp_path / "project"
+    project.mkdir()
+    monkeypatch.chdir(project)
+    for name, rest in (("models", ""), ("deployments", ""), ("mldeploy", ""), ("test_endpoint", "svc --data 1"),
+                       ("mldeploy_workspace", "")):
+        with pytest.raises(UsageError, match="No workspace found") as info:
+            shell.run_line_magic(name, rest)
+        assert str(project / ".mldeploy") in str(info.value) and "\n" not in str(info.value), name
+    assert not (project / ".mldeploy").exists()
+
+    capsys.readouterr()
+    shell.run_line_magic("register_model", f"m {_model_file(tmp_path, 1.0)} --tag stage=dev,team=ml")
+    shell.run_line_magic("register_model", f"m {_model_file(tmp_path, 2.0)}")
+    printed = capsys.readouterr().out
+    assert printed.count("Created workspace at") == 1 and str(project / ".mldeploy") in printed
+    table = shell.run_line_magic("models", "")
+    assert table.ids == ["m:2", "m:1"] and table.rows[1].tags == {"stage": "dev", "team": "ml"}
+    with pytest.raises(UsageError, match="'x' is given twice"):
+        shell.run_line_magic("register_model", f"m {_model_file(tmp_path, 3.0)} --tag x=1 --tag x=2")

@@ -250,3 +250,16 @@ def test_top_level_panel_function(ws: Workspace) -> None:
         assert shown.workspace == ws
     finally:
         shown.close()
+
+
+def test_the_panel_never_creates_a_workspace(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from jupyter_mldeploy.errors import NotFound
+
+    with pytest.raises(NotFound, match="mldeploy workspace create"):
+        panel(tmp_path / "nope")
+    assert not (tmp_path / "nope").exists()
+    monkeypatch.chdir(tmp_path)
+    for build in (RegistryPanel, DeploymentsPanel, EndpointTester):
+        with pytest.raises(NotFound, match="No workspace found"):
+            build()
+    assert not (tmp_path / ".mldeploy").exists()

@@ -36,10 +36,13 @@ class MLDeployPanel(widgets.Tab):
     """
 
     def __init__(self, workspace: Workspace | str | Path | None = None, interval: float = 2.0) -> None:
+        # Set first: ipywidgets' __del__ calls close() even when a missing workspace stopped __init__ early.
+        self._tabs: list[widgets.Widget] = []
         self.workspace = resolve_workspace(workspace)
         self.registry = RegistryPanel(self.workspace)
         self.deployments = DeploymentsPanel(self.workspace, interval=interval)
         self.tester = EndpointTester(self.workspace)
+        self._tabs = [self.registry, self.deployments, self.tester]
         self.registry.on_deploy(self._deployed)
         super().__init__(children=[self.registry, self.deployments, self.tester],
                          titles=("Registry", "Deployments", "Test endpoint"))
@@ -51,9 +54,8 @@ class MLDeployPanel(widgets.Tab):
 
     def close(self) -> None:
         """Stop the live refresh and close every widget."""
-        self.deployments.close()
-        self.registry.close()
-        self.tester.close()
+        for tab in self._tabs:
+            tab.close()
         super().close()
 
 

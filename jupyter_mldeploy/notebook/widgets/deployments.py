@@ -112,7 +112,6 @@ class DeploymentsPanel(widgets.VBox):
         interval: float = DEFAULT_INTERVAL_S,
         auto_refresh: bool = True,
     ) -> None:
-        self.workspace = resolve_workspace(workspace)
         self.interval = interval
         self.rows: dict[str, ServiceRow] = {}
         self.log_service: str | None = None
@@ -120,6 +119,8 @@ class DeploymentsPanel(widgets.VBox):
         self._stop_event = threading.Event()
         self._thread: threading.Thread | None = None
         self.refresh_count = 0
+        # After the fields close() reads: ipywidgets' __del__ calls it even when this raises.
+        self.workspace = resolve_workspace(workspace)
 
         self.rows_box = widgets.VBox()
         self.empty = widgets.HTML("<i>No services yet: deploy one with %deploy_local or the Registry tab.</i>")
