@@ -43,11 +43,20 @@ export interface IScoreResult {
   headers: { [key: string]: string };
 }
 
-/** An error answered by the server, with its HTTP status. */
+/** The JSON body of an error answer: `MLDeployError.to_dict()` (a score proxy's 400 adds `problems`). */
+export interface IErrorBody {
+  message?: string;
+  error?: string;
+  /** One line per field of a request body that does not fit the service's input schema. */
+  problems?: string[];
+}
+
+/** An error answered by the server, with its HTTP status and JSON body (empty when it sent none). */
 export class APIError extends Error {
   constructor(
     message: string,
-    readonly status: number
+    readonly status: number,
+    readonly body: IErrorBody = {}
   ) {
     super(message);
   }
@@ -82,8 +91,14 @@ export async function requestAPI<T>(
     }
   }
   if (!response.ok) {
-    const message = data && data.message ? data.message : response.statusText;
-    throw new APIError(`${message} (HTTP ${response.status})`, response.status);
+    const body: IErrorBody =
+      data !== null && typeof data === 'object' ? data : {};
+    const message = body.message ? body.message : response.statusText;
+    throw new APIError(
+      `${message} (HTTP ${response.status})`,
+      response.status,
+      body
+    );
   }
   return data as T;
 }

@@ -16,9 +16,13 @@ import {
   requestAPI,
   seg
 } from './api';
+import { requestText, roundFloats } from './request';
 
 /** How often the panel re-reads the services' states while it is visible (ms). */
 const POLL_INTERVAL_MS = 3000;
+
+/** What the tester says while there is no service to send to. */
+const NO_SERVICE_NOTICE = 'Deploy a service first: there is nothing to send to.';
 
 const ICON_SVG = `<svg xmlns="http://www.w3.org/2000/svg" width="16" height="16" viewBox="0 0 24 24">
   <g class="jp-icon3" fill="#616161">
@@ -161,7 +165,13 @@ export class MLDeploySidebar extends Widget {
   }
 
   protected onAfterShow(): void {
+    this._fitRequest();
     void this.refresh();
+  }
+
+  protected onResize(): void {
+    // A new width re-wraps the request's lines.
+    this._fitRequest();
   }
 
   private _section(title: string, key: string): HTMLElement {
@@ -256,7 +266,10 @@ export class MLDeploySidebar extends Widget {
       }
       if (service.scoringUri) {
         const uri = el('div', 'jp-MLDeploy-uri');
-        uri.appendChild(el('code', 'jp-MLDeploy-uriText', service.scoringUri));
+        const uriText = el('code', 'jp-MLDeploy-uriText', service.scoringUri);
+        // One line, cut with an ellipsis when the sidebar is narrow: the tooltip and Copy give it whole.
+        uriText.title = service.scoringUri;
+        uri.appendChild(uriText);
         const scoringUri = service.scoringUri;
         uri.appendChild(
           button('Copy', 'Copy the scoring URI', () => {
@@ -345,32 +358,60 @@ export class MLDeploySidebar extends Widget {
   }
 
   private _buildTester(body: HTMLElement): void {
+    this._testerNotice = el('div', 'jp-MLDeploy-empty', NO_SERVICE_NOTICE);
     this._serviceSelect = el('select', 'jp-MLDeploy-serviceSelect');
-    this._serviceSelect.addEventListener('change', () => this._prefill());
+    this._serviceSelect.addEventListener('change', () => {
+      // A result belongs to the service it came from.
+      this._resultNode.replaceChildren();
+      this._prefill();
+    });
     this._requestText = el('textarea', 'jp-MLDeploy-requestBody');
-    this._requestText.rows = 6;
+    this._requestText.rows = 3;
     this._requestText.spellcheck = false;
-    this._requestText.value = '{"data": []}';
+    this._requestText.value = requestText({ data: [] });
+    this._requestText.addEventListener('input', () => this._fitRequest());
+    this._sendButton = button(
+      'Send',
+      'POST this body to the service',
+      () => {
+        void this._send();
+      },
+      'jp-MLDeploy-send'
+    );
     this._resultNode = el('div', 'jp-MLDeploy-result');
+    body.appendChild(this._testerNotice);
     body.appendChild(this._serviceSelect);
     body.appendChild(this._requestText);
-    body.appendChild(
-      button(
-        'Send',
-        'POST this body to the service',
-        () => {
-          void this._send();
-        },
-        'jp-MLDeploy-send'
-      )
-    );
+    body.appendChild(this._sendButton);
     body.appendChild(this._resultNode);
+    // Until the first refresh says whether there is a service: no notice, nothing to send.
+    this._testerNotice.hidden = true;
+    this._sendButton.disabled = true;
   }
 
-  /** Keep the service picker in step with the list, without losing the user's choice. */
+  /** Grow the request editor with its text (CSS caps it at half the window, then it scrolls). */
+  private _fitRequest(): void {
+    const editor = this._requestText;
+    if (editor.offsetParent === null) {
+      return; // not laid out (sidebar hidden): measured again when shown
+    }
+    editor.style.height = 'auto';
+    // scrollHeight excludes the border; box-sizing is border-box.
+    const border = editor.offsetHeight - editor.clientHeight;
+    editor.style.height = `${editor.scrollHeight + border}px`;
+  }
+
+  /**
+   * Keep the service picker in step with the list, without losing the user's choice: the "deploy a
+   * service first" notice shows exactly while the list is empty, and a result whose service is gone goes.
+   */
   private _renderServiceChoices(): void {
     const current = this._serviceSelect.value;
     const names = this._services.map(s => s.name);
+    const empty = names.length === 0;
+    this._testerNotice.hidden = !empty;
+    this._serviceSelect.disabled = empty;
+    this._sendButton.disabled = empty;
     const shown = Array.from(this._serviceSelect.options).map(o => o.value);
     if (names.join('\n') === shown.join('\n')) {
       return;
@@ -385,6 +426,7 @@ export class MLDeploySidebar extends Widget {
     if (names.includes(current)) {
       this._serviceSelect.value = current;
     } else {
+      this._resultNode.replaceChildren();
       this._prefill();
     }
   }
@@ -398,7 +440,10 @@ export class MLDeploySidebar extends Widget {
     for (const group of this._models) {
       for (const version of group.versions) {
         if (version.id === modelId && version.sampleInput !== null) {
-          this._requestText.value = JSON.stringify(version.sampleInput);
+          this._requestText.value = requestText(
+            roundFloats(version.sampleInput)
+          );
+          this._fitRequest();
           return;
         }
       }
@@ -408,7 +453,7 @@ export class MLDeploySidebar extends Widget {
   private async _send(): Promise<void> {
     const name = this._serviceSelect.value;
     if (!name) {
-      this.showError('Deploy a service first: there is nothing to send to.');
+      // Send is disabled while the list is empty; this covers a click racing a refresh.
       return;
     }
     const text = this._requestText.value;
@@ -432,9 +477,43 @@ export class MLDeploySidebar extends Widget {
       );
       this._showResult(result);
     } catch (error) {
-      this._resultNode.replaceChildren();
-      this._report(error);
+      if (error instanceof APIError && error.status === 400) {
+        this._showRefusal(error);
+      } else {
+        this._resultNode.replaceChildren();
+        this._report(error);
+      }
     }
+  }
+
+  /**
+   * Show why the server refused to send the body (HTTP 400), where the answer would have been: each
+   * input-schema problem on its own line when the server lists them, else its message as it is.
+   */
+  private _showRefusal(error: APIError): void {
+    const problems = error.body.problems ?? [];
+    const summary = el(
+      'div',
+      'jp-MLDeploy-status jp-mod-failed',
+      problems.length > 0
+        ? `Not sent: the body does not fit the service's input schema (HTTP ${error.status})`
+        : `Not sent (HTTP ${error.status})`
+    );
+    summary.dataset.status = 'not-sent';
+    let detail: HTMLElement;
+    if (problems.length > 0) {
+      detail = el('ul', 'jp-MLDeploy-problems');
+      for (const problem of problems) {
+        detail.appendChild(el('li', '', problem));
+      }
+    } else {
+      detail = el(
+        'div',
+        'jp-MLDeploy-refusal',
+        error.body.message ?? error.message
+      );
+    }
+    this._resultNode.replaceChildren(summary, detail);
   }
 
   private _showResult(result: IScoreResult): void {
@@ -462,7 +541,9 @@ export class MLDeploySidebar extends Widget {
   private _errorNode: HTMLElement;
   private _modelsNode: HTMLElement;
   private _servicesNode: HTMLElement;
+  private _testerNotice!: HTMLElement;
   private _serviceSelect!: HTMLSelectElement;
+  private _sendButton!: HTMLButtonElement;
   private _requestText!: HTMLTextAreaElement;
   private _resultNode!: HTMLElement;
   private _models: IModelGroup[] = [];
