@@ -201,12 +201,25 @@ _PAPERMILL_TAGS = {"papermill-error-cell-tag", "injected-parameters"}
 
 
 def _failed_cell(executed: Path) -> tuple[int, int | None, str] | None:
-    """``(position among the notebook's own cells, 1-based; execution count; source)`` of the cell papermill
-    marked as failed, else of the one it was running when the process or kernel died."""
+    """``(position among the notebook's own cells, 1-based; execution count; source)`` of the failing cell.
+
+    That is the cell papermill marked ``failed`` (it raised), else the last cell papermill started: when the
+    kernel dies papermill still marks the cell it was running as completed, and nothing after it starts.
+    """
     try:
         cells = json.loads(executed.read_text(encoding="utf-8")).get("cells", [])
     except (OSError, ValueError):
         return None
+    own = [c for c in cells if not _PAPERMILL_TAGS & set(c.get("metadata", {}).get("tags", []))]
+    marks = [c.get("metadata", {}).get("papermill", {}) for c in own]
+    failed = [i for i, mark in enumerate(marks) if mark.get("status") == "failed"]
+    started = [i for i, mark in enumerate(marks) if mark.get("start_time")]
+    chosen = failed[0] if failed else started[-1] if started else None
+    if chosen is None:
+        return None
+    cell = own[chosen]
+    source = cell.get("source", "")
+    return chosen + 1, cell.get("execution_count"), "".join(source) if isinstance(source, list) else source
     own = [c for c in cells if not _PAPERMILL_TAGS & set(c.get("metadata", {}).get("tags", []))]
     for wanted in ("failed", "running"):
         for position, cell in enumerate(own, start=1):
