@@ -123,3 +123,30 @@ def test_transaction_rolls_back_on_error(workspace: Workspace) -> None:
         conn.execute("INSERT INTO meta (key, value) VALUES ('probe', '2')")
     with workspace.connect() as conn:
         assert conn.execute("SELECT value FROM meta WHERE key = 'probe'").fetchone()[0] == "2"
+
+
+def test_one_rule_for_a_path_the_environment_and_the_search(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from jupyter_mldeploy.workspace import locate_workspace
+
+    project = tmp_path / "project"
+    Workspace.create(project / ".mldeploy")
+    given = locate_workspace(project)
+    assert (given.path, given.exists, given.source) == (project / ".mldeploy", True, "given")
+    monkeypatch.setenv("MLDEPLOY_WORKSPACE", str(project))  # a project folder, as a path argument may be
+    from_env = locate_workspace(start=tmp_path)
+    assert (from_env.path, from_env.source) == (project / ".mldeploy", "$MLDEPLOY_WORKSPACE")
+    monkeypatch.setenv("MLDEPLOY_WORKSPACE", "relative-ws")  # read against the start folder
+    relative = locate_workspace(start=tmp_path)
+    assert relative.path == tmp_path / "relative-ws" and not relative.exists
+    assert relative.searched == (tmp_path / "relative-ws", tmp_path / "relative-ws" / ".mldeploy")
+    monkeypatch.delenv("MLDEPLOY_WORKSPACE")
+    inside = project / "notebooks"
+    inside.mkdir()
+    found = locate_workspace(start=inside)
+    assert found.path == project / ".mldeploy" and found.searched[:2] == (inside / ".mldeploy", project / ".mldeploy")
+
+
+def test_created_says_whether_this_call_laid_the_folder_out(tmp_path: Path) -> None:
+    first = Workspace.create(tmp_path / "ws")
+    assert first.created
+    assert not Workspace(tmp_path / "ws").created and not Workspace.from_config(tmp_path / "ws").created
