@@ -9,6 +9,7 @@ naming the field; nothing is sent), never follow a redirect, and word their resu
 
 from __future__ import annotations
 
+import contextlib
 import json
 from dataclasses import dataclass
 from http import HTTPStatus
@@ -19,7 +20,7 @@ import requests
 from jupyter_mldeploy.deploy import Webservice
 from jupyter_mldeploy.deploy.client import LatencyReport, ScoringResponse, load_test, send_request
 from jupyter_mldeploy.deploy.payload_schema import InputSchema, fetch_input_schema, swagger_uri_for
-from jupyter_mldeploy.errors import InvalidArgument, MLDeployError
+from jupyter_mldeploy.errors import InvalidArgument, MLDeployError, NotFound
 from jupyter_mldeploy.registry import Model
 from jupyter_mldeploy.workspace import Workspace
 
@@ -181,9 +182,11 @@ def example_payload(endpoint: Endpoint, schema: InputSchema | None = None) -> An
     if endpoint.service is not None:
         for model_id in endpoint.service.model_ids:
             name, _, version = model_id.partition(":")
-            model = Model(endpoint.service.workspace, name, version=int(version) if version else None)
-            if model.sample_input is not None:
-                return model.sample_input
+            # A served version deleted with force=True has no sample any more: try the next one.
+            with contextlib.suppress(NotFound):
+                model = Model(endpoint.service.workspace, name, version=int(version) if version else None)
+                if model.sample_input is not None:
+                    return model.sample_input
     return None
 
 
