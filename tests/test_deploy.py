@@ -75,9 +75,10 @@ def test_deploy_call_delete(workspace, ridge, tmp_path: Path, services):
         service.run("not json")
     assert info.value.status_code == 500 and "scoring script" in info.value.server_message
 
-    # the model files are hard links to the registered ones (no copy of the model)
+    # the model files are copies of the registered ones (a score.py that writes cannot change the registry)
     app_model = service.app_folder / "azureml-models" / "diabetes" / "1" / "model.pkl"
-    assert os.path.samefile(app_model, Path(registered.url) / "model.pkl")
+    assert not os.path.samefile(app_model, Path(registered.url) / "model.pkl")
+    assert app_model.read_bytes() == (Path(registered.url) / "model.pkl").read_bytes()
     # v1's app layout: the source directory under its own name in the app root
     assert (service.app_folder / "src" / "score.py").is_file()
 

@@ -227,3 +227,26 @@ def test_a_status_file_written_by_another_pid_is_not_trusted(workspace, register
         assert service.state == "Failed"
     finally:
         service.delete()
+
+
+def test_a_reload_reuses_unchanged_copies_and_recopies_a_written_one(workspace, registered, tmp_path: Path) -> None:
+    model, samples = registered
+    stored = Path(model.url) / "model.pkl"
+    service = Model.deploy(workspace, "reuse", [model], InferenceConfig("score.py", source_directory=source_dir(
+        tmp_path, "score_ridge.py")))
+    try:
+        service.wait_for_deployment(timeout_sec=120)
+        first = service.app_folder / "azureml-models" / "diabetes" / "1" / "model.pkl"
+        inode = first.stat().st_ino
+        service.reload()
+        second = service.app_folder / "azureml-models" / "diabetes" / "1" / "model.pkl"
+        assert second.stat().st_ino == inode  # linked from the previous generation: no copy
+        os.chmod(second, 0o644)
+        with open(second, "ab") as handle:
+            handle.write(b"appended by a script")
+        service.reload()
+        third = service.app_folder / "azureml-models" / "diabetes" / "1" / "model.pkl"
+        assert third.stat().st_ino != inode and third.read_bytes() == stored.read_bytes()
+        assert service.run({"data": samples})
+    finally:
+        service.delete()

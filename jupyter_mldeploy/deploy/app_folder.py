@@ -182,9 +182,9 @@ class VerifiedFiles:
         self.changed = True
 
     def save(self) -> None:
-        """Write the entries (atomically) when something was added."""
+        """Write the entries (atomically) when something was added; entries of removed files are dropped."""
         if self.changed:
-            write_json_atomic(self.path, self.entries)
+            write_json_atomic(self.path, {k: v for k, v in self.entries.items() if os.path.exists(k)})
 
 
 def _sha256(path: Path) -> str:
@@ -205,10 +205,26 @@ def _clone(source: Path, target: Path) -> bool:
     return True
 
 
-def _place_model(model: ModelSource, target: Path, mode: str, verified: VerifiedFiles) -> str:
-    """Check and place every registered file of ``model`` under ``target``; return how (link/clone/copy)."""
+def _place_model(
+    model: ModelSource, target: Path, mode: str, verified: VerifiedFiles, previous: Path | None
+) -> str:
+    """Check and place every registered file of ``model`` under ``target``; return how (link/clone/copy).
+
+    With ``previous`` (the same model's folder in the app generation being replaced), a copy placed there
+    that is unchanged since it was placed (same inode, size and mtime, so no write reached it) is hard-linked
+    instead of copied again: a reload of a large model costs no copy, and the registry stays untouched.
+    """
     how = "link"
     for ref in model.files:
+        destination = target / ref.path
+        destination.parent.mkdir(parents=True, exist_ok=True)
+        earlier = previous / ref.path if previous is not None else None
+        if mode == "copy" and earlier is not None and earlier.is_file() and verified.known(
+            earlier, earlier.stat(), ref.sha256
+        ):
+            os.link(earlier, destination)
+            verified.remember(destination, destination.stat(), ref.sha256)
+            continue
         source = model.folder / ref.path
         try:
             stat = source.stat()
@@ -226,8 +242,6 @@ def _place_model(model: ModelSource, target: Path, mode: str, verified: Verified
                     "again from its original file."
                 )
             verified.remember(source, stat, ref.sha256)
-        destination = target / ref.path
-        destination.parent.mkdir(parents=True, exist_ok=True)
         if mode == "link":
             try:
                 os.link(source, destination)
@@ -236,10 +250,10 @@ def _place_model(model: ModelSource, target: Path, mode: str, verified: Verified
                 how = "copy"  # another file system: a copy, still verified above
         elif _clone(source, destination):
             how = "clone"
-            continue
         else:
             how = "copy"
-        shutil.copyfile(source, destination)
+            shutil.copyfile(source, destination)
+        verified.remember(destination, destination.stat(), ref.sha256)
     return how
 
 
@@ -267,6 +281,7 @@ def build_app_folder(
     exclude: Iterable[Path] = (),
     model_placement: str = "copy",
     verified: VerifiedFiles | None = None,
+    previous: Path | None = None,
 ) -> AppFolder:
     """Lay out a new app folder; on any failure remove what was written and raise.
 
@@ -281,6 +296,8 @@ def build_app_folder(
         model_placement: ``"copy"`` (clone or copy: the server may write) or ``"link"`` (hard links: the
             server sees the folder read-only); see the module docstring.
         verified: The checked-files cache to use and update; None checks every file.
+        previous: The app root this one replaces (a reload or update): its unchanged model copies are linked
+            instead of copied again.
 
     Returns:
         AppFolder: The layout.
@@ -311,7 +328,9 @@ def build_app_folder(
         models_root = root / MODELS_DIRNAME
         models_root.mkdir()
         for model in models:
-            how = _place_model(model, models_root / model.name / str(model.version), model_placement, checks)
+            relative = Path(MODELS_DIRNAME) / model.name / str(model.version)
+            how = _place_model(model, root / relative, model_placement, checks,
+                               previous / relative if previous is not None else None)
             placed[how] += len(model.files)
     except IntegrityError:
         remove_app_folder(root)

@@ -17,7 +17,7 @@ from typing import Any
 
 from jupyter_mldeploy.deploy.ports import validate_port
 from jupyter_mldeploy.deploy.targets.registry import check_target_name, get_target
-from jupyter_mldeploy.errors import DeploymentError, InvalidArgument
+from jupyter_mldeploy.errors import InvalidArgument
 from jupyter_mldeploy.inference_config import read_config_file
 
 _COMPUTE_TYPES = {"local": "local", "docker": "local", "aks": "aks", "kubernetes": "aks"}
@@ -43,6 +43,11 @@ _KEY_MAP = {
     "tags": "tags",
     "properties": "properties",
     "environmentVariables": "environment_variables",
+    "livenessProbeRequirements": "liveness_probe_requirements",
+    "maxQueueWaitMs": "max_queue_wait_ms",
+    "keys": "keys",
+    "namespace": "namespace",
+    "gpuCores": "gpu_cores",
 }
 
 
@@ -51,7 +56,7 @@ class DeploymentConfiguration:
     """How a service runs. Build one with :meth:`LocalWebservice.deploy_configuration` or :meth:`from_file`.
 
     Attributes:
-        compute_type: ``"local"`` (v1's ``computeType``); ``"aks"`` is parsed for round trips only.
+        compute_type: ``"local"`` or ``"aks"`` (v1's ``computeType``; ``"aks"``: the ``kubernetes`` runtime).
         runtime: ``"process"`` (a detached local process in the environment's interpreter) or ``"docker"``
             (a container of the environment's image; also set by ``"computeType": "docker"``).
         port: TCP port, or None for a free one chosen at deploy time.
@@ -72,6 +77,14 @@ class DeploymentConfiguration:
         description: Free text.
         tags: Free ``str -> str`` labels.
         properties: Free ``str -> str`` facts.
+        liveness_probe_requirements: v1 ``{"periodSeconds", "initialDelaySeconds", ...}`` (Kubernetes).
+        max_queue_wait_ms: v1 ``maxQueueWaitMs`` (Kubernetes).
+        keys: v1 ``{"primaryKey", "secondaryKey"}`` (Kubernetes key auth).
+        namespace: Kubernetes namespace (v1 ``namespace``).
+        gpu_cores: v1 ``gpuCores`` (Kubernetes).
+
+    ``computeType: "aks"`` (or ``"kubernetes"``) selects the ``kubernetes`` runtime, and the Kubernetes
+    target then checks v1's AKS rules (:meth:`ServiceTarget.check_configuration`).
     """
 
     compute_type: str = "local"
@@ -92,6 +105,11 @@ class DeploymentConfiguration:
     description: str | None = None
     tags: dict[str, str] | None = None
     properties: dict[str, str] | None = None
+    liveness_probe_requirements: dict[str, Any] | None = None
+    max_queue_wait_ms: int | None = None
+    keys: dict[str, str] | None = None
+    namespace: str | None = None
+    gpu_cores: int | None = None
 
     def __post_init__(self) -> None:
         self.validate()
@@ -109,6 +127,10 @@ class DeploymentConfiguration:
             )
         if str(self.compute_type).lower() == "docker":
             self.runtime = "docker"
+        if compute == "aks":
+            self.runtime = "kubernetes"
+        elif self.runtime == "kubernetes":
+            compute = "aks"
         self.compute_type = compute
         check_target_name(self.runtime)
         if self.port is not None:
@@ -138,19 +160,16 @@ class DeploymentConfiguration:
                 value = requirements.get(key)
                 if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0):
                     raise InvalidArgument(f"containerResourceRequirements.{key} must be a number >= 0, not {value!r}.")
+        if self.compute_type == "aks":
+            get_target(self.runtime).check_configuration(self)
 
     def check_runnable(self) -> None:
         """Raise unless this configuration can be deployed here.
 
         Raises:
-            DeploymentError: For a Kubernetes compute type, or a target that is not available (for Docker: no
-                engine answers within seconds), saying what to use.
+            DeploymentError: When the target is not available (for Docker: no engine answers within seconds;
+                for Kubernetes: the client package is missing), saying what to use.
         """
-        if self.compute_type != "local":
-            raise DeploymentError(
-                f"computeType {self.compute_type!r} deploys to Kubernetes, which arrives with the Kubernetes "
-                "runtime; deploy locally with LocalWebservice.deploy_configuration() (computeType 'local')."
-            )
         get_target(self.runtime).check_available()
 
     # -- files ----------------------------------------------------------------------------------------

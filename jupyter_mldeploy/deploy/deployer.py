@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from jupyter_mldeploy.deploy.config import DeploymentConfiguration
 from jupyter_mldeploy.deploy.plan import plan_deployment
@@ -27,6 +27,7 @@ def deploy_model(
     deployment_config: DeploymentConfiguration | None = None,
     overwrite: bool = False,
     show_output: bool = False,
+    deployment_target: Any = None,
 ) -> Webservice:
     """Deploy model versions as a service on the deployment configuration's target (v1 ``Model.deploy``).
 
@@ -46,6 +47,9 @@ def deploy_model(
         overwrite: When a service of that name exists, update it in place (zero downtime) instead of raising
             ``Conflict``.
         show_output: Print the environment build and the server log, and wait until the service is healthy.
+        deployment_target: v1's compute target: a ``KubernetesCompute`` naming the cluster (kubeconfig,
+            context, namespace, image registry) for an ``AksWebservice.deploy_configuration()``; None for the
+            target's default.
 
     Returns:
         Webservice: ``Transitioning`` until ``init()`` returned (``Healthy`` when ``show_output`` waited);
@@ -60,7 +64,7 @@ def deploy_model(
         DeploymentError: When the target is not available here, or (with ``show_output``) the service fails
             to start.
     """
-    plan = plan_deployment(workspace, name, models, inference_config, deployment_config)
+    plan = plan_deployment(workspace, name, models, inference_config, deployment_config, deployment_target)
     target = get_target(plan.target)
     store = ServiceStore(workspace)
     if show_output and not plan.models:

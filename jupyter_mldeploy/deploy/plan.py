@@ -112,6 +112,9 @@ class DeploymentPlan:
         port: The port asked for, or None for a free one (chosen by the target).
         new_environment: True when the environment must be resolved again (a create, or an update with a new
             inference configuration); False when the running environment is kept.
+        deployment_target: v1's ``deployment_target`` of a create (e.g. a ``KubernetesCompute`` naming the
+            cluster), read by the target only; None for the target's default (always None for an update:
+            the target keeps what it used in the record).
     """
 
     workspace: Workspace
@@ -122,6 +125,7 @@ class DeploymentPlan:
     deployment_config: DeploymentConfiguration
     port: int | None
     new_environment: bool = True
+    deployment_target: Any = None
 
     @property
     def model_ids(self) -> list[str]:
@@ -136,13 +140,14 @@ class DeploymentPlan:
         """
         return self.inference_config.resolve_environment(self.workspace)
 
-    def layout(self, root: Path, model_placement: str = "copy") -> AppFolder:
+    def layout(self, root: Path, model_placement: str = "copy", previous: Path | None = None) -> AppFolder:
         """Lay out the app folder at ``root`` (replaced when it exists), as every target serves it.
 
         Args:
             root: The folder.
             model_placement: ``"copy"`` where the server may write to its folder, ``"link"`` where it sees it
                 read-only (see :mod:`~jupyter_mldeploy.deploy.app_folder`).
+            previous: The app root being replaced, whose unchanged model copies are reused.
 
         Raises:
             InvalidArgument, IntegrityError, DeploymentError: See
@@ -156,6 +161,7 @@ class DeploymentPlan:
             exclude=[self.workspace.path],
             model_placement=model_placement,
             verified=VerifiedFiles(self.workspace.deployments_dir / VERIFIED_FILENAME),
+            previous=previous,
         )
 
     def scoring_variables(self, app: AppFolder, place: Callable[[Path], str] | None = None) -> dict[str, str]:
@@ -207,6 +213,7 @@ def plan_deployment(
     models: Any,
     inference_config: Any,
     deployment_config: Any,
+    deployment_target: Any = None,
 ) -> DeploymentPlan:
     """Check a new deployment's inputs and return its plan (nothing is started or written).
 
@@ -217,9 +224,12 @@ def plan_deployment(
             source directory alone (v1's "deploy using a local model").
         inference_config: The entry script, source directory and environment.
         deployment_config: From ``LocalWebservice.deploy_configuration()``, or None for the default.
+        deployment_target: Where the target deploys (v1 ``deployment_target``, e.g. a ``KubernetesCompute``);
+            its ``runtime`` attribute must name the configuration's target.
 
     Raises:
-        InvalidArgument: For a bad name, models, configuration or entry script.
+        InvalidArgument: For a bad name, models, configuration or entry script, or a deployment target of
+            another runtime than the configuration's.
         NotFound: For a model version or environment that is not registered.
         DeploymentError: When the target cannot run here.
     """
@@ -227,6 +237,13 @@ def plan_deployment(
         raise InvalidArgument(f"workspace must be a Workspace, not {type(workspace).__name__}.")
     validate_name(name, "service name")
     config = check_inputs(inference_config, deployment_config)
+    target_runtime = getattr(deployment_target, "runtime", None)
+    if deployment_target is not None and target_runtime != config.runtime:
+        raise InvalidArgument(
+            f"deployment_target {deployment_target!r} deploys to the {target_runtime!r} runtime, but the deployment "
+            f"configuration's runtime is {config.runtime!r}: pass a configuration of that runtime (for Kubernetes: "
+            "AksWebservice.deploy_configuration()), or leave deployment_target out."
+        )
     sources = resolve_model_sources(workspace, models)
     return DeploymentPlan(
         workspace=workspace,
@@ -236,6 +253,7 @@ def plan_deployment(
         inference_config=inference_config,
         deployment_config=config,
         port=config.port,
+        deployment_target=deployment_target,
     )
 
 

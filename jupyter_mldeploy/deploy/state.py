@@ -33,6 +33,8 @@ class ServiceState(str):
     HEALTHY = "Healthy"
     UNHEALTHY = "Unhealthy"
     FAILED = "Failed"
+    #: v1's AKS state for a replica no node can take (insufficient CPU, memory or GPU): Kubernetes target.
+    UNSCHEDULABLE = "Unschedulable"
     DELETED = "Deleted"
 
     #: v1 names (local and AKS) and lower-case spellings, mapped to ours.
@@ -49,6 +51,7 @@ class ServiceState(str):
         "stopped": UNHEALTHY,
         "failed": FAILED,
         "crashloopbackoff": FAILED,
+        "unschedulable": UNSCHEDULABLE,
         "deleted": DELETED,
     }
 
@@ -62,7 +65,7 @@ class ServiceState(str):
         found = cls.ALIASES.get(str(name).strip().lower())
         if found is None:
             raise ValueError(
-                f"Unknown service state {name!r}: use one of Transitioning, Healthy, Unhealthy, Failed, Deleted "
+                f"Unknown service state {name!r}: use one of Transitioning, Healthy, Unhealthy, Failed, Unschedulable, Deleted "
                 f"(or v1's {', '.join(sorted(k for k in cls.ALIASES if k not in {'healthy', 'failed'}))})."
             )
         return found

@@ -19,6 +19,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, ClassVar
 
 if TYPE_CHECKING:  # annotations only: the deployment configuration checks target names through this package
+    from jupyter_mldeploy.deploy.config import DeploymentConfiguration
     from jupyter_mldeploy.deploy.plan import DeploymentPlan
     from jupyter_mldeploy.deploy.service_store import ServiceStore
     from jupyter_mldeploy.deploy.state import ServiceRecord, ServiceState
@@ -56,6 +57,17 @@ class ServiceTarget(ABC):
     #: ``module:Class`` of the v1 façade class ``Webservice(ws, name)`` returns for the target's services
     #: (a ``Webservice`` subclass adding target-only members); empty for ``LocalWebservice``.
     webservice_class: ClassVar[str] = ""
+
+    def check_configuration(self, config: DeploymentConfiguration) -> None:
+        """Raise when ``config`` holds settings this target refuses; called by ``config.validate()``.
+
+        Called only for ``computeType: "aks"`` configurations (the Kubernetes target checks v1's AKS rules);
+        the default accepts everything. Must not touch the network.
+
+        Raises:
+            InvalidArgument: Naming the argument and the rule it breaks.
+        """
+        del config
 
     @abstractmethod
     def check_available(self) -> None:

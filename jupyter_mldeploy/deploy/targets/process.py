@@ -163,7 +163,7 @@ class ProcessTarget(SupervisedTarget):
         if restart and new_port != record.port:
             ensure_port_free(new_port, host)
         generation = state.app_generation + 1
-        app = plan.layout(self.app_root(store, record, generation))
+        app = plan.layout(self.app_root(store, record, generation), previous=self.app_root(store, record))
         new_state = SupervisedState(
             app_generation=generation, server_generation=state.server_generation, status_file=state.status_file,
             spec_file=state.spec_file, python=python, pid=state.pid, pid_create_time=state.pid_create_time,

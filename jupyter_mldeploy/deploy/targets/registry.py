@@ -25,6 +25,7 @@ ENTRY_POINT_GROUP = "jupyter_mldeploy.targets"
 BUILTIN_TARGETS: dict[str, str] = {
     "process": "jupyter_mldeploy.deploy.targets.process:ProcessTarget",
     "docker": "jupyter_mldeploy.docker.target:DockerTarget",
+    "kubernetes": "jupyter_mldeploy.kubernetes.target:KubernetesTarget",
 }
 
 
