@@ -364,6 +364,11 @@ async def test_score_proxy_validates_against_the_input_schema_as_test_endpoint_d
                                    body=json.dumps({"data": [[1.0, "two", 3.0]]}))
         assert code == 400 and err["error"] == "RequestMismatch"
         assert err["message"].startswith("Not sent") and any("data[0][1]" in p for p in err["problems"])
+        # the very check %test_endpoint, the panel and `mldeploy service run` make
+        from jupyter_mldeploy import actions
+
+        schema = actions.input_schema(actions.resolve_endpoint("schema-svc", workspace))
+        assert schema is not None and err["problems"] == schema.validate({"data": [[1.0, "two", 3.0]]})
         code, err = await error_of(jp_fetch, "services", "schema-svc", "score", method="POST", **json_body,
                                    body=json.dumps({"rows": []}))
         assert code == 400 and "Field 'data' is missing" in err["message"]
