@@ -14,7 +14,7 @@ import nbformat
 import psutil
 import pytest
 
-from jupyter_mldeploy import Experiment, InvalidArgument, Model, NotFound, Run, Workspace
+from jupyter_mldeploy import Experiment, InvalidArgument, Model, NotFound, Workspace
 from jupyter_mldeploy.deploy import Webservice
 from jupyter_mldeploy.pipeline import PipelineError, default_experiment_name, run_notebook
 

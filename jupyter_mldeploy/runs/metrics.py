@@ -11,7 +11,6 @@ The fold follows Azure ML SDK v1's ``Run.get_metrics``:
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -67,13 +66,6 @@ def json_value(value: Any, what: str) -> Any:
     )
 
 
-def number(value: Any) -> float | None:
-    """Return a logged value as a float when it is a number (bools excluded), else None."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return None
-    return float(value)
-
-
 def fold(rows: Iterable[MetricRow]) -> dict[str, Any]:
     """Fold logged rows (in logging order) into the ``get_metrics()`` dict (see the module docstring)."""
     scalars: dict[str, list[Any]] = {}
@@ -103,8 +95,3 @@ def last_scalars(rows: Iterable[MetricRow]) -> dict[str, Any]:
     """Return the last value of every scalar metric (the figure a runs table shows per metric)."""
     return {row.name: row.value for row in rows if row.kind == SCALAR}
 
-
-def is_finite_number(value: Any) -> bool:
-    """True for an int or float that is neither NaN nor infinite (what a plot can draw)."""
-    converted = number(value)
-    return converted is not None and math.isfinite(converted)
