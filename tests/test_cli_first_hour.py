@@ -183,6 +183,12 @@ def test_service_run_500_points_at_the_logs_and_times_are_local(tmp_path: Path, 
         assert failed.returncode == 1 and failed.stderr.count("\n") == 1
         assert failed.stderr.startswith("Error: HTTP 500")
         assert failed.stderr.rstrip().endswith("see: mldeploy service logs fails")
+        loaded = mldeploy("service", "run", "fails", "-d", '{"fail": false}', "--repeat", "20", "--concurrency",
+                          "2", "-w", ws)
+        assert loaded.returncode == 0 and loaded.stdout.startswith("20 requests, 0 failed") and "p99" in loaded.stdout
+        loaded_fail = mldeploy("service", "run", "fails", "-d", '{"fail": true}', "--repeat", "3", "-w", ws)
+        assert loaded_fail.returncode == 1 and "3 failed" in loaded_fail.stderr
+        assert loaded_fail.stderr.rstrip().endswith("see: mldeploy service logs fails")
 
         # one time format in every listing: local time, to the second (TZ set to a +05:30 zone)
         india = {"TZ": "Asia/Kolkata"}
