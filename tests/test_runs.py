@@ -412,3 +412,22 @@ def test_cli_register_from_a_run_and_list_and_show_runs(workspace: Workspace, in
     assert missing.exit_code == 1 and "mldeploy run list" in missing.output
     bad = cli.invoke(main, ["run", "list", "-e", "no such", *ws])
     assert bad.exit_code == 1 and "Invalid experiment name" in bad.output
+
+
+def test_snapshot_directory_and_download_files(workspace: Workspace, in_tmp: Path) -> None:
+    src = in_tmp / "src"
+    (src / "pkg").mkdir(parents=True)
+    (src / "train.py").write_text("print('train')")
+    (src / "pkg" / "util.py").write_text("X = 1")
+    (src / ".git").mkdir()
+    (src / ".git" / "HEAD").write_text("ref")
+    (src / "__pycache__").mkdir()
+    (src / "__pycache__" / "x.pyc").write_bytes(b"\x00")
+    run = Experiment(workspace, "snap").start_logging(snapshot_directory=src, outputs=False)
+    assert run.get_file_names() == ["snapshot/pkg/util.py", "snapshot/train.py"]
+    written = run.download_files(prefix="snapshot/pkg", output_directory=in_tmp / "back")
+    assert [Path(p).read_text() for p in written] == ["X = 1"]
+    assert Path(written[0]) == in_tmp / "back" / "snapshot" / "pkg" / "util.py"
+    with pytest.raises(NotFound, match="not a folder"):
+        Experiment(workspace, "snap").start_logging(snapshot_directory=in_tmp / "missing")
+    assert len(list(Experiment(workspace, "snap").get_runs())) == 1  # no run was started for the bad call

@@ -122,6 +122,8 @@ class Run:
         tracked: Path | None = None
         if outputs is not False:
             tracked = Path(OUTPUTS if outputs is None or outputs is True else outputs).expanduser().resolve()
+        if snapshot_directory is not None and not Path(snapshot_directory).is_dir():
+            raise NotFound(f"snapshot_directory {os.fspath(snapshot_directory)!r} is not a folder.")
         record = RunStore(experiment.workspace).create_run(experiment.name, kind, params, source)
         run = cls.__new__(cls)
         run._init(experiment, record, tracked)
@@ -424,8 +426,6 @@ class Run:
         return self.upload_folder(OUTPUTS, self._outputs)
 
     def _snapshot(self, folder: Path) -> None:
-        if not folder.is_dir():
-            raise NotFound(f"snapshot_directory {os.fspath(folder)!r} is not a folder.")
         skip = {self.workspace.path}
         for current, dirs, names in os.walk(folder):
             dirs[:] = sorted(d for d in dirs if not d.startswith(".") and d != "__pycache__"
