@@ -20,7 +20,16 @@ from typing import Any
 import psutil
 import pytest
 import requests
-from lab_support import ARTIFACTS, CHROMIUM, START_TIMEOUT_S, UI_TIMEOUT_MS, Lab, free_port, stop_process
+from lab_support import (
+    ARTIFACTS,
+    CHROMIUM,
+    START_TIMEOUT_S,
+    UI_TIMEOUT_MS,
+    Lab,
+    free_port,
+    stale_extension,
+    stop_process,
+)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -40,6 +49,9 @@ def start_lab(tmp_path: Path) -> Iterator[Callable[[Path], Lab]]:
     started: list[subprocess.Popen[bytes]] = []
 
     def start(workspace: Path) -> Lab:
+        stale = stale_extension()
+        if stale:
+            pytest.fail(stale)
         root = tmp_path / "root"
         root.mkdir(exist_ok=True)
         config_dir = tmp_path / "jupyter-config"

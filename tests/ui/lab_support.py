@@ -16,7 +16,9 @@ from pathlib import Path
 import psutil
 
 CHROMIUM = Path("/usr/bin/chromium")
-ARTIFACTS = Path(__file__).resolve().parent.parent / "artifacts"
+REPO = Path(__file__).resolve().parent.parent.parent
+ARTIFACTS = REPO / "tests" / "artifacts"
+EXTENSION_NAME = "jupyter-mldeploy"
 # One minute is ample on a loaded 2-core machine; JupyterLab itself starts in 3-10 s.
 START_TIMEOUT_S = 90
 UI_TIMEOUT_MS = 30_000
@@ -81,3 +83,25 @@ def stopped(proc: psutil.Process) -> bool:
         return True
 
 
+def stale_extension() -> str | None:
+    """Why the JupyterLab extension ``jupyter lab`` would serve is older than its source, or None.
+
+    ``pip install -e .`` builds ``labextension/`` only when no build exists yet, so after an edit of the
+    TypeScript or CSS the browser tests would otherwise check the previous build.
+    """
+    from jupyter_core.paths import jupyter_path
+
+    sources = [*REPO.glob("labextension/src/*.ts"), *REPO.glob("labextension/style/*.css")]
+    for base in jupyter_path("labextensions"):
+        entries = list((Path(base) / EXTENSION_NAME / "static").glob("remoteEntry.*.js"))
+        if entries:
+            built = max(entry.stat().st_mtime for entry in entries)
+            newer = sorted(str(src.relative_to(REPO)) for src in sources if src.stat().st_mtime > built)
+            if not newer:
+                return None
+            return (
+                f"the JupyterLab extension in {Path(base) / EXTENSION_NAME} is older than {', '.join(newer)}: "
+                "rebuild it (cd labextension && jlpm build) and install the build (from the repository root: pip install -e ., or "
+                "once: jupyter labextension develop --overwrite .)"
+            )
+    return f"no {EXTENSION_NAME} JupyterLab extension is installed: pip install -e ."

@@ -41,12 +41,21 @@ def notebook_lab(tmp_path: Path, start_lab: Callable[[Path], Lab]) -> Lab:
     """JupyterLab serving ``panel.ipynb``, which shows the panel over a workspace holding ``diabetes:1``."""
     ws = Workspace.create(tmp_path / "ws")
     path, _, samples = train_ridge(tmp_path / "train")
-    Model.register(ws, model_path=str(path), model_name="diabetes", tags={"algo": "ridge"},
-                   sample_input={"data": samples[:1]})
+    Model.register(
+        ws,
+        model_path=str(path),
+        model_name="diabetes",
+        tags={"algo": "ridge"},
+        sample_input={"data": samples[:1]},
+    )
     lab = start_lab(ws.path)
-    notebook = nbformat.v4.new_notebook(cells=[
-        nbformat.v4.new_code_cell(f"%load_ext jupyter_mldeploy\n%mldeploy_workspace {ws.path}\n%mldeploy"),
-    ])
+    notebook = nbformat.v4.new_notebook(
+        cells=[
+            nbformat.v4.new_code_cell(
+                f"%load_ext jupyter_mldeploy\n%mldeploy_workspace {ws.path}\n%mldeploy"
+            ),
+        ]
+    )
     notebook.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
     nbformat.write(notebook, lab.root / "panel.ipynb")
     return lab

@@ -33,7 +33,7 @@ from jupyter_mldeploy.workspace import Workspace
 SERVICE = "diabetes-svc"
 
 # The classic v1 entry script with an inference-schema input: the score proxy checks bodies against it.
-SCORE_WITH_SCHEMA = '''
+SCORE_WITH_SCHEMA = """
 import os
 
 import joblib
@@ -50,7 +50,7 @@ def init():
 @input_schema("data", NumpyParameterType(np.zeros((1, 10))))
 def run(data):
     return model.predict(data).tolist()
-'''
+"""
 
 
 @dataclass
@@ -86,14 +86,16 @@ def deploy(tmp_path: Path, registered: Registered) -> Webservice:
     source.mkdir()
     (source / "score.py").write_text(SCORE_WITH_SCHEMA)
     config = InferenceConfig("score.py", source_directory=str(source))
-    service = Model.deploy(registered.workspace, SERVICE, [registered.model], config,
-                           LocalWebservice.deploy_configuration())
+    service = Model.deploy(
+        registered.workspace, SERVICE, [registered.model], config, LocalWebservice.deploy_configuration()
+    )
     service.wait_for_deployment(timeout_sec=120)  # the fixture deletes it at the end, Healthy or not
     return service
 
 
 def editor_text(sample: dict[str, Any]) -> str:
     """What the sidebar's editor shows for a sample: floats to 4 significant digits, one key per line."""
+
     def rounded(value: Any) -> Any:
         if isinstance(value, float):
             return float(f"{value:.4g}")
@@ -149,7 +151,9 @@ def test_sidebar_follows_services_scores_and_deletes(
     uri = service.locator(".jp-MLDeploy-uriText")
     expect(uri).to_have_text(service_obj.scoring_uri)
     expect(uri).to_have_attribute("title", service_obj.scoring_uri)
-    lines = uri.evaluate("node => node.getBoundingClientRect().height / parseFloat(getComputedStyle(node).lineHeight)")
+    lines = uri.evaluate(
+        "node => node.getBoundingClientRect().height / parseFloat(getComputedStyle(node).lineHeight)"
+    )
     assert lines < 1.5, f"the scoring URI takes {lines:.1f} lines"
     copy_box = service.get_by_role("button", name="Copy").bounding_box()
     sidebar_box = sidebar.bounding_box()
