@@ -119,6 +119,9 @@ def test_run_notebook_api_context_is_the_run_and_errors_are_clear(tmp_path: Path
         run_notebook(notebook, workspace=ws, experiment="no spaces")
     bad = _mldeploy("pipeline", "run", str(notebook), "-w", str(ws.path), "-p", "alpha", "[1,", cwd=tmp_path)
     assert bad.returncode == 2 and "not a YAML value" in bad.stderr
+    missing = _mldeploy("pipeline", "run", str(tmp_path / "nope.ipynb"), "-w", str(tmp_path / "ws2"), cwd=tmp_path)
+    assert missing.returncode == 2 and "does not exist" in missing.stderr
+    assert not (tmp_path / "ws2").exists()  # a typo creates no workspace
 
 
 def _wait_for(predicate, timeout: float = 60.0) -> None:  # noqa: ANN001 - a zero-argument callable

@@ -31,7 +31,7 @@ def _value(name: str, raw: str) -> Any:
 
 
 @pipeline_group.command("run")
-@click.argument("notebook", type=click.Path(dir_okay=False))
+@click.argument("notebook", type=click.Path(exists=True, dir_okay=False))
 @click.option("-p", "--parameter", "parameters", type=(str, str), multiple=True, metavar="NAME VALUE",
               help="A parameter for the notebook's `parameters` cell, read as YAML (repeatable).")
 @click.option("-e", "--experiment", default=None, help="Experiment to record the run in (default: the notebook's name).")
