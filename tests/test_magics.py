@@ -420,6 +420,10 @@ def test_reading_magics_never_create_a_workspace(shell: InteractiveShell, tmp_pa
             shell.run_line_magic(name, rest)
         assert str(project / ".mldeploy") in str(info.value) and "\n" not in str(info.value), name
     assert not (project / ".mldeploy").exists()
+    for typo in (f"a/b {_model_file(tmp_path, 9.0)}", f"m {tmp_path / 'missing.json'}"):
+        with pytest.raises(UsageError, match="Invalid model name|does not exist"):
+            shell.run_line_magic("register_model", typo)
+    assert not (project / ".mldeploy").exists()  # a typo never creates a workspace
 
     capsys.readouterr()
     shell.run_line_magic("register_model", f"m {_model_file(tmp_path, 1.0)} --tag stage=dev,team=ml")

@@ -38,6 +38,7 @@ from jupyter_mldeploy.actions.environments import choose_environment, environmen
 from jupyter_mldeploy.actions.formats import format_duration, format_size, format_time, parse_time
 from jupyter_mldeploy.actions.models import (
     ModelRow,
+    check_model_path,
     delete_model,
     get_model,
     list_models,
@@ -71,6 +72,7 @@ __all__ = [
     "ServiceUnreachable",
     "WorkspaceLocation",
     "call_endpoint",
+    "check_model_path",
     "check_request",
     "choose_environment",
     "delete_model",

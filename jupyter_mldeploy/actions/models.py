@@ -10,10 +10,11 @@ import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 from jupyter_mldeploy.actions.tags import parse_filters, parse_tags
-from jupyter_mldeploy.errors import InvalidArgument
+from jupyter_mldeploy.errors import InvalidArgument, NotFound
 from jupyter_mldeploy.names import parse_name_version
 from jupyter_mldeploy.registry import Model
 from jupyter_mldeploy.workspace import Workspace
@@ -143,6 +144,23 @@ def delete_model(workspace: Workspace, model_id: str, version: int | None = None
     return model.id
 
 
+def check_model_path(model_path: str | os.PathLike[str]) -> Path:
+    """Check, before a workspace is opened or created, that the file or folder to register exists.
+
+    Faces call it first so that a typo never creates a workspace (``Model.register`` checks it again).
+
+    Returns:
+        The path, user-expanded.
+
+    Raises:
+        NotFound: Naming the path.
+    """
+    path = Path(model_path).expanduser()
+    if not path.exists():
+        raise NotFound(f"model_path {str(model_path)!r} does not exist; pass the path of the model file or folder.")
+    return path
+
+
 def register_model(workspace: Workspace, model_path: str | os.PathLike[str], model_name: str, tags: Tags = None,
                    properties: Tags = None, **options: Any) -> Model:
     """Register a file or folder as the next version of ``model_name``, with tags parsed one way.
@@ -169,6 +187,7 @@ def register_model(workspace: Workspace, model_path: str | os.PathLike[str], mod
 
 __all__ = [
     "ModelRow",
+    "check_model_path",
     "delete_model",
     "get_model",
     "list_models",

@@ -7,7 +7,6 @@ missing workspace; the other commands report it. Times are local, to the second.
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import click
@@ -22,7 +21,6 @@ from jupyter_mldeploy.cli._common import (
     parse_key_values,
     workspace_option,
 )
-from jupyter_mldeploy.errors import NotFound
 from jupyter_mldeploy.names import parse_name_version, validate_name
 from jupyter_mldeploy.registry import Model
 from jupyter_mldeploy.runs import register_model_from_run
@@ -72,8 +70,8 @@ def _checked_name(_ctx: click.Context, _param: click.Parameter, value: str) -> s
 
 
 def _existing_path(_ctx: click.Context, _param: click.Parameter, value: str | None) -> str | None:
-    if value is not None and not Path(value).expanduser().exists():
-        raise NotFound(f"model_path {value!r} does not exist; pass the path of the model file or folder.")
+    if value is not None:
+        actions.check_model_path(value)
     return value
 
 

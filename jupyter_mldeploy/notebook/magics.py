@@ -38,6 +38,7 @@ from jupyter_mldeploy.entry.static_check import EntryScriptCheck, check_source
 from jupyter_mldeploy.entry.trial_run import run_entry_check
 from jupyter_mldeploy.errors import DeploymentError, MLDeployError, headline
 from jupyter_mldeploy.inference_config import InferenceConfig
+from jupyter_mldeploy.names import validate_name
 from jupyter_mldeploy.notebook.summaries import ModelTable, ServiceTable, state_badge_html
 from jupyter_mldeploy.workspace import Workspace
 
@@ -349,6 +350,9 @@ class MLDeployMagics(Magics):
             %register_model diabetes outputs/model.pkl --tag stage=dev --description "ridge, alpha 0.5"
         """
         args = _parse(self.register_model, line)
+        # Checked before the workspace opens, so a typo never creates one.
+        validate_name(args.name, "model name")
+        actions.check_model_path(args.path)
         tags = actions.parse_tags(args.tag)
         sample = self._eval(args.sample_input, "--sample-input") if args.sample_input is not None else None
         return actions.register_model(self._writing_workspace(), args.path, args.name, tags=tags,
