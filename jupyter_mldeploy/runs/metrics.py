@@ -48,9 +48,7 @@ def json_value(value: Any, what: str) -> Any:
     Raises:
         InvalidArgument: For a value that is not JSON data, naming its type and the fix.
     """
-    if value is None or isinstance(value, (bool, int, str)):
-        return value
-    if isinstance(value, float):
+    if value is None or isinstance(value, (bool, int, float, str)):
         return value
     if hasattr(value, "tolist") and callable(value.tolist):  # numpy arrays and pandas Series
         return json_value(value.tolist(), what)
