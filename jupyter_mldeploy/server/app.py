@@ -220,7 +220,8 @@ class ScoringApp:
         while True:
             message = await receive()
             if message["type"] == "http.disconnect":
-                break
+                # Nobody is left to answer, and run() must not see a truncated body.
+                raise ClientError(400, "The client disconnected before sending the whole body.")
             chunk = message.get("body", b"")
             if chunk:
                 size += len(chunk)

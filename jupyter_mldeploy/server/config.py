@@ -27,6 +27,11 @@ DEFAULT_HOST = "127.0.0.1"
 DEFAULT_MAX_REQUEST_MB = 100.0
 #: Ours: runs shorter than this (ms) may be called on the event-loop thread (see ``runner.Runner``).
 DEFAULT_INLINE_RUN_MS = 2.0
+#: Ours (``SCORING_HEADER_TIMEOUT_MS``): a request's headers must arrive within this many ms of its first
+#: byte, and its body may not pause longer; else 408 (see ``connection.GuardedHttpProtocol``).
+DEFAULT_HEADER_TIMEOUT_MS = 20_000
+#: Ours (``SCORING_MAX_HEADER_BYTES``): request line plus headers larger than this answer 431.
+DEFAULT_MAX_HEADER_BYTES = 65_536
 
 
 class ConfigError(ValueError):
@@ -56,6 +61,9 @@ class ServerSettings:
         debug_port: ``AZUREML_DEBUG_PORT``: workers attach debugpy to this port when set.
         inline_run_ms: ``MLDEPLOY_INLINE_RUN_MS``: once a script's recent runs are all shorter than this
             many milliseconds, calls run on the event-loop thread instead of the run thread; 0 = never.
+        header_timeout_ms: ``SCORING_HEADER_TIMEOUT_MS``: time allowed for a request's headers (from its
+            first byte) and for any pause inside its body; a client slower than that gets 408.
+        max_header_bytes: ``SCORING_MAX_HEADER_BYTES``: largest request line plus headers; larger gets 431.
         script_env: ``AZUREML_ENTRY_SCRIPT`` and ``AZUREML_SOURCE_DIRECTORY`` as the scoring script sees
             them: as given in the environment or config file (relative to the app root in a v1 image), a
             command-line ``--entry_script`` as its absolute path (azmlinfsrv exports its real path).
@@ -78,6 +86,8 @@ class ServerSettings:
     max_request_mb: float
     debug_port: int | None
     inline_run_ms: float = DEFAULT_INLINE_RUN_MS
+    header_timeout_ms: int = DEFAULT_HEADER_TIMEOUT_MS
+    max_header_bytes: int = DEFAULT_MAX_HEADER_BYTES
     script_env: Mapping[str, str] = field(default_factory=dict)
 
     def worker_env(self) -> dict[str, str]:
@@ -180,6 +190,16 @@ def build_parser(prog: str = "python -m jupyter_mldeploy.server") -> argparse.Ar
         "--inline-run-ms", "--inline_run_ms", type=_non_negative_float,
         help=f"Call run() on the event-loop thread once recent runs all took less than this many ms "
              f"(default {DEFAULT_INLINE_RUN_MS:g}; 0 = always use the separate run thread).",
+    )
+    parser.add_argument(
+        "--header-timeout-ms", "--header_timeout_ms", type=_positive_int,
+        help=f"A request's headers must arrive within this many ms of its first byte and its body may not "
+             f"pause longer, else 408 (SCORING_HEADER_TIMEOUT_MS; default {DEFAULT_HEADER_TIMEOUT_MS}).",
+    )
+    parser.add_argument(
+        "--max-header-bytes", "--max_header_bytes", type=_positive_int,
+        help=f"Largest request line plus headers in bytes, else 431 (SCORING_MAX_HEADER_BYTES; default "
+             f"{DEFAULT_MAX_HEADER_BYTES}).",
     )
     return parser
 
@@ -307,6 +327,14 @@ def resolve_settings(
         max_request_mb=max_request_mb,
         debug_port=_int_setting("AZUREML_DEBUG_PORT", debug_port, 1) if debug_port else None,
         inline_run_ms=inline_run_ms,
+        header_timeout_ms=_int_setting(
+            "SCORING_HEADER_TIMEOUT_MS",
+            _or_default(pick(args.header_timeout_ms, "SCORING_HEADER_TIMEOUT_MS"), DEFAULT_HEADER_TIMEOUT_MS), 1,
+        ),
+        max_header_bytes=_int_setting(
+            "SCORING_MAX_HEADER_BYTES",
+            _or_default(pick(args.max_header_bytes, "SCORING_MAX_HEADER_BYTES"), DEFAULT_MAX_HEADER_BYTES), 1024,
+        ),
         script_env=script_env,
     )
 

@@ -238,6 +238,8 @@ class Supervisor:
             "--ready-fd", str(ready_w),
             "--max-request-mb", repr(self.settings.max_request_mb),
             "--inline-run-ms", repr(self.settings.inline_run_ms),
+            "--header-timeout-ms", str(self.settings.header_timeout_ms),
+            "--max-header-bytes", str(self.settings.max_header_bytes),
             "--generation", str(generation.number),
         ]
         try:

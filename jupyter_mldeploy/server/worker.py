@@ -24,6 +24,13 @@ import traceback
 from collections.abc import Coroutine, Iterator
 from typing import Any
 
+from jupyter_mldeploy.server.config import (
+    DEFAULT_HEADER_TIMEOUT_MS,
+    DEFAULT_INLINE_RUN_MS,
+    DEFAULT_MAX_HEADER_BYTES,
+    DEFAULT_MAX_REQUEST_MB,
+)
+
 EXIT_INIT_FAILED = 3
 #: Seconds a stopping worker keeps serving the connections it already accepted before it shuts down.
 DRAIN_GRACE_SEC = 0.5
@@ -99,7 +106,7 @@ class _DrainingApp:
 class _SupervisedServer:
     """Builds the uvicorn server lazily (uvicorn is imported only once ``init()`` succeeded)."""
 
-    def __init__(self, app: Any, sock: socket.socket, log_level: str) -> None:
+    def __init__(self, app: Any, sock: socket.socket, log_level: str, protocol: type) -> None:
         import uvicorn
 
         class Server(uvicorn.Server):
@@ -110,7 +117,7 @@ class _SupervisedServer:
 
         host, port = sock.getsockname()[:2]
         config = uvicorn.Config(
-            app, host=host, port=port, lifespan="off", access_log=False, log_config=None,
+            app, host=host, port=port, lifespan="off", access_log=False, log_config=None, http=protocol,
             server_header=False, proxy_headers=False, log_level=log_level.lower() if log_level.lower() in
             ("critical", "error", "warning", "info", "debug", "trace") else "info",
         )
@@ -177,7 +184,8 @@ def main(argv: list[str] | None = None) -> int:
 
     Args:
         argv: ``--fd`` (the bound socket), ``--ready-fd`` (the pipe to the supervisor),
-            ``--max-request-mb``, ``--inline-run-ms``, ``--generation``.
+            ``--max-request-mb``, ``--inline-run-ms``, ``--header-timeout-ms``, ``--max-header-bytes``,
+            ``--generation``.
 
     Returns:
         int: 0 after a graceful stop, 3 when loading the script or ``init()`` failed.
@@ -185,8 +193,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m jupyter_mldeploy.server.worker")
     parser.add_argument("--fd", type=int, required=True, help="File descriptor of the bound TCP socket.")
     parser.add_argument("--ready-fd", type=int, default=None, help="Pipe to report readiness on.")
-    parser.add_argument("--max-request-mb", type=float, default=100.0)
-    parser.add_argument("--inline-run-ms", type=float, default=2.0)
+    parser.add_argument("--max-request-mb", type=float, default=DEFAULT_MAX_REQUEST_MB)
+    parser.add_argument("--inline-run-ms", type=float, default=DEFAULT_INLINE_RUN_MS)
+    parser.add_argument("--header-timeout-ms", type=int, default=DEFAULT_HEADER_TIMEOUT_MS)
+    parser.add_argument("--max-header-bytes", type=int, default=DEFAULT_MAX_HEADER_BYTES)
     parser.add_argument("--generation", type=int, default=1)
     args = parser.parse_args(argv)
     _exit_with_parent()
@@ -256,7 +266,10 @@ def main(argv: list[str] | None = None) -> int:
         app = CORSMiddleware(app, allow_origins=allowed, allow_methods=["GET", "POST"], allow_headers=["*"])
         log.info("Enabling CORS for the following origins: %s", ", ".join(allowed))
     sock = socket.socket(fileno=args.fd)
-    supervised = _SupervisedServer(_DrainingApp(app), sock, env.get("AZUREML_LOG_LEVEL", "INFO"))
+    from jupyter_mldeploy.server.connection import guarded_protocol
+
+    protocol = guarded_protocol(args.header_timeout_ms, args.max_header_bytes)
+    supervised = _SupervisedServer(_DrainingApp(app), sock, env.get("AZUREML_LOG_LEVEL", "INFO"), protocol)
     # uvicorn's live set of request tasks (uvicorn >= 0.13); without it every request counts as alone.
     tasks = getattr(getattr(supervised.server, "server_state", None), "tasks", None)
     if tasks is not None:
