@@ -8,8 +8,9 @@ port in use) raises IPython's ``UsageError`` with the error's one-line ``summary
 Workspace: every magic works on the workspace ``Workspace.from_config()`` finds (``$MLDEPLOY_WORKSPACE``,
 else the nearest ``.mldeploy/`` folder, else ``./.mldeploy``) until ``%mldeploy_workspace PATH`` picks
 another one for the rest of the session. Reading magics (``%models``, ``%deployments``, ``%test_endpoint``,
-``%mldeploy``, ``%%score_script --check``) never create a workspace: a missing one is an error naming the
-folders searched. Writing magics (``%register_model``, ``%deploy_local``) create it and say so once.
+``%mldeploy``, ``%%score_script --check``, and ``%deploy_local``, whose models must be registered already)
+never create a workspace: a missing one is an error naming the folders searched. ``%register_model`` and
+``%mldeploy_workspace PATH`` create it and say so once.
 
 ``--data EXPR`` options take a Python expression evaluated in the notebook's namespace, best a variable
 name (``--data payload``); quote it when it holds spaces.
@@ -403,7 +404,7 @@ class MLDeployMagics(Magics):
             %deploy_local diabetes-svc --model diabetes:1 --entry score.py --overwrite
         """
         args = _parse(self.deploy_local, line)
-        workspace = self._writing_workspace()
+        workspace = self.workspace  # the models must be registered there already: never a new workspace
         environment = actions.choose_environment(workspace, args.name, env=args.env, requirements=args.requirements,
                                                  current=args.current)
         source_dir = Path(args.source_dir).expanduser() if args.source_dir else None
