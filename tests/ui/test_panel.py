@@ -23,8 +23,9 @@ from jupyter_mldeploy.workspace import Workspace
 # Sub-pixel rounding of the layout: a box may end a fraction of a pixel past its container.
 EDGE_PX = 1.0
 
-# Measured in the page: the deploy button's and the Registry tab's boxes, and the deploy row's content width
-# against its own (wider means a cut-off button and a row that scrolls sideways).
+# Measured in the page: the deploy button's and the Registry tab's boxes, the deploy row's content width
+# against its own (wider means a cut-off button and a row that scrolls sideways), and which of the tab, the
+# cell's output area and the notebook's scroller would scroll sideways.
 MEASURE = """deploy => {
   const tab = deploy.closest('.widget-tab-contents');
   const box = node => {
@@ -32,7 +33,10 @@ MEASURE = """deploy => {
     return {left: r.left, right: r.right, top: r.top, bottom: r.bottom};
   };
   const row = deploy.parentElement;
-  return {deploy: box(deploy), tab: box(tab), rowScroll: row.scrollWidth, rowWidth: row.clientWidth};
+  const scrolling = [tab, deploy.closest('.jp-OutputArea-output'), deploy.closest('.jp-WindowedPanel-outer')]
+    .filter(node => node.scrollWidth > node.clientWidth + 1)
+    .map(node => `${node.className}: ${node.scrollWidth} px in ${node.clientWidth} px`);
+  return {deploy: box(deploy), tab: box(tab), rowScroll: row.scrollWidth, rowWidth: row.clientWidth, scrolling};
 }"""
 
 
@@ -88,3 +92,4 @@ def test_registry_tab_deploy_row_fits(notebook_lab: Lab, browser: Any, width: in
     assert measured["rowScroll"] <= measured["rowWidth"] + EDGE_PX, (
         f"the deploy row is {measured['rowScroll']} px wide in a {measured['rowWidth']} px box at {width} px"
     )
+    assert measured["scrolling"] == [], f"horizontal scroll at {width} px: {measured['scrolling']}"
