@@ -10,7 +10,7 @@ import pytest
 
 from jupyter_mldeploy.deploy import DeploymentConfiguration, LocalWebservice
 from jupyter_mldeploy.environment import Environment
-from jupyter_mldeploy.errors import DeploymentError, InvalidArgument, NotFound
+from jupyter_mldeploy.errors import InvalidArgument, NotFound
 from jupyter_mldeploy.inference_config import EnvironmentReference, InferenceConfig
 
 SCORE = "def init():\n    pass\n\n\ndef run(raw_data):\n    return raw_data\n"
@@ -199,13 +199,12 @@ def test_bad_deployment_config_files(tmp_path: Path, data: dict, error: type, fr
         DeploymentConfiguration.from_file(file)
 
 
-def test_aks_files_parse_but_do_not_run_here(tmp_path: Path):
+def test_aks_files_parse_as_the_kubernetes_runtime(tmp_path: Path):
     file = tmp_path / "dc.json"
     file.write_text(json.dumps({"computeType": "aks", "numReplicas": 3, "autoScaler": {"autoscaleEnabled": False}}))
     config = DeploymentConfiguration.from_file(file)
     assert config.num_replicas == 3 and config.auto_scaler == {"autoscaleEnabled": False}
-    with pytest.raises(DeploymentError, match="Kubernetes"):
-        config.check_runnable()
+    assert config.runtime == "kubernetes"  # tests/kubernetes/ covers that target
     file.write_text(json.dumps({"computeType": "docker"}))
     assert DeploymentConfiguration.from_file(file).runtime == "docker"
 

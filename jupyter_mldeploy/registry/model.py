@@ -482,11 +482,13 @@ class Model:
         deployment_config: DeploymentConfiguration | None = None,
         overwrite: bool = False,
         show_output: bool = False,
+        deployment_target: Any = None,
     ) -> Webservice:
         """Deploy models as a service (v1 ``Model.deploy``); see :func:`jupyter_mldeploy.deploy.deploy_model`."""
         from jupyter_mldeploy.deploy import deploy_model  # v1 façade forwarder: the deploy layer imports the registry
 
-        return deploy_model(workspace, name, models, inference_config, deployment_config, overwrite, show_output)
+        return deploy_model(workspace, name, models, inference_config, deployment_config, overwrite, show_output,
+                            deployment_target)
 
     @staticmethod
     def package(
