@@ -57,7 +57,11 @@ def test_quickstart_prints_what_the_readme_shows() -> None:
     before = latest_version()
     env = {key: value for key, value in os.environ.items() if key != "MLDEPLOY_WORKSPACE"}
     done = subprocess.run(
-        [str(REPO / "scripts" / "quickstart")], cwd=REPO, env=env, capture_output=True, text=True,
+        [str(REPO / "scripts" / "quickstart")],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
         timeout=TIMEOUT_S,
     )
     assert done.returncode == 0, f"exit {done.returncode}\nstdout:\n{done.stdout}\nstderr:\n{done.stderr}"
