@@ -175,7 +175,7 @@ def test_the_rules_can_fail() -> None:
     assert _cycles(edges) == [frozenset({"a", "b", "c"})]
     imports = _imports()
     assert any(imp.module == "jupyter_mldeploy.deploy.webservice" and _unit(imp.target) == "registry" for imp in imports)
-    assert sum(imp.target == "<forwarder>" for imp in imports) == 3
+    assert sum(imp.target == "<forwarder>" for imp in imports) >= 3
 
 
 @pytest.mark.parametrize("module", ["jupyter_mldeploy.deploy.targets.process", "jupyter_mldeploy.docker.target"])

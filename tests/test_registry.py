@@ -311,6 +311,9 @@ def test_delete_model_used_by_a_service_is_a_conflict(workspace: Workspace, mode
             "INSERT INTO services (name, runtime, created_time, updated_time) VALUES ('svc1', 'process', 'now', 'now')"
         )
         conn.execute("INSERT INTO service_models VALUES ('svc1', 'served', 1)")
+    # a service exists while its record does (rows without one are dropped as leftovers of a crash)
+    (workspace.deployments_dir / "svc1").mkdir(parents=True)
+    (workspace.deployments_dir / "svc1" / "service.json").write_text("{}")
     with pytest.raises(Conflict, match="used by service 'svc1'"):
         model.delete()
     assert Path(model.path).read_bytes() == model_file.read_bytes()
