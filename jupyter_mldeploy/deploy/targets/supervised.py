@@ -15,7 +15,6 @@ signal (``os.kill`` or ``docker kill --signal``):
 
 from __future__ import annotations
 
-import re
 import time
 from abc import abstractmethod
 from collections.abc import Callable
@@ -29,7 +28,7 @@ from jupyter_mldeploy.deploy.app_folder import remove_app_folder
 from jupyter_mldeploy.deploy.service_store import ServiceStore
 from jupyter_mldeploy.deploy.state import ServiceRecord, ServiceState, read_json, write_json_atomic
 from jupyter_mldeploy.deploy.targets.base import ServiceTarget
-from jupyter_mldeploy.errors import DeploymentError
+from jupyter_mldeploy.errors import DeploymentError, headline
 from jupyter_mldeploy.server.protocol import ProtocolError, SpecFile, SupervisorStatus
 
 #: Seconds a switch waits for the new worker generation to become healthy.
@@ -152,19 +151,6 @@ def error_tail(text: str, num_lines: int = ERROR_LOG_LINES) -> str:
     """The end of a log for an error message, without the per-request access lines that drown a traceback."""
     kept = [line for line in text.splitlines() if " mldeploy.access - " not in line]
     return "\n".join(kept[-num_lines:])
-
-
-def one_line(text: str) -> str:
-    """Summarize a server error report (often a traceback) as its first line plus the exception line."""
-    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
-    if not lines:
-        return ""
-    exception = next(
-        (line for line in reversed(lines) if re.match(r"^[A-Za-z_][\w.]*(Error|Exception|Exit|Interrupt)\b", line)),
-        None,
-    )
-    first = lines[0].rstrip(":")
-    return f"{first}: {exception}" if exception and exception != lines[0] else first
 
 
 class SupervisedTarget(ServiceTarget):
@@ -294,7 +280,7 @@ class SupervisedTarget(ServiceTarget):
             return
         status = read_status(status_path)
         detail = str((status.last_reload.error if status and status.last_reload else None) or "")
-        reason = one_line(detail) or (
+        reason = headline(detail) or (
             "the server stopped" if not self.supervisor_alive(store, record) else f"no answer within {timeout:g} s"
         )
         self._abandon(store, record)
