@@ -1,0 +1,114 @@
+"""Where mini-batches run, chosen by name: ``loky`` (joblib's process pool) or ``dask`` (a Dask cluster).
+
+Both are used through one interface, :class:`concurrent.futures.Executor`: the driver submits
+:func:`~jupyter_mldeploy.batch.worker.score_mini_batch` and waits on the futures, whatever the backend.
+That is how joblib itself runs on either (``joblib/_dask.py`` wraps ``Client.submit`` behind the backend
+interface its loky backend also implements); here the seam is the standard executor, which loky's
+``ProcessPoolExecutor`` is and ``distributed.Client.get_executor()`` returns.
+
+* ``loky``: ``process_count_per_node`` worker processes on this machine (default: the core count), started
+  by the driver, running the driver's interpreter; they stop with it.
+* ``dask``: ``scheduler="tcp://host:port"`` connects to a running cluster; ``"local"`` (the default) starts
+  a ``LocalCluster`` of ``process_count_per_node`` single-threaded worker processes on 127.0.0.1, as
+  ``distributed.deploy.local`` does, without its dashboard. Workers must import ``jupyter_mldeploy``,
+  pandas and what the script imports, and see the job folder and the input at the same paths (see
+  docs/batch.md).
+"""
+
+from __future__ import annotations
+
+import os
+from concurrent.futures import Executor
+from dataclasses import dataclass
+from typing import Any
+
+from jupyter_mldeploy.errors import InvalidArgument
+
+BACKENDS = ("loky", "dask")
+LOCAL_SCHEDULER = "local"
+
+
+def check_backend(backend: str, scheduler: str | None, node_count: int) -> None:
+    """Check a backend name and its scheduler before a job is recorded.
+
+    Raises:
+        InvalidArgument: An unknown backend; a scheduler with loky; a scheduler that is neither ``"local"``
+            nor ``tcp://host:port``; ``node_count`` above 1 with loky; dask not installed.
+    """
+    if backend not in BACKENDS:
+        raise InvalidArgument(f"backend must be 'loky' (this machine) or 'dask' (a Dask cluster), not {backend!r}.")
+    if backend == "loky":
+        if scheduler is not None:
+            raise InvalidArgument("scheduler is for backend='dask'; loky runs on this machine (leave scheduler unset).")
+        if node_count != 1:
+            raise InvalidArgument(f"node_count={node_count}: loky runs on one machine, so node_count must be 1; use backend='dask' for a cluster.")
+        return
+    if scheduler is not None and scheduler != LOCAL_SCHEDULER and not str(scheduler).startswith(("tcp://", "tls://", "inproc://")):
+        raise InvalidArgument(f"scheduler must be 'local' or a Dask scheduler address such as 'tcp://127.0.0.1:8786', not {scheduler!r}.")
+    try:
+        import distributed  # noqa: F401
+    except ImportError:
+        raise InvalidArgument("backend='dask' needs dask.distributed: pip install 'jupyter-mldeploy[dask]'.") from None
+
+
+@dataclass
+class OpenBackend:
+    """A started backend.
+
+    Attributes:
+        executor: Where to submit mini-batch tries.
+        workers: Worker slots (processes x threads): how many tries run at once.
+        description: One line for the job log (``loky, 2 processes``, ``dask tcp://..., 2 workers``).
+    """
+
+    executor: Executor
+    workers: int
+    description: str
+    _closers: tuple[Any, ...] = ()
+
+    def close(self) -> None:
+        """Stop what this backend started (loky's processes, a local cluster) and any try still running;
+        leave a remote cluster running."""
+        if hasattr(self.executor, "_processes"):  # loky: no try is worth waiting for once the job ends
+            self.executor.shutdown(wait=True, kill_workers=True)
+        else:
+            self.executor.shutdown(wait=False)
+        for closer in self._closers:
+            closer.close()
+
+
+def open_backend(backend: str, scheduler: str | None, processes: int | None) -> OpenBackend:
+    """Start (loky, local dask) or connect to (dask ``tcp://``) the backend.
+
+    Args:
+        backend: ``"loky"`` or ``"dask"``.
+        scheduler: For dask: ``"local"``/None, or a scheduler address.
+        processes: ``process_count_per_node``; None for the core count.
+
+    Returns:
+        OpenBackend: The executor and its size.
+
+    Raises:
+        OSError: When a scheduler cannot be reached (distributed's own message, with the address).
+    """
+    count = processes or os.cpu_count() or 1
+    if backend == "loky":
+        from joblib.externals.loky import ProcessPoolExecutor
+
+        return OpenBackend(ProcessPoolExecutor(max_workers=count), count, f"loky, {count} worker processes")
+    from distributed import Client, LocalCluster
+
+    if scheduler in (None, LOCAL_SCHEDULER):
+        cluster = LocalCluster(
+            n_workers=count, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=None,
+        )
+        client = Client(cluster)
+        closers: tuple[Any, ...] = (client, cluster)
+        where = f"a local Dask cluster at {cluster.scheduler_address}"
+    else:
+        client = Client(scheduler, timeout=30)
+        closers = (client,)
+        where = f"the Dask cluster at {scheduler}"
+    slots = sum(client.nthreads().values()) or 1
+    # pure=False: a retry of the same mini-batch must run again, not return the failed try's cached key.
+    return OpenBackend(client.get_executor(pure=False), slots, f"dask on {where}, {slots} worker threads", closers)

@@ -1,0 +1,238 @@
+"""The driver of a batch job: ``python -m jupyter_mldeploy.batch.driver JOB_FOLDER``.
+
+Started detached by :meth:`~jupyter_mldeploy.batch.job.BatchJob.submit` and ``resume``, so a notebook
+interrupt or a kernel restart does not stop the job, and a killed driver loses nothing the journal holds.
+It opens the backend, submits every mini-batch that is not done (at most two per worker slot in flight,
+so it holds only those), writes each result's part file and journal line, retries a try that raised or
+timed out up to ``run_max_try``, stops as soon as a threshold is crossed, and assembles the output when
+every mini-batch is done. ``SIGTERM`` (``BatchJob.cancel``) stops it as ``Canceled``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import logging
+import signal
+import sys
+import time
+from concurrent.futures import FIRST_COMPLETED, Future, wait
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from jupyter_mldeploy.batch.backends import open_backend
+from jupyter_mldeploy.batch.config import APPEND_ROW, ParallelRunConfig
+from jupyter_mldeploy.batch.inputs import MiniBatch
+from jupyter_mldeploy.batch.journal import CANCELED, COMPLETED, FAILED, JobFolder
+from jupyter_mldeploy.batch.worker import ScriptSpec, TryOutcome, TryRequest, score_mini_batch
+from jupyter_mldeploy.deploy.state import utc_now
+
+log = logging.getLogger("jupyter_mldeploy.batch")
+#: Tries in flight per worker slot: enough to keep workers busy while the driver writes results.
+IN_FLIGHT_PER_WORKER = 2
+
+
+class JobStopped(Exception):
+    """The job must stop: a threshold was crossed, ``init()`` failed, or it was cancelled."""
+
+    def __init__(self, state: str, message: str) -> None:
+        super().__init__(message)
+        self.state = state
+        self.message = message
+
+
+@dataclass
+class Tally:
+    """The counts thresholds are checked against (done mini-batches of earlier runs included).
+
+    Attributes:
+        total: Mini-batches in the plan.
+        items: Items of processed mini-batches.
+        failed_items: Items not returned.
+        failed_batches: Mini-batches counted failed.
+    """
+
+    total: int
+    items: int = 0
+    failed_items: int = 0
+    failed_batches: int = 0
+
+    def add(self, items: int, succeeded: int, batch_failed: bool) -> None:
+        """Count one processed mini-batch."""
+        self.items += items
+        self.failed_items += items - succeeded
+        self.failed_batches += int(batch_failed)
+
+    def crossed(self, config: ParallelRunConfig) -> str | None:
+        """Return the message naming the threshold crossed, or None."""
+        if config.error_threshold != -1 and self.failed_items > config.error_threshold:
+            return (
+                f"error_threshold={config.error_threshold} crossed: {self.failed_items} input items failed "
+                f"(of {self.items} processed)."
+            )
+        if config.allowed_failed_count is not None and self.failed_batches > config.allowed_failed_count:
+            return (
+                f"allowed_failed_count={config.allowed_failed_count} crossed: {self.failed_batches} mini-batches "
+                f"failed (of {self.total})."
+            )
+        percent = config.allowed_failed_percent
+        if percent is not None and self.total and 100.0 * self.failed_batches / self.total > percent:
+            return (
+                f"allowed_failed_percent={percent:g} crossed: {self.failed_batches} of {self.total} mini-batches "
+                f"failed ({100.0 * self.failed_batches / self.total:.1f}%)."
+            )
+        return None
+
+
+class Driver:
+    """Runs one job's remaining mini-batches.
+
+    Args:
+        folder: The job folder.
+    """
+
+    def __init__(self, folder: JobFolder) -> None:
+        self.folder = folder
+        self.record = folder.read_record()
+        self.config = ParallelRunConfig.from_dict(self.record["config"])
+        self.cancelled = False
+        #: Next try number of mini-batches waiting for a retry.
+        self._attempts: dict[int, int] = {}
+
+    def _request(self, batch: MiniBatch, attempt: int, script: ScriptSpec) -> TryRequest:
+        return TryRequest(
+            script=script, batch=batch, attempt=attempt, timeout=float(self.config.run_invocation_timeout),
+            keep_rows=self.config.output_action == APPEND_ROW,
+        )
+
+    def _record_outcome(self, outcome: TryOutcome, batch: MiniBatch, tally: Tally) -> bool:
+        """Journal one finished try; return True when the mini-batch must be tried again."""
+        if outcome.error is None:
+            if self.config.output_action == APPEND_ROW:
+                self.folder.write_part(batch.index, outcome.rows)
+            self.folder.append({
+                "batch": batch.index, "event": "done", "items": outcome.items, "succeeded": outcome.succeeded,
+                "attempt": outcome.attempt, "seconds": round(outcome.seconds, 4), "worker": outcome.worker,
+            })
+            tally.add(outcome.items, outcome.succeeded, outcome.succeeded < outcome.items)
+            if outcome.succeeded < outcome.items:
+                log.warning("Mini-batch %d: run() returned %d of %d items.", batch.index, outcome.succeeded, outcome.items)
+            return False
+        if outcome.init_failed:
+            log.error("%s", outcome.error)
+            raise JobStopped(FAILED, f"The entry script's init() failed on {outcome.worker}: {outcome.error}")
+        if outcome.attempt < self.config.run_max_try:
+            log.warning("Mini-batch %d try %d of %d failed on %s; retrying. %s", batch.index, outcome.attempt,
+                        self.config.run_max_try, outcome.worker, outcome.error)
+            self.folder.append({"batch": batch.index, "event": "retry", "attempt": outcome.attempt, "error": outcome.error})
+            return True
+        log.error("Mini-batch %d failed all %d tries (last on %s). %s", batch.index, self.config.run_max_try,
+                  outcome.worker, outcome.error)
+        self.folder.append({
+            "batch": batch.index, "event": "failed", "items": outcome.items, "attempt": outcome.attempt,
+            "error": outcome.error,
+        })
+        tally.add(outcome.items, 0, True)
+        return False
+
+    def run(self) -> str:
+        """Run the remaining mini-batches; return the final state. Writes the record's state and error."""
+        plan = list(self.folder.read_plan())
+        # Done mini-batches of an earlier run count towards the thresholds; ones that failed every try are
+        # tried again.
+        done_entries = self.folder.progress().finished
+        tally = self._tally_of_done(len(plan), done_entries)
+        pending = collections.deque(b for b in plan if b.index not in done_entries)
+        log.info("Job %s: %d mini-batches, %d done earlier, %d to run.", self.record["id"], len(plan),
+                 len(done_entries), len(pending))
+        script = ScriptSpec(job_key=str(self.folder.path), environment=dict(self.record["environment"]))
+        backend = None
+        state, error = COMPLETED, None
+        try:
+            if pending:
+                backend = open_backend(self.record["backend"], self.record.get("scheduler"), self.config.process_count_per_node)
+                log.info("Backend: %s.", backend.description)
+                self.folder.update_record(backendDescription=backend.description)
+                self._loop(pending, backend, script, tally)
+            if self.config.output_action == APPEND_ROW:
+                output = Path(self.record["outputFile"])
+                size = self.folder.assemble(len(plan), output)
+                log.info("Output: %s (%d bytes).", output, size)
+        except JobStopped as stop:
+            state, error = stop.state, stop.message
+            log.error("Job %s: %s", state, stop.message)
+        except Exception as exc:  # noqa: BLE001 - a dead worker or an unreachable scheduler ends the job
+            state = FAILED
+            error = (
+                f"{type(exc).__name__}: {exc}. Mini-batches done so far are kept; resume with "
+                f"`mldeploy batch resume {self.record['id']}`."
+            )
+            log.exception("Job failed")
+        finally:
+            if backend is not None:
+                backend.close()
+        self.folder.update_record(state=state, error=error, endTime=utc_now())
+        return state
+
+    def _tally_of_done(self, total: int, done: set[int]) -> Tally:
+        tally = Tally(total=total)
+        latest: dict[int, dict[str, Any]] = {}
+        for entry in self.folder.entries():
+            if entry.get("event") == "done" and int(entry["batch"]) in done:
+                latest[int(entry["batch"])] = entry
+        for entry in latest.values():
+            items, succeeded = int(entry.get("items", 0)), int(entry.get("succeeded", 0))
+            tally.add(items, succeeded, succeeded < items)
+        return tally
+
+    def _loop(self, pending: collections.deque[MiniBatch], backend: Any, script: ScriptSpec, tally: Tally) -> None:
+        in_flight: dict[Future[TryOutcome], tuple[MiniBatch, int]] = {}
+        limit = max(1, backend.workers * IN_FLIGHT_PER_WORKER)
+        while pending or in_flight:
+            while pending and len(in_flight) < limit:
+                batch = pending.popleft()
+                attempt = self._attempts.pop(batch.index, 1)
+                in_flight[backend.executor.submit(score_mini_batch, self._request(batch, attempt, script))] = (batch, attempt)
+            finished, _ = wait(list(in_flight), timeout=0.5, return_when=FIRST_COMPLETED)
+            if self.cancelled:
+                raise JobStopped(CANCELED, "Cancelled; resume with `mldeploy batch resume "
+                                 f"{self.record['id']}` to finish it.")
+            for future in finished:
+                batch, attempt = in_flight.pop(future)
+                outcome = future.result()
+                if self._record_outcome(outcome, batch, tally):
+                    self._attempts[batch.index] = attempt + 1
+                    pending.appendleft(batch)
+                message = tally.crossed(self.config)
+                if message:
+                    raise JobStopped(FAILED, message)
+
+    def start(self) -> str:
+        """Run the job with ``SIGTERM`` as cancel; return its final state."""
+        signal.signal(signal.SIGTERM, self._on_term)
+        return self.run()
+
+    def _on_term(self, _signum: int, _frame: Any) -> None:
+        self.cancelled = True
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the job in the given folder; exit 0 when it completes, 1 otherwise."""
+    parser = argparse.ArgumentParser(prog="python -m jupyter_mldeploy.batch.driver")
+    parser.add_argument("job_folder")
+    args = parser.parse_args(argv)
+    folder = JobFolder(Path(args.job_folder))
+    level = folder.read_record().get("config", {}).get("logging_level", "INFO")
+    logging.basicConfig(
+        stream=sys.stdout, level=getattr(logging, level, logging.INFO),
+        format="%(asctime)s %(levelname)s %(message)s",
+    )
+    started = time.time()
+    state = Driver(folder).start()
+    log.info("Job %s after %.1f s.", state, time.time() - started)
+    return 0 if state == COMPLETED else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

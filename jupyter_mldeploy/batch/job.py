@@ -1,0 +1,406 @@
+"""``BatchJob``: submit, follow, cancel and resume a batch scoring job (v1's ``ParallelRunStep`` run).
+
+A job is recorded in the workspace (``jobs/<name>/<id>/``, see :mod:`~jupyter_mldeploy.batch.journal`)
+and run by a detached driver process (:mod:`~jupyter_mldeploy.batch.driver`); the ``BatchJob`` object
+only reads the record and the journal, so any process (a notebook, ``mldeploy batch show``, the panel)
+sees the same progress, and a job survives the kernel that submitted it.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TextIO
+
+from jupyter_mldeploy.batch.backends import check_backend
+from jupyter_mldeploy.batch.config import APPEND_ROW, ParallelRunConfig
+from jupyter_mldeploy.batch.inputs import FILES, plan_mini_batches, resolve_input
+from jupyter_mldeploy.batch.journal import (
+    CANCELED,
+    COMPLETED,
+    FAILED,
+    FINAL_STATES,
+    NOT_STARTED,
+    RUNNING,
+    BatchProgress,
+    JobFolder,
+    job_folders,
+    jobs_dir,
+)
+from jupyter_mldeploy.deploy.app_folder import build_app_folder
+from jupyter_mldeploy.deploy.model_sources import resolve_model_sources
+from jupyter_mldeploy.deploy.state import read_json, utc_now, write_json_atomic
+from jupyter_mldeploy.deploy.targets.local_process import is_running
+from jupyter_mldeploy.errors import Conflict, InvalidArgument, MLDeployError, NotFound
+from jupyter_mldeploy.names import validate_name
+
+if TYPE_CHECKING:  # pragma: no cover
+    from jupyter_mldeploy.workspace import Workspace
+
+DRIVER_MODULE = "jupyter_mldeploy.batch.driver"
+DRIVER_FILE = "driver.json"
+#: Seconds between two reads of the journal while waiting.
+POLL_S = 0.5
+#: Width of the text progress bar, in characters.
+BAR_WIDTH = 24
+
+# Popen handles of drivers started here, so their exit status is collected (no zombie read as alive).
+_DRIVERS: dict[int, subprocess.Popen[bytes]] = {}
+
+
+class JobFailed(MLDeployError):
+    """A batch job ended Failed or Canceled (raised by ``wait_for_completion(raise_on_error=True)``)."""
+
+
+def _parse_time(value: str | None) -> datetime | None:
+    return datetime.fromisoformat(value) if value else None
+
+
+def _new_id(name: str) -> str:
+    # v1 run ids read "<experiment>_<unix time>_<hex>": sortable by time, unique without a lock.
+    return f"{name}_{int(time.time())}_{secrets.token_hex(4)}"
+
+
+def _spawn_driver(folder: JobFolder, starts: int) -> None:
+    """Start the driver detached (its own session) with its output appended to the job log."""
+    folder.log_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(folder.log_path, "ab") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", DRIVER_MODULE, str(folder.path)],
+            cwd=str(folder.path), stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"}, start_new_session=True, close_fds=True,
+        )
+    _DRIVERS[proc.pid] = proc
+    try:
+        import psutil
+
+        create_time = psutil.Process(proc.pid).create_time()
+    except Exception:  # noqa: BLE001 - exited at once: still identified by its pid and the start number
+        create_time = 0.0
+    write_json_atomic(folder.path / DRIVER_FILE, {"pid": proc.pid, "createTime": create_time, "start": starts})
+
+
+class BatchJob:
+    """A batch scoring job in a workspace.
+
+    Args:
+        workspace: The workspace.
+        job_id: The job's id (``<name>_<unix time>_<hex>``).
+
+    Raises:
+        NotFound: When no job has this id (the message lists how to see the jobs).
+    """
+
+    def __init__(self, workspace: Workspace, job_id: str) -> None:
+        self.workspace = workspace
+        self.id = job_id
+        folder = next((f for f in job_folders(workspace.path) if f.name == job_id), None)
+        if folder is None:
+            raise NotFound(f"No batch job {job_id!r} in {workspace.path}; list them with `mldeploy batch list`.")
+        self.folder = JobFolder(folder)
+
+    def __repr__(self) -> str:
+        return f"BatchJob(id={self.id!r}, state={self.state!r})"
+
+    # -- submit / resume ------------------------------------------------------------------------------
+
+    @classmethod
+    def submit(
+        cls,
+        workspace: Workspace,
+        name: str,
+        config: ParallelRunConfig,
+        inputs: Any,
+        models: Any,
+        output_dir: str | os.PathLike[str],
+        backend: str = "loky",
+        scheduler: str | None = None,
+    ) -> BatchJob:
+        """Check everything, record the job and start its driver; return at once.
+
+        Args:
+            workspace: The workspace the job is recorded in and the models come from.
+            name: The job's name (as a v1 step name): ``jobs/<name>/<id>/``.
+            config: How to run the entry script.
+            inputs: A path or glob, ``TabularInput(path)`` or ``FileInput(path)``.
+            models: Registered models (``Model``, ``"name:version"``, ``"name"``, or a list); None for none.
+            output_dir: Folder the ``append_row`` file is written to (created when missing).
+            backend: ``"loky"`` (this machine) or ``"dask"``.
+            scheduler: For dask: ``"local"`` (default) or ``"tcp://host:port"``.
+
+        Returns:
+            BatchJob: The running job.
+
+        Raises:
+            InvalidArgument: A bad name, config, backend, input (missing, unreadable, of the wrong type) or
+                output folder (already holding the output file); nothing is recorded.
+            NotFound: A model that is not registered.
+        """
+        validate_name(name, "job name")
+        if not isinstance(config, ParallelRunConfig):
+            raise InvalidArgument(f"config must be a ParallelRunConfig, not {type(config).__name__}.")
+        check_backend(backend, scheduler, config.node_count)
+        resolved = resolve_input(inputs)
+        limit = config.batch_limit(resolved.kind == FILES)
+        entry, source_dir = _entry_script(config)
+        sources = resolve_model_sources(workspace, models)
+        output_folder = Path(output_dir).expanduser().resolve()
+        output_file = output_folder / config.output_file_name
+        if output_folder.exists() and not output_folder.is_dir():
+            raise InvalidArgument(f"output_dir {output_folder} is a file; pass a folder.")
+        if config.output_action == APPEND_ROW and output_file.exists():
+            raise InvalidArgument(
+                f"{output_file} already exists (an earlier job's output); pass another output_dir or delete it."
+            )
+        job_id = _new_id(name)
+        folder = JobFolder(jobs_dir(workspace.path) / name / job_id)
+        folder.path.mkdir(parents=True)
+        try:
+            app = build_app_folder(folder.app_dir, entry, source_dir, sources, exclude=[workspace.path])
+            total = folder.write_plan(plan_mini_batches(resolved, limit))
+            environment = {**app.scoring_environment(), **(config.environment_variables or {})}
+            folder.write_record({
+                "id": job_id, "name": name, "kind": "batch", "state": RUNNING, "error": None,
+                "config": config.to_dict(),
+                "input": {"source": resolved.source, "kind": resolved.kind, "files": len(resolved.files),
+                          "miniBatchLimit": limit},
+                "models": [s.id for s in sources], "backend": backend, "scheduler": scheduler,
+                "outputDir": str(output_folder),
+                "outputFile": str(output_file) if config.output_action == APPEND_ROW else None,
+                "environment": environment, "totalMiniBatches": total, "driverStarts": 1,
+                "submitTime": utc_now(), "startTime": utc_now(), "endTime": None,
+            })
+        except BaseException:
+            shutil.rmtree(folder.path, ignore_errors=True)
+            raise
+        _spawn_driver(folder, 1)
+        return cls(workspace, job_id)
+
+    @classmethod
+    def resume(cls, workspace: Workspace, job_id: str) -> BatchJob:
+        """Start a new driver for a job that stopped before completing; done mini-batches are kept.
+
+        Args:
+            workspace: The workspace.
+            job_id: The job.
+
+        Returns:
+            BatchJob: The running job.
+
+        Raises:
+            NotFound: No such job.
+            Conflict: The job completed, or its driver is still running.
+        """
+        job = cls(workspace, job_id)
+        state = job.state
+        if state == COMPLETED:
+            raise Conflict(f"Batch job {job_id} already completed; its output is {job.folder.read_record().get('outputFile')}.")
+        if state == RUNNING:
+            raise Conflict(f"Batch job {job_id} is still running; cancel it first (mldeploy batch cancel {job_id}).")
+        record = job.folder.read_record()
+        starts = int(record.get("driverStarts", 1)) + 1
+        job.folder.update_record(state=RUNNING, error=None, endTime=None, driverStarts=starts)
+        _spawn_driver(job.folder, starts)
+        return job
+
+    @classmethod
+    def list(cls, workspace: Workspace) -> list[BatchJob]:
+        """Every batch job of the workspace, newest first."""
+        folders = sorted(job_folders(workspace.path),
+                         key=lambda f: JobFolder(f).read_record().get("submitTime") or "", reverse=True)
+        return [cls(workspace, f.name) for f in folders]
+
+    # -- state ----------------------------------------------------------------------------------------
+
+    def _driver_alive(self, record: dict[str, Any]) -> bool:
+        driver = read_json(self.folder.path / DRIVER_FILE) or {}
+        if int(driver.get("start", 0)) != int(record.get("driverStarts", 1)):
+            return True  # being started: the submitter has not written the new driver's pid yet
+        pid = int(driver.get("pid", 0))
+        proc = _DRIVERS.get(pid)
+        if proc is not None and proc.poll() is not None:
+            return False
+        return is_running(pid, float(driver.get("createTime", 0.0)))
+
+    @property
+    def state(self) -> str:
+        """``Running``, ``Completed``, ``Failed`` or ``Canceled`` (v1's run statuses).
+
+        A job recorded Running whose driver is gone (killed) reads ``Failed``; ``resume`` finishes it.
+        """
+        record = self.folder.read_record()
+        state = record.get("state", NOT_STARTED)
+        if state == RUNNING and not self._driver_alive(self.folder.read_record()):
+            # The driver may have finished between the two reads: read the record again.
+            state = self.folder.read_record().get("state", NOT_STARTED)
+            if state == RUNNING:
+                return FAILED
+        return state
+
+    def get_details(self) -> dict[str, Any]:
+        """The job's counts and settings (v1's ``get_details`` plus the ParallelRunStep counts).
+
+        Returns:
+            dict: ``id``, ``name``, ``state``, ``error``, ``backend``, ``input``, ``models``, ``outputFile``,
+            ``miniBatches`` (total / done / failed), ``items`` (total processed / succeeded / failed),
+            ``retries``, ``elapsedSeconds``, ``rowsPerSecond``, ``etaSeconds``, ``errors`` (the last error of
+            up to 20 failed mini-batches, by index), ``startTime``, ``endTime``.
+        """
+        record = self.folder.read_record()
+        state = self.state
+        progress = self.folder.progress()
+        error = record.get("error")
+        if state == FAILED and record.get("state") == RUNNING:
+            error = (f"The driver process stopped without finishing (killed?); resume with "
+                     f"`mldeploy batch resume {self.id}`.")
+        return _details(record, state, error, progress)
+
+    def get_logs(self) -> str:
+        """The job log: the driver's lines (tries, retries, errors with tracebacks) and the loky workers' output."""
+        try:
+            return self.folder.log_path.read_text(encoding="utf-8", errors="replace")
+        except FileNotFoundError:
+            return ""
+
+    def wait_for_completion(
+        self, show_output: bool = False, timeout: float | None = None, raise_on_error: bool = True,
+        stream: TextIO | None = None, on_progress: Callable[[dict[str, Any]], None] | None = None,
+    ) -> dict[str, Any]:
+        """Wait until the job ends; with ``show_output``, print a progress line as it changes.
+
+        Args:
+            show_output: Print ``[####----] 12/40 mini-batches | 3,456 rows/s | 0 failed | ETA 8s`` lines.
+            timeout: Seconds to wait at most (None: until it ends).
+            raise_on_error: Raise :class:`JobFailed` when the job ends Failed or Canceled (as v1).
+            stream: Where to print (default: stdout).
+            on_progress: Called with :meth:`get_details` at every poll (the magic's live view).
+
+        Returns:
+            dict: :meth:`get_details` at the end.
+
+        Raises:
+            JobFailed: The job failed or was cancelled (the message is the job's error).
+            TimeoutError: ``timeout`` passed first (the job keeps running).
+        """
+        out = stream or sys.stdout
+        deadline = None if timeout is None else time.monotonic() + timeout
+        shown = ""
+        while True:
+            details = self.get_details()
+            if on_progress is not None:
+                on_progress(details)
+            line = progress_line(details)
+            if show_output and line != shown:
+                print(line, file=out, flush=True)
+                shown = line
+            if details["state"] in FINAL_STATES:
+                break
+            if deadline is not None and time.monotonic() > deadline:
+                raise TimeoutError(f"Batch job {self.id} still running after {timeout:g} s.")
+            time.sleep(POLL_S)
+        if raise_on_error and details["state"] != COMPLETED:
+            raise JobFailed(f"Batch job {self.id} {details['state'].lower()}: {details['error']}")
+        return details
+
+    def cancel(self, timeout: float = 30.0) -> None:
+        """Stop the job (its driver gets SIGTERM, stops the workers and records ``Canceled``); ``resume``
+        continues it later.
+
+        Raises:
+            MLDeployError: When the driver does not stop within ``timeout`` seconds.
+        """
+        record = self.folder.read_record()
+        if record.get("state") != RUNNING:
+            return
+        driver = read_json(self.folder.path / DRIVER_FILE) or {}
+        if self._driver_alive(record) and driver.get("pid"):
+            os.kill(int(driver["pid"]), signal.SIGTERM)
+            deadline = time.monotonic() + timeout
+            while self._driver_alive(self.folder.read_record()):
+                if time.monotonic() > deadline:
+                    raise MLDeployError(f"The driver of batch job {self.id} (pid {driver['pid']}) did not stop in {timeout:g} s.")
+                time.sleep(0.1)
+        if self.folder.read_record().get("state") == RUNNING:
+            self.folder.update_record(state=CANCELED, error="Cancelled.", endTime=utc_now())
+
+
+def _entry_script(config: ParallelRunConfig) -> tuple[Path, Path | None]:
+    """The entry script and source folder, absolute; checked to exist (v1: entry relative to the source)."""
+    source_dir = Path(config.source_directory).expanduser().resolve() if config.source_directory else None
+    if source_dir is not None and not source_dir.is_dir():
+        raise InvalidArgument(f"source_directory {config.source_directory!r} is not a folder.")
+    entry = Path(config.entry_script).expanduser()
+    entry = (source_dir / entry if source_dir is not None and not entry.is_absolute() else entry).resolve()
+    if not entry.is_file():
+        raise InvalidArgument(f"entry_script {str(entry)!r} does not exist; write the batch script (init() and run(mini_batch)) first.")
+    if source_dir is not None and not entry.is_relative_to(source_dir):
+        raise InvalidArgument(f"entry_script {str(entry)!r} is outside source_directory {str(source_dir)!r}.")
+    return entry, source_dir
+
+
+def _details(record: dict[str, Any], state: str, error: str | None, progress: BatchProgress) -> dict[str, Any]:
+    total = int(record.get("totalMiniBatches", 0))
+    start, end = _parse_time(record.get("startTime")), _parse_time(record.get("endTime"))
+    elapsed = ((end or datetime.now(timezone.utc)) - start).total_seconds() if start else 0.0
+    processed = progress.done + len(progress.terminal_failures)
+    rate = progress.items / elapsed if elapsed > 0 else 0.0
+    eta = None
+    if state == RUNNING and processed and elapsed > 0:
+        eta = round(elapsed / processed * (total - processed), 1)
+    return {
+        "id": record.get("id"), "name": record.get("name"), "state": state, "error": error,
+        "backend": record.get("backendDescription") or record.get("backend"), "input": record.get("input"),
+        "models": record.get("models", []), "outputFile": record.get("outputFile"),
+        "miniBatches": {"total": total, "done": progress.done, "failed": progress.failed_batches},
+        "items": {"total": progress.items, "succeeded": progress.succeeded, "failed": progress.failed_items},
+        "retries": progress.retries, "elapsedSeconds": round(elapsed, 3), "rowsPerSecond": round(rate, 1),
+        "etaSeconds": eta, "errors": {str(k): v for k, v in progress.errors.items()},
+        "startTime": record.get("startTime"), "endTime": record.get("endTime"),
+    }
+
+
+def progress_line(details: dict[str, Any]) -> str:
+    """One line of progress: ``Running [######----------] 12/40 mini-batches | 3,456 rows/s | 0 failed | ETA 8s``."""
+    batches = details["miniBatches"]
+    total = max(batches["total"], 1)
+    filled = int(BAR_WIDTH * (batches["done"]) / total)
+    eta = details.get("etaSeconds")
+    tail = f" | ETA {eta:.0f}s" if eta is not None else ""
+    return (
+        f"{details['state']} [{'#' * filled}{'-' * (BAR_WIDTH - filled)}] {batches['done']}/{batches['total']} "
+        f"mini-batches | {details['rowsPerSecond']:,.0f} rows/s | {details['items']['failed']} failed{tail}"
+    )
+
+
+def list_jobs(workspace: Workspace) -> list[dict[str, Any]]:
+    """Every batch job as a row, newest first: what ``mldeploy batch list`` and the deployments panel show.
+
+    Args:
+        workspace: The workspace.
+
+    Returns:
+        list[dict]: ``id``, ``name``, ``state``, ``progress`` (0..1 of mini-batches), ``miniBatches``
+        (``"done/total"``), ``items``, ``failed``, ``rowsPerSecond``, ``backend``, ``startTime``,
+        ``endTime``, ``outputFile``, ``error``.
+    """
+    rows = []
+    for job in BatchJob.list(workspace):
+        details = job.get_details()
+        batches = details["miniBatches"]
+        rows.append({
+            "id": details["id"], "name": details["name"], "state": details["state"],
+            "progress": round(batches["done"] / batches["total"], 4) if batches["total"] else 1.0,
+            "miniBatches": f"{batches['done']}/{batches['total']}", "items": details["items"]["total"],
+            "failed": details["items"]["failed"], "rowsPerSecond": details["rowsPerSecond"],
+            "backend": job.folder.read_record().get("backend"), "startTime": details["startTime"],
+            "endTime": details["endTime"], "outputFile": details["outputFile"], "error": details["error"],
+        })
+    return rows

@@ -1,0 +1,238 @@
+"""What runs on a worker: one try of one mini-batch (:func:`score_mini_batch`), the same for every backend.
+
+A worker process loads the job's entry script once with the scoring server's loader
+(:class:`~jupyter_mldeploy.server.user_script.UserScript`) after setting the layout variables a web service
+gets (``AZUREML_MODEL_DIR``, ``AML_APP_ROOT``...) and the job's ``environment_variables``, calls ``init()``
+once, then ``run(mini_batch)`` for every mini-batch it is given (v1's ParallelRunStep contract). A worker
+shared by two jobs (a long-lived Dask worker) keeps one loaded script per job.
+
+The function never raises for the user's errors: a failed read, a raising or slow ``run()`` comes back as
+:class:`TryOutcome.error` so the driver can count, retry and log it. Output rows are formatted here, in
+parallel, as v1's ``append_row`` writes them: a DataFrame's rows space-separated without header or index,
+a list's elements one per line.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import os
+import signal
+import threading
+import traceback
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from jupyter_mldeploy.batch.inputs import MiniBatch, count_lines, read_mini_batch
+from jupyter_mldeploy.server.layout import ScriptLocation
+from jupyter_mldeploy.server.user_script import UserScript, model_dir_listing
+
+#: Loaded (and initialised) entry scripts of this worker process, by job folder.
+_LOADED: dict[str, UserScript] = {}
+_LOAD_LOCK = threading.Lock()
+
+
+class InvocationTimeout(Exception):
+    """``run()`` took longer than ``run_invocation_timeout``."""
+
+
+@dataclass(frozen=True)
+class ScriptSpec:
+    """Where a job's script is and the variables it runs with (sent with every mini-batch; small).
+
+    Attributes:
+        job_key: The job folder: one loaded script per job per worker.
+        environment: Layout variables (``AML_APP_ROOT``, ``AZUREML_MODEL_DIR``...) plus the job's
+            ``environment_variables``.
+    """
+
+    job_key: str
+    environment: dict[str, str]
+
+
+@dataclass(frozen=True)
+class TryRequest:
+    """One try of one mini-batch.
+
+    Attributes:
+        script: The job's script.
+        batch: The mini-batch.
+        attempt: 1 for the first try.
+        timeout: ``run_invocation_timeout`` in seconds.
+        keep_rows: Whether to return the formatted rows (``append_row``).
+    """
+
+    script: ScriptSpec
+    batch: MiniBatch
+    attempt: int
+    timeout: float
+    keep_rows: bool
+
+
+@dataclass
+class TryOutcome:
+    """What one try gave.
+
+    Attributes:
+        index: The mini-batch's index.
+        attempt: The try number.
+        items: Input items in the mini-batch (rows or files).
+        succeeded: Elements ``run()`` returned (0 when it failed).
+        rows: The formatted output rows (``append_row``), UTF-8.
+        error: Why the try failed (a traceback's last lines), or None.
+        init_failed: True when ``init()`` or loading the script failed: no later try can succeed.
+        seconds: Wall time of the ``run()`` call.
+        worker: ``host:pid`` of the worker.
+    """
+
+    index: int
+    attempt: int
+    items: int = 0
+    succeeded: int = 0
+    rows: bytes = b""
+    error: str | None = None
+    init_failed: bool = False
+    seconds: float = 0.0
+    worker: str = field(default="")
+
+
+def _load(script: ScriptSpec) -> UserScript:
+    """Load and ``init()`` the job's script once in this process (thread-safe for Dask's thread pool)."""
+    with _LOAD_LOCK:
+        loaded = _LOADED.get(script.job_key)
+        if loaded is None:
+            os.environ.update(script.environment)
+            location = ScriptLocation.from_environ(script.environment)
+            location.prepare_sys_path()
+            # v1 runs the script from the app root, so ``open("src/x.json")`` works as in a web service.
+            os.chdir(location.app_root)
+            loaded = UserScript(location.entry_script)
+            loaded.init()
+            _LOADED[script.job_key] = loaded
+        elif os.environ.get("AML_APP_ROOT") != script.environment.get("AML_APP_ROOT"):
+            # Another job ran here in between: its variables would be read by this job's run().
+            os.environ.update(script.environment)
+        return loaded
+
+
+def _raise_in_thread(ident: int, exception: type[BaseException] | None) -> None:
+    ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(ident), ctypes.py_object(exception) if exception else None)
+
+
+@contextlib.contextmanager
+def time_limit(seconds: float) -> Iterator[None]:
+    """Raise :class:`InvocationTimeout` in the calling thread when the block runs longer than ``seconds``.
+
+    On a process's main thread (loky workers) ``SIGALRM`` interrupts anything, ``time.sleep`` included.
+    Elsewhere (Dask runs tasks on a thread pool) the exception is set asynchronously on the thread; it
+    lands at the next Python bytecode, so a long call into C code is stopped only when it returns.
+    """
+    if threading.current_thread() is threading.main_thread():
+        def on_alarm(_signum: int, _frame: Any) -> None:
+            raise InvocationTimeout(f"run() took longer than run_invocation_timeout={seconds:g}s")
+
+        previous = signal.signal(signal.SIGALRM, on_alarm)
+        signal.setitimer(signal.ITIMER_REAL, seconds)
+        try:
+            yield
+        finally:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            signal.signal(signal.SIGALRM, previous)
+        return
+    ident = threading.get_ident()
+    lock = threading.Lock()
+    state = {"inside": True, "fired": False}
+
+    def fire() -> None:
+        with lock:
+            if state["inside"]:
+                state["fired"] = True
+                _raise_in_thread(ident, InvocationTimeout)
+
+    timer = threading.Timer(seconds, fire)
+    timer.daemon = True
+    timer.start()
+    try:
+        yield
+    finally:
+        timer.cancel()
+        with lock:
+            state["inside"] = False
+            if state["fired"]:
+                _raise_in_thread(ident, None)  # a timeout not delivered yet must not hit the caller
+
+
+def format_rows(result: Any) -> tuple[int, bytes]:
+    """Count and format what ``run()`` returned, as v1's ``append_row``.
+
+    Args:
+        result: A pandas DataFrame (one output line per row, values space-separated, no header or index) or
+            a list / tuple / Series / 1-d array (one line per element, ``str(element)``).
+
+    Returns:
+        tuple[int, bytes]: The element count and the lines (UTF-8, each ending in a newline).
+
+    Raises:
+        TypeError: For another type (the message says what ``run()`` must return).
+    """
+    import pandas as pd
+
+    if isinstance(result, pd.DataFrame):
+        return len(result), result.to_csv(sep=" ", header=False, index=False, lineterminator="\n").encode("utf-8")
+    if isinstance(result, pd.Series):
+        result = result.tolist()
+    elif hasattr(result, "tolist") and getattr(result, "ndim", 0) == 1:
+        result = result.tolist()
+    if isinstance(result, (list, tuple)):
+        return len(result), "".join(f"{item}\n" for item in result).encode("utf-8")
+    raise TypeError(
+        f"run() returned {type(result).__name__}; a batch run() must return a pandas DataFrame or a list "
+        "with one element per successful input item."
+    )
+
+
+def _short_traceback(exc: BaseException) -> str:
+    return "".join(traceback.format_exception(type(exc), exc, exc.__traceback__)[-6:]).strip()
+
+
+def score_mini_batch(request: TryRequest) -> TryOutcome:
+    """Run one try of one mini-batch on this worker.
+
+    Args:
+        request: The mini-batch, its try number and the job's script.
+
+    Returns:
+        TryOutcome: The counts and rows, or the error.
+    """
+    import socket
+    import time
+
+    outcome = TryOutcome(index=request.batch.index, attempt=request.attempt, worker=f"{socket.gethostname()}:{os.getpid()}")
+    try:
+        script = _load(request.script)
+    except BaseException as exc:  # noqa: BLE001 - any failure of the user's import or init() is reported
+        listing = model_dir_listing(request.script.environment.get("AZUREML_MODEL_DIR"))
+        outcome.error = f"Loading the entry script or its init() failed:\n{_short_traceback(exc)}\n{listing}"
+        outcome.init_failed = True
+        return outcome
+    try:
+        mini_batch = read_mini_batch(request.batch)
+    except Exception as exc:  # noqa: BLE001 - a damaged part of the input fails this mini-batch only
+        outcome.items = count_lines(request.batch)
+        outcome.error = f"Reading the mini-batch failed: {type(exc).__name__}: {exc}"
+        return outcome
+    outcome.items = len(mini_batch)
+    started = time.perf_counter()
+    try:
+        with time_limit(request.timeout):
+            result = script.run(mini_batch)
+        outcome.succeeded, rows = format_rows(result)
+        outcome.succeeded = min(outcome.succeeded, outcome.items)
+        outcome.rows = rows if request.keep_rows else b""
+    except InvocationTimeout:
+        outcome.error = f"run() timed out after run_invocation_timeout={request.timeout:g}s"
+    except Exception as exc:  # noqa: BLE001 - the user's run() may raise anything
+        outcome.error = f"run() raised:\n{_short_traceback(exc)}"
+    outcome.seconds = time.perf_counter() - started
+    return outcome
