@@ -20,6 +20,7 @@ from jupyter_mldeploy import Environment, Model
 from jupyter_mldeploy.deploy import LocalWebservice, Webservice
 from jupyter_mldeploy.inference_config import InferenceConfig
 from jupyter_mldeploy.jupyter_server.handlers import route_table
+from jupyter_mldeploy.notebook.widgets import EndpointTester
 from jupyter_mldeploy.workspace import Workspace
 
 pytest_plugins = ["pytest_jupyter.jupyter_server"]
@@ -71,6 +72,7 @@ PROTECTED = [
     ("POST", "services/s/reload"),
     ("GET", "services/s/logs"),
     ("POST", "services/s/score"),
+    ("GET", "services/s/example"),
     ("GET", "environments"),
 ]
 
@@ -207,7 +209,8 @@ async def test_environments_lists_curated_and_registered(jp_fetch, workspace) ->
 
 
 async def test_unknown_service_is_404(jp_fetch) -> None:
-    for method, path in [("GET", ""), ("DELETE", ""), ("GET", "logs"), ("POST", "score"), ("POST", "reload")]:
+    for method, path in [("GET", ""), ("DELETE", ""), ("GET", "logs"), ("POST", "score"), ("POST", "reload"),
+                         ("GET", "example")]:
         parts = ("services", "ghost", path) if path else ("services", "ghost")
         code, body = await error_of(jp_fetch, *parts, method=method, body=b"{}" if method == "POST" else None)
         assert code == 404 and "ghost" in body["message"], (method, path)
@@ -218,7 +221,9 @@ async def test_unknown_service_is_404(jp_fetch) -> None:
 def ridge_service(workspace: Workspace, tmp_path: Path):
     """A registered Ridge model and a Healthy process service serving it; deleted afterwards."""
     path, model, samples = train_ridge(tmp_path / "train")
-    registered = Model.register(workspace, model_path=str(path), model_name="diabetes")
+    # The sample holds full float64s (0.0380759064334241 ...), as a notebook registers X[:1].tolist().
+    registered = Model.register(workspace, model_path=str(path), model_name="diabetes",
+                                sample_input={"data": samples[:1]})
     config = InferenceConfig("score.py", source_directory=source_dir(tmp_path, "score_ridge.py"))
     service = Model.deploy(
         workspace, "diabetes-svc", [registered], config, LocalWebservice.deploy_configuration()
@@ -295,6 +300,21 @@ async def test_service_lifecycle_through_the_api(jp_fetch, workspace, ridge_serv
     assert code == 404
     # with the service gone, the model can be deleted
     assert await get_json(jp_fetch, "models", "diabetes", "1", method="DELETE") == {"deleted": "diabetes:1"}
+
+
+async def test_example_is_the_sample_rounded_as_the_panel_shows_it(jp_fetch, workspace, ridge_service) -> None:
+    _, _, samples = ridge_service
+    data = await get_json(jp_fetch, "services", "diabetes-svc", "example")
+    assert data["body"] == {"data": [[float(f"{x:.4g}") for x in samples[0]]]}
+    assert data["body"] != {"data": samples[:1]}  # the registered sample has more digits than shown
+    # The panel's Test tab prefills the same body from the same core function.
+    tester = EndpointTester(workspace)
+    try:
+        assert tester.service_select.value == "diabetes-svc"
+        assert json.loads(tester.request.value) == data["body"]
+        assert "0.03808" in tester.request.value and "0.0380759" not in tester.request.value
+    finally:
+        tester.close()
 
 
 async def test_score_on_a_stopped_service_is_502_naming_its_state(jp_fetch, ridge_service) -> None:

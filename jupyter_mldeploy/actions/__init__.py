@@ -10,6 +10,7 @@ ipywidgets, tornado or jupyter_server, and reaches the deploy layer only through
 - :mod:`.services`: list (rows with uptime), get, logs, reload, delete.
 - :mod:`.endpoint`: call a service's ``/score`` with input-schema validation and an optional bounded load
   test; example bodies.
+- :mod:`.runs`: experiment runs listed and shown (status, parameters, metrics, registered models).
 - :mod:`.environments`: choose an environment from ``--env``/``--requirements``/``--current``.
 - :mod:`.tags`: ``KEY=VALUE`` pairs (tags, properties, filters).
 - :mod:`.formats`: times (local, to the second), durations, sizes.
@@ -47,6 +48,7 @@ from jupyter_mldeploy.actions.models import (
     model_rows,
     register_model,
 )
+from jupyter_mldeploy.actions.runs import MAX_RUNS, experiment_names, list_runs, show_run
 from jupyter_mldeploy.actions.services import (
     ServiceRow,
     delete_service,
@@ -64,6 +66,7 @@ from jupyter_mldeploy.workspace import WorkspaceLocation, locate_workspace
 __all__ = [
     "MAX_CONCURRENCY",
     "MAX_REPEAT",
+    "MAX_RUNS",
     "Endpoint",
     "EndpointCall",
     "ModelRow",
@@ -78,6 +81,7 @@ __all__ = [
     "delete_model",
     "delete_service",
     "environment_dicts",
+    "experiment_names",
     "example_payload",
     "format_duration",
     "format_size",
@@ -87,6 +91,7 @@ __all__ = [
     "input_schema",
     "is_scoring_uri",
     "list_models",
+    "list_runs",
     "list_services",
     "locate_workspace",
     "model_groups",
@@ -103,4 +108,5 @@ __all__ = [
     "service_logs",
     "service_names",
     "service_row",
+    "show_run",
 ]

@@ -35,6 +35,8 @@ class ModelRow:
         files: Stored file paths relative to the version folder.
         size_bytes: Total size of the files.
         created_time: Registration time (timezone-aware; listings show it in local time).
+        run_id: The run it was registered from (lineage, ``Model.run_id``), or None.
+        experiment_name: That run's experiment, or None.
     """
 
     name: str
@@ -45,6 +47,8 @@ class ModelRow:
     files: tuple[str, ...]
     size_bytes: int
     created_time: datetime
+    run_id: str | None = None
+    experiment_name: str | None = None
 
     @property
     def id(self) -> str:
@@ -64,6 +68,8 @@ def model_row(model: Model) -> ModelRow:
         files=tuple(f["path"] for f in data["files"]),
         size_bytes=sum(int(f["size"]) for f in data["files"]),
         created_time=model.created_time,
+        run_id=model.run_id,
+        experiment_name=model.experiment_name,
     )
 
 

@@ -10,6 +10,7 @@ from traitlets import Float, Unicode
 
 from jupyter_mldeploy.errors import NotFound
 from jupyter_mldeploy.jupyter_server.handlers import API_PREFIX, route_table
+from jupyter_mldeploy.jupyter_server.runs_handlers import runs_route_table
 from jupyter_mldeploy.workspace import Workspace, WorkspaceLocation, locate_workspace
 
 
@@ -50,8 +51,10 @@ class MLDeployExtension(ExtensionApp):
         return locate_workspace(self.workspace or None, start=self.serverapp.root_dir)
 
     def initialize_handlers(self) -> None:
-        """Register the REST routes (see :func:`~jupyter_mldeploy.jupyter_server.handlers.route_table`)."""
+        """Register the REST routes (see :func:`~jupyter_mldeploy.jupyter_server.handlers.route_table` and
+        :func:`~jupyter_mldeploy.jupyter_server.runs_handlers.runs_route_table`)."""
         self.handlers.extend(route_table())
+        self.handlers.extend(runs_route_table())
 
     def workspace_path(self) -> Path:
         """Return the folder of the workspace this server shows (or would, once it is created)."""

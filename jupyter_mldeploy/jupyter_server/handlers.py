@@ -14,6 +14,7 @@ POST       ``services/{name}/reload``                  ``Webservice.serialize()`
 DELETE     ``services/{name}``                         ``{deleted: name}``
 GET        ``services/{name}/logs?tail=N``             ``{name, tail, logs}``
 POST       ``services/{name}/score[?validate=false]``  ``{status, body, latency_ms, headers, location}``
+GET        ``services/{name}/example``                 ``{body}``: the tester's prefill, floats rounded
 GET        ``environments``                            ``{environments: [Environment.serialize()]}``
 =========  ==========================================  ============================================
 
@@ -291,6 +292,19 @@ class ServiceScoreHandler(MLDeployHandler):
         )
 
 
+class ServiceExampleHandler(MLDeployHandler):
+    """``GET services/{name}/example``: the body the tester starts from, as the panel's Test tab shows it."""
+
+    @tornado.web.authenticated
+    async def get(self, name: str) -> None:
+        """Answer ``{"body": example}``: the input schema's example, else a served model's ``sample_input``,
+        floats rounded by :func:`jupyter_mldeploy.actions.example_payload` (``rounded=True``); ``body`` is
+        null when the service offers none. 404 for an unknown service."""
+        ws = await self.workspace()
+        endpoint = await self.core(actions.resolve_endpoint, name, ws)
+        self.write_json({"body": await self.core(actions.example_payload, endpoint, rounded=True)})
+
+
 # -- environments ---------------------------------------------------------------------------------------
 
 
@@ -321,6 +335,7 @@ def route_table() -> list[tuple[str, type[MLDeployHandler]]]:
         (f"services/{_NAME}/reload", ServiceReloadHandler),
         (f"services/{_NAME}/logs", ServiceLogsHandler),
         (f"services/{_NAME}/score", ServiceScoreHandler),
+        (f"services/{_NAME}/example", ServiceExampleHandler),
         ("environments", EnvironmentsHandler),
     ]
     return [(f"{API_PREFIX}/{pattern}", handler) for pattern, handler in routes]

@@ -35,7 +35,8 @@ class EndpointTester(widgets.VBox):
     """Send a request to a service and show what came back.
 
     The request editor is prefilled from the service's input schema example (an inference-schema decorated
-    ``run``) or else the served model's ``sample_input``. Sending goes through
+    ``run``) or else the served model's ``sample_input``, its floats rounded as the sidebar shows them
+    (:func:`jupyter_mldeploy.actions.example_payload` with ``rounded=True``). Sending goes through
     :func:`jupyter_mldeploy.actions.call_endpoint`, as ``%test_endpoint`` and the sidebar do: the body is
     checked against the schema and a mismatching field is named instead of sending.
 
@@ -99,7 +100,7 @@ class EndpointTester(widgets.VBox):
             return
         with reported(self.message):
             endpoint = actions.resolve_endpoint(self.service_select.value, self.workspace)
-            example = actions.example_payload(endpoint)
+            example = actions.example_payload(endpoint, rounded=True)
             if example is not None:
                 self.request.value = request_text(example)
                 self.message.clear()
