@@ -18,6 +18,8 @@ interface its loky backend also implements); here the seam is the standard execu
 from __future__ import annotations
 
 import os
+import threading
+import time
 from concurrent.futures import Executor
 from dataclasses import dataclass
 from typing import Any
@@ -49,6 +51,21 @@ def check_backend(backend: str, scheduler: str | None, node_count: int) -> None:
         import distributed  # noqa: F401
     except ImportError:
         raise InvalidArgument("backend='dask' needs dask.distributed: pip install 'jupyter-mldeploy[dask]'.") from None
+
+
+def exit_with_driver(driver_pid: int) -> None:
+    """Make this loky worker exit when the driver is gone (loky's initializer).
+
+    loky's workers outlive a driver killed with SIGKILL (they are re-parented and keep waiting on their
+    queue); a daemon thread checks once a second that the driver is still the parent and ends the worker
+    when it is not, so a killed job leaves no process behind.
+    """
+    def watch() -> None:
+        while os.getppid() == driver_pid:
+            time.sleep(1.0)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="exit-with-driver", daemon=True).start()
 
 
 @dataclass
@@ -95,7 +112,8 @@ def open_backend(backend: str, scheduler: str | None, processes: int | None) -> 
     if backend == "loky":
         from joblib.externals.loky import ProcessPoolExecutor
 
-        return OpenBackend(ProcessPoolExecutor(max_workers=count), count, f"loky, {count} worker processes")
+        executor = ProcessPoolExecutor(max_workers=count, initializer=exit_with_driver, initargs=(os.getpid(),))
+        return OpenBackend(executor, count, f"loky, {count} worker processes")
     from distributed import Client, LocalCluster
 
     if scheduler in (None, LOCAL_SCHEDULER):
