@@ -11,7 +11,13 @@ from typing import Any
 import click
 
 from jupyter_mldeploy.batch import BatchJob, FileInput, JobFailed, ParallelRunConfig, TabularInput, list_jobs
-from jupyter_mldeploy.cli._common import emit, existing_workspace_option, group, output_option, workspace_option
+from jupyter_mldeploy.cli._common import (
+    emit,
+    existing_workspace_option,
+    group,
+    output_option,
+    workspace_option,
+)
 from jupyter_mldeploy.workspace import Workspace
 
 batch_group = group("batch", "Batch scoring jobs with the v1 ParallelRunStep contract (init() / run(mini_batch)).")

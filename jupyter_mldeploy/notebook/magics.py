@@ -590,6 +590,7 @@ class MLDeployMagics(Magics):
 def load_ipython_extension(ipython: Any) -> None:
     """Register the magics (``%load_ext jupyter_mldeploy``)."""
     ipython.register_magics(MLDeployMagics)
+    ipython.extension_manager.load_extension("jupyter_mldeploy.notebook.batch_magic")  # %batch_score
 
 
 __all__ = ["DeployStatus", "EndpointResult", "MLDeployMagics", "ScoreScriptReport", "load_ipython_extension"]
