@@ -144,8 +144,14 @@ def connect(compute: KubernetesCompute) -> ApiClient:
         ) from None
     host = client.configuration.host
     try:
-        kubernetes.client.VersionApi(client).get_code(_request_timeout=REQUEST_TIMEOUT)
-    except Exception as exc:  # urllib3 connection and timeout errors, TLS errors, ApiException
+        kubernetes.client.VersionApi(client).get_code(_preload_content=False, _request_timeout=REQUEST_TIMEOUT)
+    except kubernetes.client.ApiException as exc:
+        client.close()
+        raise DeploymentError(
+            f"The Kubernetes API server {host} (kubeconfig {path}) refused the request ({exc.status} {exc.reason}): "
+            "check the credentials of the context. " + EXPORT_HINT
+        ) from None
+    except Exception as exc:  # urllib3 connection and timeout errors, TLS errors
         client.close()
         raise DeploymentError(
             f"The Kubernetes API server {host} (kubeconfig {path}) did not answer within "

@@ -61,7 +61,7 @@ if TYPE_CHECKING:
 
 #: Seconds an update with ``wait`` (or ``settle``) waits for the rollout before it is refused.
 ROLLOUT_TIMEOUT_SEC = 600.0
-#: Seconds between two looks at the cluster while waiting, and the least time between two log polls.
+#: Seconds between two looks at the cluster while an update waits for its rollout.
 POLL_SEC = 1.0
 #: Log lines of each pod attached to a failure.
 ERROR_LOG_LINES = 200
@@ -248,7 +248,7 @@ class KubernetesTarget(ServiceTarget):
         state = KubeState.of(new_record)
         deadline = time.monotonic() + timeout
         while True:
-            observed = self._observe_in(cluster, new_record)
+            observed = self._observe_in(cluster, new_record, settling=True)
             if observed.state == ServiceState.HEALTHY:
                 state.pending = None
                 new_record.target_state = state.to_json()
@@ -289,7 +289,7 @@ class KubernetesTarget(ServiceTarget):
             return Observation(ServiceState(ServiceState.UNHEALTHY), exc.message, None, self._details(record))
         return self._observe_in(cluster, record)
 
-    def _observe_in(self, cluster: Cluster, record: ServiceRecord) -> Observation:
+    def _observe_in(self, cluster: Cluster, record: ServiceRecord, settling: bool = False) -> Observation:
         details = self._details(record)
         try:
             deployment = cluster.get("Deployment", record.name)
@@ -304,7 +304,7 @@ class KubernetesTarget(ServiceTarget):
         status = rollout_status(deployment, pods)
         details.update({"replicas": f"{status.ready}/{status.desired}",
                         "pods": [p.get("metadata", {}).get("name") for p in pods]})
-        if KubeState.of(record).pending and status.state == ServiceState.HEALTHY:
+        if KubeState.of(record).pending and status.state == ServiceState.HEALTHY and not settling:
             # An update(wait=False) is adopted only by settle(): until then the switch is under way.
             return Observation(ServiceState(ServiceState.TRANSITIONING), None, status.started_time, details)
         return Observation(status.state, status.error, status.started_time, details)
@@ -342,11 +342,9 @@ class KubernetesTarget(ServiceTarget):
         return "".join(p if p.endswith("\n") or not p else p + "\n" for p in parts)
 
     def follow_logs(self, store: ServiceStore, record: ServiceRecord, cursor: Any) -> tuple[str, Any]:
-        """New pod events and log lines since ``cursor`` (polled at most every :data:`POLL_SEC`)."""
-        seen: dict[str, Any] = cursor if isinstance(cursor, dict) else {"lines": {}, "events": [], "at": 0.0}
-        if time.monotonic() - seen["at"] < POLL_SEC:
-            return "", seen
-        seen = {"lines": dict(seen["lines"]), "events": list(seen["events"]), "at": time.monotonic()}
+        """New pod events and log lines since ``cursor`` (None: everything of the current generation)."""
+        old: dict[str, Any] = cursor if isinstance(cursor, dict) else {"lines": {}, "events": []}
+        seen = {"lines": dict(old["lines"]), "events": list(old["events"])}
         out: list[str] = []
         try:
             cluster, pods = self._pods(record)

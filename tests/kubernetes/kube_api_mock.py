@@ -127,8 +127,10 @@ class KubeApiMock:
 
     def route(self, method: str, path: str, query: dict[str, list[str]], content_type: str,
               body: Any) -> tuple[int, Any, str]:
-        if path == "/version":
-            return 200, {"major": "1", "minor": "31", "gitVersion": "v1.31.0-mock"}, "json"
+        if path.rstrip("/") == "/version":
+            return 200, {"major": "1", "minor": "31", "gitVersion": "v1.31.0-mock", "gitCommit": "mock",
+                         "gitTreeState": "clean", "buildDate": "2026-01-01T00:00:00Z", "goVersion": "go1.22",
+                         "compiler": "gc", "platform": "linux/amd64"}, "json"
         match = _RESOURCE.match(path)
         if match is None:
             return 404, _status(404, "NotFound", f"the mock does not serve {path}"), "json"

@@ -1,0 +1,177 @@
+"""The cluster path of the Kubernetes target, driven against a MOCK API server (kube_api_mock.py).
+
+THIS IS NOT A CLUSTER: no Kubernetes API server can run on these machines. The mock speaks the API's wire
+format to the official ``kubernetes`` client and plays a tiny Deployment controller, so these tests check
+what the target sends (server-side apply of every object, deletes, selectors) and how it reads what comes
+back (pod statuses -> v1 states, logs, events). The image the Deployment names is really built (Docker).
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from conftest import Diabetes
+from kube_api_mock import KubeApiMock
+
+from jupyter_mldeploy.deploy.webservice import Webservice
+from jupyter_mldeploy.errors import DeploymentError, InvalidArgument
+from jupyter_mldeploy.kubernetes import AksWebservice, KubernetesCompute, KubernetesWebservice
+from jupyter_mldeploy.registry import Model
+
+pytest.importorskip("kubernetes")
+
+
+@pytest.fixture
+def compute(kube_api: KubeApiMock, tmp_path: Path) -> KubernetesCompute:
+    return KubernetesCompute(kubeconfig=str(kube_api.kubeconfig(tmp_path / "kubeconfig")), namespace="ml")
+
+
+def _deploy(diabetes: Diabetes, name: str, compute: KubernetesCompute, **config: object) -> Webservice:
+    return Model.deploy(diabetes.workspace, name, [diabetes.model_id], diabetes.inference_config(),
+                        AksWebservice.deploy_configuration(**config), deployment_target=compute)
+
+
+def test_deploy_applies_every_object_and_becomes_healthy(
+    engine: object, diabetes: Diabetes, kube_api: KubeApiMock, compute: KubernetesCompute,
+    capsys: pytest.CaptureFixture,
+) -> None:
+    service = _deploy(diabetes, "diab-ok", compute, num_replicas=2, primary_key="pk" * 8)
+    try:
+        assert isinstance(service, KubernetesWebservice) and service.compute_type == "AKS"
+        applies = [r for r in kube_api.requests if r.method == "PATCH"]
+        assert [r.body["kind"] for r in applies] == ["Secret", "Deployment", "Service", "PodDisruptionBudget"]
+        assert all(r.content_type == "application/apply-patch+yaml" and r.query["fieldManager"] == ["jupyter-mldeploy"]
+                   and r.query["force"] == ["true"] and "/namespaces/ml/" in r.path for r in applies)
+        image = applies[1].body["spec"]["template"]["spec"]["containers"][0]["image"]
+        assert image.startswith("mldeploy-package:") and engine.images.get(image)  # type: ignore[attr-defined]
+        assert service.state == "Transitioning"  # pods Running, not Ready: init() is running
+        service.wait_for_deployment(show_output=True, timeout_sec=60)
+        printed = capsys.readouterr().out
+        assert "Scheduled: Successfully assigned ml/diab-ok-g1-0" in printed
+        assert "[diab-ok-g1-1] Users's init has completed successfully" in printed
+        assert service.state == "Healthy" and service.get_keys()[0] == "pk" * 8
+        details = service.target_details
+        assert details["replicas"] == "2/2" and details["namespace"] == "ml" and service.namespace == "ml"
+        assert service.scoring_uri == f"http://127.0.0.1:{service.port}/score"
+        assert details["portForward"] == f"kubectl port-forward -n ml service/diab-ok {service.port}:80"
+        assert "==> pod diab-ok-g1-0 <==" in service.get_logs()
+        assert Webservice.list(diabetes.workspace, compute_type="AKS") == [service]
+        exported = service.export_manifests(diabetes.workspace.path.parent / "exported-ok")
+        assert (exported / "kustomization.yaml").is_file() and (exported / "deployment.yaml").is_file()
+    finally:
+        service.delete()
+    assert {r.path.rsplit("/", 2)[-2] for r in kube_api.requests if r.method == "DELETE"} >= {
+        "deployments", "services", "secrets", "poddisruptionbudgets"}
+    assert not [k for k in kube_api.objects if k[0] in ("deployments", "services", "secrets")]
+    assert service.state == "Deleted"
+
+
+@pytest.mark.parametrize(("behaviour", "state", "fragments"), [
+    ("image-pull", "Failed", ["cannot pull image", "ImagePullBackOff", "image_registry"]),
+    ("init-fails", "Failed", ["init() failed", "see get_logs()"]),
+    ("unschedulable", "Unschedulable", ["0/3 nodes are available: 3 Insufficient cpu.", "Lower cpu_cores"]),
+])
+def test_pod_conditions_map_to_v1_states(
+    engine: object, diabetes: Diabetes, kube_api: KubeApiMock, compute: KubernetesCompute,
+    behaviour: str, state: str, fragments: list[str],
+) -> None:
+    kube_api.failing(behaviour)
+    service = _deploy(diabetes, f"diab-{behaviour}", compute, num_replicas=1, auth_enabled=False)
+    try:
+        assert service.state == state
+        with pytest.raises(DeploymentError) as caught:
+            service.wait_for_deployment(timeout_sec=30)
+        for fragment in fragments:
+            assert fragment in caught.value.message
+        if behaviour == "init-fails":
+            assert "RuntimeError: cannot load the model" in (caught.value.logs or "")
+    finally:
+        service.delete()
+
+
+def test_update_rolls_out_a_new_generation_and_a_refused_one_is_rolled_back(
+    engine: object, diabetes: Diabetes, kube_api: KubeApiMock, compute: KubernetesCompute,
+) -> None:
+    service = _deploy(diabetes, "diab-upd", compute, autoscale_max_replicas=3, auth_enabled=False)
+    try:
+        service.wait_for_deployment(timeout_sec=60)
+        assert kube_api.objects[("horizontalpodautoscalers", "ml", "diab-upd")]
+        # autoscale -> fixed replicas: a new generation, and the HPA goes away
+        service.update(deployment_config=AksWebservice.deploy_configuration(num_replicas=2, auth_enabled=False))
+        assert service.state == "Healthy" and service.target_details["generation"] == 2
+        assert ("horizontalpodautoscalers", "ml", "diab-upd") not in kube_api.objects
+        assert service.target_details["pods"] == ["diab-upd-g2-0", "diab-upd-g2-1"]
+        # a new version whose init() fails: refused, the previous manifests re-applied, generation 2 serves on
+        kube_api.failing("init-fails")
+        with pytest.raises(DeploymentError, match="was refused.*re-applied and keeps serving") as caught:
+            service.update(deployment_config=AksWebservice.deploy_configuration(num_replicas=2, auth_enabled=False,
+                                                                               scoring_timeout_ms=9000))
+        assert "RuntimeError" in (caught.value.logs or "")
+        assert service.state == "Healthy" and service.target_details["generation"] == 2
+        template = kube_api.objects[("deployments", "ml", "diab-upd")]["spec"]["template"]
+        assert template["metadata"]["labels"]["mldeploy.io/generation"] == "2"
+        # update(wait=False): Transitioning until wait_for_deployment settles it
+        kube_api.failing("healthy")
+        kube_api.ready_after = 2.0
+        service.update(wait=False)
+        assert service.state == "Transitioning"
+        service.wait_for_deployment(timeout_sec=60)
+        assert service.state == "Healthy" and service.target_details["generation"] == 3
+        with pytest.raises(InvalidArgument, match="delete it and deploy it again"):
+            service.update(deployment_config=AksWebservice.deploy_configuration(namespace="other"))
+    finally:
+        service.delete()
+
+
+def test_no_cluster_configured_is_a_clear_error(diabetes: Diabetes, tmp_path: Path,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("KUBECONFIG", str(tmp_path / "missing-kubeconfig"))
+    started = time.monotonic()
+    with pytest.raises(DeploymentError) as caught:
+        _deploy(diabetes, "diab-none", KubernetesCompute())
+    message = caught.value.message
+    assert "No Kubernetes cluster is configured" in message and str(tmp_path / "missing-kubeconfig") in message
+    assert "mldeploy kubernetes manifests" in message and "kubectl apply -k" in message
+    assert time.monotonic() - started < 10
+    assert not (diabetes.workspace.deployments_dir / "diab-none").exists()
+
+
+def test_an_unknown_context_is_named(diabetes: Diabetes, kube_api: KubeApiMock, tmp_path: Path) -> None:
+    compute = KubernetesCompute(kubeconfig=str(kube_api.kubeconfig(tmp_path / "kc")), context="prod")
+    with pytest.raises(DeploymentError, match="context 'prod'.*kubectl config get-contexts"):
+        _deploy(diabetes, "diab-ctx", compute)
+
+
+def test_an_api_server_that_never_answers_fails_within_the_timeouts(
+    diabetes: Diabetes, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import jupyter_mldeploy.kubernetes.compute as compute_module
+
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(8)  # accepts connections, never answers: a hung API server
+    held: list[socket.socket] = []
+    threading.Thread(target=lambda: held.append(silent.accept()[0]), daemon=True).start()
+    port = silent.getsockname()[1]
+    mock = KubeApiMock()
+    mock.server = type("S", (), {"server_address": ("127.0.0.1", port)})()  # only its URL is used
+    monkeypatch.setattr(compute_module, "REQUEST_TIMEOUT", (1.0, 2.0))
+    started = time.monotonic()
+    try:
+        with pytest.raises(DeploymentError, match=rf"127\.0\.0\.1:{port}.*did not answer"):
+            _deploy(diabetes, "diab-hang", KubernetesCompute(kubeconfig=str(mock.kubeconfig(tmp_path / "kc"))))
+    finally:
+        silent.close()
+    assert time.monotonic() - started < 15
+
+
+def test_a_deployment_target_of_another_runtime_is_refused(diabetes: Diabetes) -> None:
+    from jupyter_mldeploy.deploy.config import local_deploy_configuration
+
+    with pytest.raises(InvalidArgument, match="deploys to the 'kubernetes' runtime"):
+        Model.deploy(diabetes.workspace, "diab-mix", [diabetes.model_id], diabetes.inference_config(),
+                     local_deploy_configuration(), deployment_target=KubernetesCompute())
