@@ -34,12 +34,13 @@ STATE_COLORS = {
 }
 
 
-def state_badge_html(state: str) -> str:
-    """Return an HTML badge (a colored pill) for a service state."""
+def state_badge_html(state: str, label: str | None = None) -> str:
+    """Return an HTML badge (a colored pill) in a service state's color, reading ``label`` (default: the
+    state); a run's status takes the color of the state it corresponds to (the panel's Runs tab)."""
     color = STATE_COLORS.get(state, "#6e7781")
     return (
         f"<span class='mldeploy-badge' style='background:{color};color:white;border-radius:8px;"
-        f"padding:1px 8px;font-size:0.85em'>{html.escape(state)}</span>"
+        f"padding:1px 8px;font-size:0.85em'>{html.escape(label if label is not None else state)}</span>"
     )
 
 

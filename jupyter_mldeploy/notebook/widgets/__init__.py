@@ -1,11 +1,12 @@
-"""Notebook panels (ipywidgets 8): the registry, the deployments with live states, an endpoint tester.
+"""Notebook panels (ipywidgets 8): the registry, the deployments with live states, an endpoint tester, runs.
 
-``jupyter_mldeploy.panel()`` (or ``%mldeploy``) shows the three as tabs::
+``jupyter_mldeploy.panel()`` (or ``%mldeploy``) shows the four as tabs::
 
     import jupyter_mldeploy
     jupyter_mldeploy.panel()          # Workspace.from_config(), or panel("path/to/workspace")
 
-Each panel is also usable alone (``RegistryPanel(ws)``, ``DeploymentsPanel(ws)``, ``EndpointTester(ws)``).
+Each panel is also usable alone (``RegistryPanel(ws)``, ``DeploymentsPanel(ws)``, ``EndpointTester(ws)``,
+``RunsPanel(ws)``).
 """
 
 from __future__ import annotations
@@ -18,12 +19,13 @@ import ipywidgets as widgets
 from jupyter_mldeploy.notebook.widgets._common import resolve_workspace
 from jupyter_mldeploy.notebook.widgets.deployments import DeploymentsPanel, ServiceRow
 from jupyter_mldeploy.notebook.widgets.registry import RegistryPanel
+from jupyter_mldeploy.notebook.widgets.runs import RunsPanel
 from jupyter_mldeploy.notebook.widgets.tester import EndpointTester
 from jupyter_mldeploy.workspace import Workspace
 
 
 class MLDeployPanel(widgets.Tab):
-    """The three panels as tabs: Registry, Deployments, Test endpoint.
+    """The four panels as tabs: Registry, Deployments, Test endpoint, Runs.
 
     Deploying from the Registry tab refreshes the other two. ``close()`` stops the live refresh.
 
@@ -32,7 +34,8 @@ class MLDeployPanel(widgets.Tab):
         interval: Seconds between live refreshes of the Deployments tab.
 
     Attributes:
-        registry (RegistryPanel), deployments (DeploymentsPanel), tester (EndpointTester): The tabs.
+        registry (RegistryPanel), deployments (DeploymentsPanel), tester (EndpointTester), runs (RunsPanel):
+            The tabs.
     """
 
     def __init__(self, workspace: Workspace | str | Path | None = None, interval: float = 2.0) -> None:
@@ -42,10 +45,10 @@ class MLDeployPanel(widgets.Tab):
         self.registry = RegistryPanel(self.workspace)
         self.deployments = DeploymentsPanel(self.workspace, interval=interval)
         self.tester = EndpointTester(self.workspace)
-        self._tabs = [self.registry, self.deployments, self.tester]
+        self.runs = RunsPanel(self.workspace)
+        self._tabs = [self.registry, self.deployments, self.tester, self.runs]
         self.registry.on_deploy(self._deployed)
-        super().__init__(children=[self.registry, self.deployments, self.tester],
-                         titles=("Registry", "Deployments", "Test endpoint"))
+        super().__init__(children=list(self._tabs), titles=("Registry", "Deployments", "Test endpoint", "Runs"))
 
     def _deployed(self, service: Any) -> None:
         self.deployments.refresh()
@@ -72,4 +75,4 @@ def panel(workspace: Workspace | str | Path | None = None, interval: float = 2.0
     return MLDeployPanel(workspace, interval=interval)
 
 
-__all__ = ["DeploymentsPanel", "EndpointTester", "MLDeployPanel", "RegistryPanel", "ServiceRow", "panel"]
+__all__ = ["DeploymentsPanel", "EndpointTester", "MLDeployPanel", "RegistryPanel", "RunsPanel", "ServiceRow", "panel"]

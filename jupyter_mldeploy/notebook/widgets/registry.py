@@ -78,8 +78,10 @@ class RegistryPanel(widgets.VBox):
             widgets.HBox([self.deploy_service, self.deploy_entry, self.deploy_source_dir, self.deploy_button],
                          layout=widgets.Layout(flex_flow="row wrap")),
             widgets.HTML("<b>Register a new version</b>"),
-            widgets.HBox([self.register_path, self.register_name]),
-            widgets.HBox([self.register_tags, self.register_description, self.register_button]),
+            # Wrapped as the deploy row: two fields and the button overflow a 1000 px window otherwise.
+            widgets.HBox([self.register_path, self.register_name], layout=widgets.Layout(flex_flow="row wrap")),
+            widgets.HBox([self.register_tags, self.register_description, self.register_button],
+                         layout=widgets.Layout(flex_flow="row wrap")),
             self.message,
         ])
         self.refresh()
