@@ -27,6 +27,8 @@ _EXPORTS = {
     "DeploymentConfiguration": "jupyter_mldeploy.deploy",
     "LocalWebservice": "jupyter_mldeploy.deploy",
     "Webservice": "jupyter_mldeploy.deploy",
+    "AksWebservice": "jupyter_mldeploy.kubernetes",
+    "KubernetesCompute": "jupyter_mldeploy.kubernetes",
     "MLDeployError": "jupyter_mldeploy.errors",
     "InvalidArgument": "jupyter_mldeploy.errors",
     "NotFound": "jupyter_mldeploy.errors",
@@ -37,6 +39,7 @@ _EXPORTS = {
 }
 
 __all__ = [  # spelled out (not built from _EXPORTS) so linters and IDEs see the public names
+    "AksWebservice",
     "BuiltEnvironment",
     "CondaDependencies",
     "Conflict",
@@ -47,6 +50,7 @@ __all__ = [  # spelled out (not built from _EXPORTS) so linters and IDEs see the
     "Experiment",
     "InferenceConfig",
     "InvalidArgument",
+    "KubernetesCompute",
     "LocalWebservice",
     "MLDeployError",
     "Model",
@@ -74,6 +78,7 @@ if TYPE_CHECKING:  # pragma: no cover
         ScoringError,
     )
     from jupyter_mldeploy.inference_config import InferenceConfig
+    from jupyter_mldeploy.kubernetes import AksWebservice, KubernetesCompute
     from jupyter_mldeploy.registry import Model
     from jupyter_mldeploy.runs import Experiment, Run
     from jupyter_mldeploy.workspace import Workspace
