@@ -81,3 +81,23 @@ def test_v1_layout_variables_reach_the_script_as_given(tmp_path: Path) -> None:
     assert worker["AZUREML_ENTRY_SCRIPT"] == "src/x/score.py" and worker["AZUREML_SOURCE_DIRECTORY"] == "src"
     from_cli = _resolve(["--entry_script", "score.py"], {}, tmp_path).worker_env()
     assert from_cli["AZUREML_ENTRY_SCRIPT"] == str(tmp_path / "score.py")
+
+
+def test_header_limits_from_cli_env_and_file_with_defaults(tmp_path: Path) -> None:
+    from jupyter_mldeploy.server.config import DEFAULT_HEADER_TIMEOUT_MS, DEFAULT_MAX_HEADER_BYTES
+
+    defaults = _resolve(["--entry_script", "s.py"], {}, tmp_path)
+    assert (defaults.header_timeout_ms, defaults.max_header_bytes) == (DEFAULT_HEADER_TIMEOUT_MS, DEFAULT_MAX_HEADER_BYTES)
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps({"SCORING_HEADER_TIMEOUT_MS": 1500, "SCORING_MAX_HEADER_BYTES": 4096}))
+    from_file = _resolve(["--entry_script", "s.py", "--config_file", str(config)], {}, tmp_path)
+    assert (from_file.header_timeout_ms, from_file.max_header_bytes) == (1500, 4096)
+    from_env = _resolve(["--entry_script", "s.py", "--config_file", str(config)],
+                        {"SCORING_HEADER_TIMEOUT_MS": "700"}, tmp_path)
+    assert from_env.header_timeout_ms == 700
+    from_cli = _resolve(["--entry_script", "s.py", "--max-header-bytes", "2048"], {}, tmp_path)
+    assert from_cli.max_header_bytes == 2048
+    with pytest.raises(ConfigError, match="SCORING_MAX_HEADER_BYTES must be >= 1024"):
+        _resolve(["--entry_script", "s.py"], {"SCORING_MAX_HEADER_BYTES": "100"}, tmp_path)
+    with pytest.raises(ConfigError, match="SCORING_HEADER_TIMEOUT_MS must be an integer"):
+        _resolve(["--entry_script", "s.py"], {"SCORING_HEADER_TIMEOUT_MS": "soon"}, tmp_path)
