@@ -48,11 +48,20 @@ def _default_cache_dir() -> Path:
     return Path(base) / "jupyter_mldeploy"
 
 
+def _default_config_dir() -> Path:
+    base = os.environ.get("XDG_CONFIG_HOME") or os.path.join(os.path.expanduser("~"), ".config")
+    return Path(base) / "jupyter_mldeploy"
+
+
 MLDEPLOY_WORKSPACE = EnvironmentVariable(
     "MLDEPLOY_WORKSPACE", Path, None, "workspace folder used when none is given (else the nearest .mldeploy/)"
 )
 MLDEPLOY_CACHE_DIR = EnvironmentVariable(
     "MLDEPLOY_CACHE_DIR", Path, _default_cache_dir(), "per-user cache of built environments (envs/<spec-hash>/)"
+)
+MLDEPLOY_RECENT_WORKSPACES = EnvironmentVariable(
+    "MLDEPLOY_RECENT_WORKSPACES", Path, _default_config_dir() / "recent_workspaces.json",
+    "the workspaces this user opened, most recent first, as `mldeploy workspace list` shows them",
 )
 MLDEPLOY_DOCKER_BASE_IMAGE = EnvironmentVariable(
     "MLDEPLOY_DOCKER_BASE_IMAGE", str, None,

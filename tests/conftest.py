@@ -27,6 +27,8 @@ def _isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.Temp
     if not cache:
         cache = str(tmp_path_factory.getbasetemp() / "mldeploy-cache")
     monkeypatch.setenv("MLDEPLOY_CACHE_DIR", cache)
+    # Workspaces opened by tests never reach the user's `mldeploy workspace list`.
+    monkeypatch.setenv("MLDEPLOY_RECENT_WORKSPACES", str(tmp_path_factory.getbasetemp() / "recent_workspaces.json"))
 
 
 def _server_processes(basetemp: Path | None = None) -> list[psutil.Process]:

@@ -1,4 +1,5 @@
-"""Pieces every ``mldeploy`` command shares: the root group, ``--workspace``, ``-o``, error handling.
+"""Pieces every ``mldeploy`` command shares: the root group, ``--workspace``, ``-o``, error handling, and
+the Azure-only options of ``az ml`` accepted and ignored.
 
 Commands are thin: they parse options, call :mod:`jupyter_mldeploy.actions` (or the core), and print.
 """
@@ -15,16 +16,50 @@ import click
 
 from jupyter_mldeploy import actions
 from jupyter_mldeploy._version import __version__
+from jupyter_mldeploy.actions.workspaces import remember_workspace
 from jupyter_mldeploy.errors import InvalidArgument, MLDeployError
 from jupyter_mldeploy.workspace import Workspace
+
+#: ``az ml`` (CLI v1) options that name Azure resources. Every command accepts them so that a line copied from
+#: v1 runs, prints one note on stderr, and otherwise ignores them: the workspace is a local folder (``-w``).
+AZURE_ONLY_OPTIONS: tuple[tuple[str, ...], ...] = (
+    ("-g", "--resource-group"),
+    ("--subscription-id", "--subscription"),
+)
+_IGNORED_KEY = "mldeploy.azure_options_ignored"
+
+
+def _note_azure_option(ctx: click.Context, param: click.Parameter, value: str | None) -> None:
+    if value is not None:
+        ctx.meta.setdefault(_IGNORED_KEY, []).append(f"{param.opts[-1]} {value}")
+
+
+class _Command(click.Command):
+    """A command that also accepts :data:`AZURE_ONLY_OPTIONS` (hidden from ``--help``) and ignores them."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        for opts in AZURE_ONLY_OPTIONS:
+            self.params.append(click.Option(list(opts), metavar="VALUE", expose_value=False, hidden=True,
+                                            callback=_note_azure_option))
+
+    def invoke(self, ctx: click.Context) -> Any:
+        ignored = ctx.meta.get(_IGNORED_KEY)
+        if ignored:
+            click.echo(f"Note: ignoring {', '.join(ignored)} (Azure-only; mldeploy uses a local workspace folder, "
+                       "-w PATH).", err=True)
+        return super().invoke(ctx)
 
 
 class _Group(click.Group):
     """A click group that turns domain errors into one line on stderr (exit 1) and suggests commands.
 
     click suggests only close spellings (``difflib``, ratio >= 0.6), which misses abbreviations such as
-    ``env`` for ``environment``; a command that starts with the typed name is suggested too.
+    ``env`` for ``environment``; a command that starts with the typed name is suggested too. Its commands
+    accept the Azure-only options of ``az ml`` (:class:`_Command`).
     """
+
+    command_class = _Command
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
@@ -57,7 +92,11 @@ def group(name: str, help: str) -> click.Group:
     return sub
 
 
-def _workspace_decorator(create: bool) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+def _workspace_decorator(create: bool | Callable[[dict[str, Any]], bool],
+                         ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    help_tail = (", else a new ./.mldeploy)." if create is True
+                 else ")." if create is False else "; created when missing only if nothing is read from it).")
+
     def decorate(func: Callable[..., Any]) -> Callable[..., Any]:
         @click.option(
             "--workspace",
@@ -65,14 +104,15 @@ def _workspace_decorator(create: bool) -> Callable[[Callable[..., Any]], Callabl
             "workspace_path",
             type=click.Path(file_okay=False),
             default=None,
-            help="Workspace folder (default: $MLDEPLOY_WORKSPACE, else the nearest .mldeploy/"
-            + (", else a new ./.mldeploy)." if create else ")."),
+            help="Workspace folder (default: $MLDEPLOY_WORKSPACE, else the nearest .mldeploy/" + help_tail,
         )
         @functools.wraps(func)
         def wrapper(*args: Any, workspace_path: str | None, **kwargs: Any) -> Any:
-            workspace = Workspace.from_config(workspace_path, create=create)
+            writing = create if isinstance(create, bool) else create(kwargs)
+            workspace = Workspace.from_config(workspace_path, create=writing)
             if workspace.created:
                 click.echo(f"Created workspace at {workspace.path}", err=True)
+            remember_workspace(workspace)
             return func(*args, workspace=workspace, **kwargs)
 
         return wrapper
@@ -87,6 +127,44 @@ workspace_option = _workspace_decorator(create=True)
 #: ``--workspace PATH`` for reading commands (list, show, logs, run, download, delete, ...): a missing
 #: workspace is an error naming the folders searched and how to create one; nothing is created.
 existing_workspace_option = _workspace_decorator(create=False)
+
+
+def workspace_option_when(writing: Callable[[dict[str, Any]], bool]) -> Callable[[Callable[..., Any]],
+                                                                                   Callable[..., Any]]:
+    """``--workspace PATH`` for a command that writes or reads depending on its options.
+
+    Args:
+        writing: Called with the command's parsed options; True when the command reads nothing from the
+            workspace (so a missing one is created, as :data:`workspace_option`), False when it does (a missing
+            one is an error, as :data:`existing_workspace_option`). ``model deploy`` without ``-m`` is the case.
+    """
+    return _workspace_decorator(create=writing)
+
+
+def argument_or_option(argument: str, option: str, spelling: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Accept a value as a positional argument or as v1's option (``model delete -i ID``, ``service delete -n
+    NAME``): merge parameter ``option`` into ``argument``; both or neither is a usage error (exit 2).
+
+    Place it above the workspace option, so the mistake is reported before a workspace is opened.
+
+    Args:
+        argument: The positional parameter's name (declared ``required=False``); the command receives it.
+        option: The option's parameter name (dropped from the command's arguments).
+        spelling: How the message names the two forms, e.g. ``"NAME:VERSION or -i/--model-id NAME:VERSION"``.
+    """
+
+    def decorate(func: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(func)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            positional, optional = kwargs.pop(argument), kwargs.pop(option)
+            if (positional is None) == (optional is None):
+                raise click.UsageError(f"Give exactly one of {spelling}.")
+            kwargs[argument] = positional if positional is not None else optional
+            return func(*args, **kwargs)
+
+        return wrapper
+
+    return decorate
 
 
 def output_option(func: Callable[..., Any]) -> Callable[..., Any]:

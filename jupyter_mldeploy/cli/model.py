@@ -7,12 +7,14 @@ missing workspace; the other commands report it. Times are local, to the second.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import click
 
 from jupyter_mldeploy import actions
 from jupyter_mldeploy.cli._common import (
+    argument_or_option,
     emit,
     existing_workspace_option,
     group,
@@ -54,15 +56,23 @@ def _summary(model: Model) -> dict[str, Any]:
 # opened (a typo never creates a workspace, and a missing workspace does not hide the typo).
 
 
-def _checked_model_id(_ctx: click.Context, _param: click.Parameter, value: str) -> str:
-    parse_name_version(value, "model")
+def _checked_model_id(_ctx: click.Context, _param: click.Parameter, value: str | None) -> str | None:
+    if value is not None:
+        parse_name_version(value, "model")
     return value
 
 
-def _checked_versioned_id(ctx: click.Context, param: click.Parameter, value: str) -> str:
-    if ":" not in value:
+def _checked_versioned_id(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    if value is not None and ":" not in value:
         raise click.BadParameter(f"{value!r}: give the version to delete, as NAME:VERSION", param_hint="NAME:VERSION")
     return _checked_model_id(ctx, param, value)
+
+
+def _model_id_option(callback: Callable[[click.Context, click.Parameter, str | None], str | None], metavar: str,
+                     ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """``-i/--model-id ID``: v1's spelling of the model, accepted beside the positional argument."""
+    return click.option("-i", "--model-id", "model_id_option", default=None, metavar=metavar,
+                        callback=callback, help="The model, as az ml v1 spells it (instead of the argument).")
 
 
 def _checked_name(_ctx: click.Context, _param: click.Parameter, value: str) -> str:
@@ -177,9 +187,11 @@ def show_command(workspace: Workspace, model_id: str, output: str) -> None:
 
 
 @model_group.command("download")
-@click.argument("model_id", metavar="NAME[:VERSION]", callback=_checked_model_id)
+@click.argument("model_id", metavar="[NAME[:VERSION]]", required=False, callback=_checked_model_id)
+@_model_id_option(_checked_model_id, "NAME[:VERSION]")
 @click.option("-t", "--target-dir", required=True, type=click.Path(file_okay=False), help="Folder to write into.")
 @click.option("--overwrite", is_flag=True, help="Replace what exists under the model's name there.")
+@argument_or_option("model_id", "model_id_option", "NAME[:VERSION] or -i/--model-id NAME[:VERSION]")
 @output_option
 @existing_workspace_option
 def download_command(workspace: Workspace, model_id: str, target_dir: str, overwrite: bool, output: str) -> None:
@@ -193,8 +205,10 @@ def download_command(workspace: Workspace, model_id: str, target_dir: str, overw
 
 
 @model_group.command("delete")
-@click.argument("model_id", metavar="NAME:VERSION", callback=_checked_versioned_id)
+@click.argument("model_id", metavar="[NAME:VERSION]", required=False, callback=_checked_versioned_id)
+@_model_id_option(_checked_versioned_id, "NAME:VERSION")
 @click.option("--force", is_flag=True, help="Delete even when a service uses this version.")
+@argument_or_option("model_id", "model_id_option", "NAME:VERSION or -i/--model-id NAME:VERSION")
 @output_option
 @existing_workspace_option
 def delete_command(workspace: Workspace, model_id: str, force: bool, output: str) -> None:

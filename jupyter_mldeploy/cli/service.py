@@ -1,7 +1,8 @@
 """``mldeploy service ...`` and ``mldeploy model deploy`` (CLI v1: ``az ml service ...``, ``az ml model deploy``).
 
 Thin: options are parsed here, everything else is :mod:`jupyter_mldeploy.actions` and
-:mod:`jupyter_mldeploy.deploy`. None of these commands creates a workspace. Times are local, to the second.
+:mod:`jupyter_mldeploy.deploy`. None of these commands creates a workspace, except ``model deploy`` without
+``-m`` (it reads nothing from it). Times are local, to the second.
 """
 
 from __future__ import annotations
@@ -13,11 +14,19 @@ from typing import Any
 import click
 
 from jupyter_mldeploy import actions
-from jupyter_mldeploy.cli._common import emit, existing_workspace_option, group, output_option
+from jupyter_mldeploy.cli._common import (
+    argument_or_option,
+    emit,
+    existing_workspace_option,
+    group,
+    output_option,
+    workspace_option_when,
+)
 from jupyter_mldeploy.cli.model import model_group
 from jupyter_mldeploy.deploy import DeploymentConfiguration, deploy_model
-from jupyter_mldeploy.errors import InvalidArgument
+from jupyter_mldeploy.errors import Conflict, InvalidArgument
 from jupyter_mldeploy.inference_config import InferenceConfig
+from jupyter_mldeploy.names import parse_name_version, validate_name
 from jupyter_mldeploy.workspace import Workspace
 
 service_group = group("service", "List, call, reload, update and delete deployed services.")
@@ -135,7 +144,10 @@ def update_service(
 
 
 @service_group.command("delete")
-@click.argument("name")
+@click.argument("name", required=False)
+@click.option("-n", "--name", "name_option", default=None, metavar="NAME",
+              help="The service, as az ml v1 spells it (instead of the argument).")
+@argument_or_option("name", "name_option", "NAME or -n/--name NAME")
 @existing_workspace_option
 def delete_service(workspace: Workspace, name: str) -> None:
     """Stop a service and remove it."""
@@ -143,9 +155,47 @@ def delete_service(workspace: Workspace, name: str) -> None:
     click.echo(f"Service {name!r} deleted.")
 
 
+def _source_folder(inference_config: InferenceConfig) -> Path:
+    """The folder a deployment copies: the source directory, else the entry script's folder (as the deployer)."""
+    return inference_config.source_directory or inference_config.entry_script.parent
+
+
+def _service_name(workspace: Workspace, given: str | None, models: tuple[str, ...],
+                  inference_config: InferenceConfig, overwrite: bool) -> str:
+    """The service name: ``-n`` when given, else derived as v1 users expect from ``az ml model deploy`` without
+    ``-n``: the first model's name, or the source folder's name when no model is served.
+
+    Raises:
+        InvalidArgument: When the derived name is not a valid service name (the message says to pass -n).
+        Conflict: When the service exists and ``overwrite`` is False (checked here to word the fix for the CLI;
+            the deployer checks again under the service's lock).
+    """
+    if given is not None:
+        name, origin = given, ""
+    else:
+        if models:
+            name, origin = parse_name_version(models[0], "model")[0], f"the first model, {models[0]}"
+        else:
+            folder = _source_folder(inference_config)
+            name, origin = folder.name, f"the source directory {folder}"
+        try:
+            validate_name(name, "service name")
+        except InvalidArgument as exc:
+            raise InvalidArgument(f"{exc.summary.rstrip('.')}; it was derived from {origin}: name the service "
+                                  "with -n NAME.") from exc
+        click.echo(f"Service name: {name} (from {origin}; -n NAME chooses another)", err=True)
+    if not overwrite and name in actions.service_names(workspace):
+        derived = f" (the name derived from {origin})" if origin else ""
+        raise Conflict(f"Service {name!r}{derived} already exists: pass --overwrite to update it, or -n NAME to "
+                       "deploy another service.")
+    return name
+
+
 @model_group.command("deploy")
-@click.option("-n", "--name", "service_name", required=True, help="Service name.")
-@click.option("-m", "--model", "models", multiple=True, required=True, help="NAME:VERSION to serve (repeat).")
+@click.option("-n", "--name", "service_name", default=None,
+              help="Service name (default: the first model's name, else the source directory's).")
+@click.option("-m", "--model", "models", multiple=True, metavar="NAME:VERSION",
+              help="A registered version to serve (repeat); none serves the source directory alone.")
 @click.option("--ic", "--inference-config", "inference_config", type=click.Path(exists=True, dir_okay=False),
               required=True, help="inferenceconfig.json")
 @click.option("--dc", "--deployment-config", "deployment_config", type=click.Path(exists=True, dir_okay=False),
@@ -154,20 +204,29 @@ def delete_service(workspace: Workspace, name: str) -> None:
 @click.option("--show-output", is_flag=True, help="Print the environment build and server log while waiting.")
 @click.option("--timeout", type=click.FloatRange(min=1), default=300, show_default=True,
               help="Seconds to wait for the service to become healthy.")
-@existing_workspace_option
+# With -m the models are read from the workspace, which must exist; without, nothing is read from it, and a
+# first deployment creates it (v1's "deploy using a local model" needs no registry).
+@workspace_option_when(lambda options: not options["models"])
 @output_option
 def deploy_command(
-    workspace: Workspace, service_name: str, models: tuple[str, ...], inference_config: str,
+    workspace: Workspace, service_name: str | None, models: tuple[str, ...], inference_config: str,
     deployment_config: str | None, overwrite: bool, show_output: bool, timeout: float, output: str,
 ) -> None:
-    """Deploy model versions as a local service and wait until it is healthy."""
-    if not models:
-        raise InvalidArgument("Give at least one -m NAME:VERSION.")
+    """Deploy model versions (or, without -m, the source directory alone) as a service; wait until healthy.
+
+    Without -m no registered model is served: the files come from the inference configuration's source
+    directory, AZUREML_MODEL_DIR is the empty azureml-models folder, and nothing is versioned or checksummed.
+    """
+    config = InferenceConfig.from_file(inference_config, workspace)
+    name = _service_name(workspace, service_name, models, config, overwrite)
+    if not models and not show_output:  # with --show-output the deployer says it on stdout
+        click.echo(f"Note: service {name!r} serves no registered model: its files come from the source directory "
+                   f"{_source_folder(config)}, so nothing is versioned or checksummed.", err=True)
     service = deploy_model(
         workspace,
-        service_name,
+        name,
         list(models),
-        InferenceConfig.from_file(inference_config, workspace),
+        config,
         DeploymentConfiguration.from_file(deployment_config) if deployment_config else None,
         overwrite=overwrite,
         show_output=show_output,

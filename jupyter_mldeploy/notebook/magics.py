@@ -8,9 +8,10 @@ port in use) raises IPython's ``UsageError`` with the error's one-line ``summary
 Workspace: every magic works on the workspace ``Workspace.from_config()`` finds (``$MLDEPLOY_WORKSPACE``,
 else the nearest ``.mldeploy/`` folder, else ``./.mldeploy``) until ``%mldeploy_workspace PATH`` picks
 another one for the rest of the session. Reading magics (``%models``, ``%deployments``, ``%test_endpoint``,
-``%mldeploy``, ``%%score_script --check``, and ``%deploy_local``, whose models must be registered already)
-never create a workspace: a missing one is an error naming the folders searched. ``%register_model`` and
-``%mldeploy_workspace PATH`` create it and say so once.
+``%mldeploy``, ``%%score_script --check``, and ``%deploy_local --model``, whose models must be registered
+already) never create a workspace: a missing one is an error naming the folders searched.
+``%register_model``, ``%mldeploy_workspace PATH`` and ``%deploy_local`` without ``--model`` create it and say
+so once.
 
 ``--data EXPR`` options take a Python expression evaluated in the notebook's namespace, best a variable
 name (``--data payload``); quote it when it holds spaces.
@@ -34,6 +35,7 @@ from IPython.core.magic_arguments import argument, magic_arguments, parse_argstr
 from IPython.display import display
 
 from jupyter_mldeploy import actions
+from jupyter_mldeploy.actions.workspaces import remember_workspace
 from jupyter_mldeploy.deploy import deploy_model, local_deploy_configuration
 from jupyter_mldeploy.entry.static_check import EntryScriptCheck, check_source
 from jupyter_mldeploy.entry.trial_run import run_entry_check
@@ -240,13 +242,16 @@ class MLDeployMagics(Magics):
         Raises:
             NotFound: When no workspace exists, naming the folders searched.
         """
-        return Workspace.from_config(self._workspace_path, create=False)
+        workspace = Workspace.from_config(self._workspace_path, create=False)
+        remember_workspace(workspace)  # for `mldeploy workspace list`
+        return workspace
 
     def _writing_workspace(self) -> Workspace:
         """The session's workspace for writing: created when missing, saying so once."""
         workspace = Workspace.from_config(self._workspace_path, create=True)
         if workspace.created:
             print(f"Created workspace at {workspace.path}")
+        remember_workspace(workspace)
         return workspace
 
     def _eval(self, expression: str, option: str) -> Any:
@@ -276,6 +281,7 @@ class MLDeployMagics(Magics):
             workspace = Workspace.from_config(args.path, create=True)
             if workspace.created:
                 print(f"Created workspace at {workspace.path}")
+            remember_workspace(workspace)
             self._workspace_path = workspace.path
             return workspace
         return self.workspace
@@ -379,8 +385,9 @@ class MLDeployMagics(Magics):
     @line_magic
     @magic_arguments()
     @argument("name", help="Service name.")
-    @argument("--model", metavar="NAME[:VER]", action="append", default=[], required=True,
-              help="A registered model version to serve (repeatable; latest version when VER is left out).")
+    @argument("--model", metavar="NAME[:VER]", action="append", default=[],
+              help="A registered model version to serve (repeatable; latest version when VER is left out). "
+              "None serves the source directory alone: no registered model.")
     @argument("--entry", default="score.py", help="The entry script (default score.py; relative to --source-dir).")
     @argument("--source-dir", default=None, help="A folder copied whole next to the entry script.")
     @argument("--env", metavar="ENV[:VER]", default=None, help="A registered (or curated) environment.")
@@ -392,19 +399,27 @@ class MLDeployMagics(Magics):
     @argument("--no-wait", action="store_true", help="Return at once; %%deployments shows the state later.")
     @_user_errors
     def deploy_local(self, line: str) -> Any:
-        """Deploy registered models as a local web service (process runtime); returns the service.
+        """Deploy registered models (or, without ``--model``, the source folder alone) as a local web service
+        (process runtime); returns the service.
 
         While the service starts, a live status shows its state, the elapsed time and the tail of its log,
         ending in the scoring URI, or in the ``init()`` traceback with the listing of ``AZUREML_MODEL_DIR``.
         Re-running with ``--overwrite`` updates the running service in place: the old workers answer until
         the new ones finished ``init()``, so no request fails.
 
+        Without ``--model`` no registered model is served (v1's "deploy using a local model"): the files
+        come from ``--source-dir`` (else the entry script's folder), ``AZUREML_MODEL_DIR`` is the empty
+        ``azureml-models`` folder, and nothing is versioned or checksummed; the status says so.
+
         Example::
 
             %deploy_local diabetes-svc --model diabetes:1 --entry score.py --overwrite
+            %deploy_local local-svc --entry score.py --source-dir ./app
         """
         args = _parse(self.deploy_local, line)
-        workspace = self.workspace  # the models must be registered there already: never a new workspace
+        # Models must be registered in the workspace already, so it is never created for them; a deployment of
+        # the source folder alone reads nothing from it, and creates it when missing.
+        workspace = self.workspace if args.model else self._writing_workspace()
         environment = actions.choose_environment(workspace, args.name, env=args.env, requirements=args.requirements,
                                                  current=args.current)
         source_dir = Path(args.source_dir).expanduser() if args.source_dir else None
@@ -416,13 +431,19 @@ class MLDeployMagics(Magics):
         config = local_deploy_configuration(port=args.port)
 
         status = DeployStatus(name=args.name)
+        if not args.model:
+            folder = inference_config.source_directory or inference_config.entry_script.parent
+            status.notes.append(f"No registered model is served: the files come from the source directory {folder}, "
+                                "so nothing is versioned or checksummed.")
         self.last_deploy_status = status
         handle = display(status, display_id=True)
         start = time.monotonic()
 
-        def show(**changes: Any) -> None:
+        def show(note: str | None = None, **changes: Any) -> None:
             for key, value in changes.items():
                 setattr(status, key, value)
+            if note is not None:
+                status.notes.append(note)
             status.elapsed_s = time.monotonic() - start
             if handle is not None:
                 handle.update(status)
@@ -446,7 +467,7 @@ class MLDeployMagics(Magics):
                 show()
                 worker.join(STATUS_INTERVAL_S)
         except KeyboardInterrupt:
-            show(notes=["Interrupted: the deployment goes on in the background (%deployments shows it)."])
+            show(note="Interrupted: the deployment goes on in the background (%deployments shows it).")
             raise
         if "error" in outcome:
             error = outcome["error"]
@@ -455,7 +476,7 @@ class MLDeployMagics(Magics):
             raise error
         service = outcome["service"]
         if args.no_wait:
-            show(state=str(service.state), notes=["Not waiting (--no-wait): %deployments shows the state."])
+            show(state=str(service.state), note="Not waiting (--no-wait): %deployments shows the state.")
             return service
         return self._follow(service, show, start)
 
@@ -477,7 +498,7 @@ class MLDeployMagics(Magics):
             raise UsageError(f"{headline(exc.summary).rstrip('.')}. The init() traceback is shown above; "
                              "fix score.py and run the cell again with --overwrite.") from exc
         except KeyboardInterrupt:
-            show(notes=["Interrupted: the service keeps starting in the background (%deployments shows it)."])
+            show(note="Interrupted: the service keeps starting in the background (%deployments shows it).")
             raise
         show(state="Healthy", scoring_uri=service.scoring_uri, log_tail="")
         return service
