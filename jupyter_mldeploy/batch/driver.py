@@ -121,7 +121,7 @@ class Driver:
             return False
         if outcome.init_failed:
             log.error("%s", outcome.error)
-            raise JobStopped(FAILED, f"The entry script's init() failed on {outcome.worker}: {outcome.error}")
+            raise JobStopped(FAILED, outcome.error)
         if outcome.attempt < self.config.run_max_try:
             log.warning("Mini-batch %d try %d of %d failed on %s; retrying. %s", batch.index, outcome.attempt,
                         self.config.run_max_try, outcome.worker, outcome.error)
@@ -157,7 +157,7 @@ class Driver:
                 self._loop(pending, backend, script, tally)
             if self.config.output_action == APPEND_ROW:
                 output = Path(self.record["outputFile"])
-                size = self.folder.assemble(len(plan), output)
+                size = self.folder.assemble(self.folder.progress().finished, output)
                 log.info("Output: %s (%d bytes).", output, size)
         except JobStopped as stop:
             state, error = stop.state, stop.message

@@ -230,11 +230,12 @@ class JobFolder:
             handle.write(rows)
         os.replace(tmp, self.part_path(index))
 
-    def assemble(self, count: int, output: Path) -> int:
-        """Concatenate parts 0..count-1 into ``output`` through a temporary file and one rename.
+    def assemble(self, done: Iterable[int], output: Path) -> int:
+        """Concatenate the parts of the done mini-batches, in mini-batch order, into ``output`` through a
+        temporary file and one rename (mini-batches that failed every try have no part and are left out).
 
         Args:
-            count: Mini-batches in the plan (every one must be done).
+            done: Indices of the done mini-batches.
             output: The output file.
 
         Returns:
@@ -244,7 +245,7 @@ class JobFolder:
         tmp = output.parent / f".{output.name}.{os.getpid()}.tmp"
         try:
             with open(tmp, "wb") as target:
-                for index in range(count):
+                for index in sorted(done):
                     with open(self.part_path(index), "rb") as part:
                         shutil.copyfileobj(part, target, 1 << 20)
             os.replace(tmp, output)

@@ -213,7 +213,10 @@ def score_mini_batch(request: TryRequest) -> TryOutcome:
         script = _load(request.script)
     except BaseException as exc:  # noqa: BLE001 - any failure of the user's import or init() is reported
         listing = model_dir_listing(request.script.environment.get("AZUREML_MODEL_DIR"))
-        outcome.error = f"Loading the entry script or its init() failed:\n{_short_traceback(exc)}\n{listing}"
+        outcome.error = (
+            f"The entry script could not be loaded or its init() raised (worker {outcome.worker}):\n"
+            f"{_short_traceback(exc)}\n{listing}"
+        )
         outcome.init_failed = True
         return outcome
     try:

@@ -1,0 +1,91 @@
+"""Fixtures for the batch scoring tests: a small registered Ridge model, its data, and batch scripts.
+
+Data stay small (hundreds of rows) so each job takes seconds; the large figures are the benchmark's
+(benchmarks/batch_scoring.py).
+"""
+
+from __future__ import annotations
+
+import textwrap
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import joblib
+import numpy as np
+import pandas as pd
+import psutil
+import pytest
+from sklearn.datasets import load_diabetes
+from sklearn.linear_model import Ridge
+
+from jupyter_mldeploy.registry import Model
+from jupyter_mldeploy.workspace import Workspace
+
+#: The v1 batch script of the docs: load the model in init(), predict a DataFrame in run().
+SCORE_BATCH = textwrap.dedent('''
+    import os
+    import joblib
+
+    def init():
+        global model
+        model = joblib.load(os.path.join(os.environ["AZUREML_MODEL_DIR"], "diabetes_ridge.pkl"))
+
+    def run(mini_batch):
+        return model.predict(mini_batch[FEATURES]).tolist()
+''')
+
+
+@pytest.fixture(scope="session")
+def diabetes(tmp_path_factory: pytest.TempPathFactory) -> tuple[pd.DataFrame, Path, Ridge]:
+    """The diabetes features with an ``id`` column, the pickled Ridge model and the model itself."""
+    folder = tmp_path_factory.mktemp("diabetes")
+    features, target = load_diabetes(return_X_y=True, as_frame=True)
+    model = Ridge().fit(features, target)
+    path = folder / "diabetes_ridge.pkl"
+    joblib.dump(model, path)
+    frame = features.copy()
+    frame.insert(0, "id", np.arange(len(frame)))
+    return frame, path, model
+
+
+@pytest.fixture
+def scored_workspace(workspace: Workspace, diabetes: tuple[pd.DataFrame, Path, Ridge]) -> Workspace:
+    """A workspace with ``diabetes:1`` registered."""
+    Model.register(workspace, model_path=str(diabetes[1]), model_name="diabetes")
+    return workspace
+
+
+def write_script(folder: Path, body: str, name: str = "score_batch.py") -> Path:
+    """Write a batch script; ``FEATURES`` in the body is the feature column list."""
+    path = folder / name
+    columns = list(load_diabetes(as_frame=True).data.columns)
+    path.write_text(body.replace("FEATURES", repr(columns)), encoding="utf-8")
+    return path
+
+
+def children_of(pid: int) -> list[psutil.Process]:
+    """Live descendants of ``pid``."""
+    try:
+        return [p for p in psutil.Process(pid).children(recursive=True) if p.status() != psutil.STATUS_ZOMBIE]
+    except psutil.NoSuchProcess:
+        return []
+
+
+@pytest.fixture
+def no_stray_workers() -> Iterator[None]:
+    """Fail when a loky worker or driver started during the test is still alive at its end."""
+    def batch_processes() -> set[int]:
+        found = set()
+        for proc in psutil.process_iter(["pid", "cmdline"]):
+            cmd = " ".join(proc.info.get("cmdline") or [])
+            if "jupyter_mldeploy.batch.driver" in cmd or "LokyProcess" in cmd:
+                found.add(proc.pid)
+        return found
+
+    before = batch_processes()
+    yield
+    deadline = time.monotonic() + 10
+    while (left := batch_processes() - before) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not left, f"batch processes left behind: {sorted(left)}"
