@@ -119,6 +119,18 @@ class KubernetesCompute:
         return str(Path(first).expanduser()) if first else str(Path("~/.kube/config").expanduser())
 
 
+def context_namespace(compute: KubernetesCompute) -> str | None:
+    """The namespace the kubeconfig context names (as kubectl uses it), or None."""
+    kubernetes = load_client_package()
+    try:
+        contexts, active = kubernetes.config.list_kube_config_contexts(config_file=compute.kubeconfig_path())
+    except (kubernetes.config.ConfigException, ValueError, OSError, TypeError):
+        return None
+    chosen = next((c for c in contexts if c.get("name") == compute.context), None) if compute.context else active
+    namespace = ((chosen or {}).get("context") or {}).get("namespace")
+    return str(namespace) if namespace else None
+
+
 def connect(compute: KubernetesCompute) -> ApiClient:
     """Return an API client for ``compute``'s cluster, after checking the server answers.
 

@@ -38,7 +38,12 @@ from jupyter_mldeploy.deploy.targets.base import Observation, ServiceTarget
 from jupyter_mldeploy.docker.engine import docker_client
 from jupyter_mldeploy.errors import DeploymentError, InvalidArgument, MLDeployError, NotFound
 from jupyter_mldeploy.kubernetes.cluster import KINDS, Cluster
-from jupyter_mldeploy.kubernetes.compute import KubernetesCompute, connect, load_client_package
+from jupyter_mldeploy.kubernetes.compute import (
+    KubernetesCompute,
+    connect,
+    context_namespace,
+    load_client_package,
+)
 from jupyter_mldeploy.kubernetes.config import check_aks_configuration, check_dns1123_label
 from jupyter_mldeploy.kubernetes.export import manifest_spec, package_image
 from jupyter_mldeploy.kubernetes.manifests import (
@@ -168,8 +173,9 @@ class KubernetesTarget(ServiceTarget):
         """Connect, build (and push) the image, save the record, apply the manifests."""
         check_dns1123_label(plan.name, "service name")
         compute = plan.deployment_target if plan.deployment_target is not None else KubernetesCompute()
-        namespace = plan.deployment_config.namespace or compute.namespace or "default"
-        cluster = self.cluster(compute, namespace)  # fails fast, before the image is built
+        cluster = self.cluster(compute, "default")  # fails fast, before the image is built
+        namespace = plan.deployment_config.namespace or compute.namespace or context_namespace(compute) or "default"
+        cluster = self.cluster(compute, namespace)
         image = self._image(plan, compute, show_output)
         state = KubeState(compute=compute.to_json(), namespace=namespace, image=image)
         spec = manifest_spec(plan, image, compute.service_type, state.generation, namespace)

@@ -112,13 +112,13 @@ class KubeApiMock:
             self.server.shutdown()
             self.server.server_close()
 
-    def kubeconfig(self, path: Any, context: str = "mock") -> Any:
+    def kubeconfig(self, path: Any, context: str = "mock", namespace: str = "default") -> Any:
         """Write a kubeconfig naming this server as context ``context``; return its path."""
         config = {
             "apiVersion": "v1", "kind": "Config", "current-context": context,
             "clusters": [{"name": "mock", "cluster": {"server": self.url}}],
             "users": [{"name": "mock", "user": {"token": "mock-token"}}],
-            "contexts": [{"name": context, "context": {"cluster": "mock", "user": "mock", "namespace": "default"}}],
+            "contexts": [{"name": context, "context": {"cluster": "mock", "user": "mock", "namespace": namespace}}],
         }
         path.write_text(yaml.safe_dump(config), encoding="utf-8")
         return path

@@ -175,3 +175,32 @@ def test_a_deployment_target_of_another_runtime_is_refused(diabetes: Diabetes) -
     with pytest.raises(InvalidArgument, match="deploys to the 'kubernetes' runtime"):
         Model.deploy(diabetes.workspace, "diab-mix", [diabetes.model_id], diabetes.inference_config(),
                      local_deploy_configuration(), deployment_target=KubernetesCompute())
+
+
+def test_cli_model_deploy_with_an_aks_file_uses_the_current_context(
+    engine: object, diabetes: Diabetes, kube_api: KubeApiMock, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import json
+
+    from click.testing import CliRunner
+
+    from jupyter_mldeploy.cli import main
+
+    monkeypatch.setenv("KUBECONFIG", str(kube_api.kubeconfig(tmp_path / "kc", namespace="team-a")))
+    ic = diabetes.inference_config().to_file(tmp_path / "inferenceconfig.json")
+    dc = tmp_path / "aks.json"
+    dc.write_text(json.dumps({"computeType": "aks", "numReplicas": 1, "authEnabled": False}))
+    workspace = ["-w", str(diabetes.workspace.path)]
+    deployed = CliRunner().invoke(main, ["model", "deploy", "-n", "diab-cli", "-m", diabetes.model_id, "--ic", str(ic),
+                                         "--dc", str(dc), "--timeout", "60", "-o", "json", *workspace])
+    try:
+        assert deployed.exit_code == 0, deployed.output
+        shown = json.loads(deployed.output)
+        assert (shown["state"], shown["computeType"], shown["namespace"]) == ("Healthy", "AKS", "team-a")
+        assert ("deployments", "team-a", "diab-cli") in kube_api.objects  # the context's namespace
+        listed = CliRunner().invoke(main, ["service", "list", "-o", "json", *workspace])
+        assert {"name": "diab-cli", "state": "Healthy"}.items() <= next(
+            s for s in json.loads(listed.output) if s["name"] == "diab-cli").items()
+    finally:
+        CliRunner().invoke(main, ["service", "delete", "diab-cli", *workspace])
+    assert ("deployments", "team-a", "diab-cli") not in kube_api.objects
