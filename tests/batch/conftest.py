@@ -6,7 +6,6 @@ Data stay small (hundreds of rows) so each job takes seconds; the large figures 
 
 from __future__ import annotations
 
-import textwrap
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,19 +20,6 @@ from sklearn.linear_model import Ridge
 
 from jupyter_mldeploy.registry import Model
 from jupyter_mldeploy.workspace import Workspace
-
-#: The v1 batch script of the docs: load the model in init(), predict a DataFrame in run().
-SCORE_BATCH = textwrap.dedent('''
-    import os
-    import joblib
-
-    def init():
-        global model
-        model = joblib.load(os.path.join(os.environ["AZUREML_MODEL_DIR"], "diabetes_ridge.pkl"))
-
-    def run(mini_batch):
-        return model.predict(mini_batch[FEATURES]).tolist()
-''')
 
 
 @pytest.fixture(scope="session")
@@ -54,22 +40,6 @@ def scored_workspace(workspace: Workspace, diabetes: tuple[pd.DataFrame, Path, R
     """A workspace with ``diabetes:1`` registered."""
     Model.register(workspace, model_path=str(diabetes[1]), model_name="diabetes")
     return workspace
-
-
-def write_script(folder: Path, body: str, name: str = "score_batch.py") -> Path:
-    """Write a batch script; ``FEATURES`` in the body is the feature column list."""
-    path = folder / name
-    columns = list(load_diabetes(as_frame=True).data.columns)
-    path.write_text(body.replace("FEATURES", repr(columns)), encoding="utf-8")
-    return path
-
-
-def children_of(pid: int) -> list[psutil.Process]:
-    """Live descendants of ``pid``."""
-    try:
-        return [p for p in psutil.Process(pid).children(recursive=True) if p.status() != psutil.STATUS_ZOMBIE]
-    except psutil.NoSuchProcess:
-        return []
 
 
 @pytest.fixture

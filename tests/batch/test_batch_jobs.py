@@ -17,13 +17,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from batch_helpers import SCORE_BATCH, children_of, write_script
 from sklearn.linear_model import Ridge
 
 from jupyter_mldeploy.batch import BatchJob, FileInput, JobFailed, ParallelRunConfig, list_jobs
 from jupyter_mldeploy.errors import Conflict, InvalidArgument, NotFound
 from jupyter_mldeploy.workspace import Workspace
-
-from conftest import SCORE_BATCH, children_of, write_script
 
 pytestmark = pytest.mark.usefixtures("no_stray_workers")
 
