@@ -1,0 +1,130 @@
+"""The dask backend on a real cluster: a ``dask scheduler`` and two ``dask worker`` processes on 127.0.0.1,
+started and stopped by PID; the same mini-batch function as loky, the same output row for row."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import psutil
+import pytest
+from batch_helpers import SCORE_BATCH, write_script
+from sklearn.linear_model import Ridge
+
+from jupyter_mldeploy.batch import BatchJob, ParallelRunConfig
+from jupyter_mldeploy.workspace import Workspace
+
+pytest.importorskip("distributed")
+
+DASK = str(Path(sys.executable).with_name("dask"))
+
+#: The mini-batch holding id 0 never returns by itself (a Python loop: Dask runs tasks on threads, where
+#: the timeout is raised between bytecodes).
+LOOPING_FIRST = textwrap.dedent('''
+    import time
+
+    def init():
+        pass
+
+    def run(mini_batch):
+        while 0 in set(mini_batch["id"]):
+            time.sleep(0.05)
+        return mini_batch["id"].tolist()
+''')
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    """Stop one process by its PID: SIGTERM, then SIGKILL after 10 s."""
+    if process.poll() is None:
+        os.kill(process.pid, signal.SIGTERM)
+        try:
+            process.wait(10)
+        except subprocess.TimeoutExpired:
+            os.kill(process.pid, signal.SIGKILL)
+            process.wait(10)
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A scheduler and two single-threaded workers (no nanny: one process each), all on 127.0.0.1."""
+    folder = tmp_path_factory.mktemp("dask")
+    scheduler_file = folder / "scheduler.json"
+    log = open(folder / "cluster.log", "ab")  # noqa: SIM115 - closed after the processes stop
+    common = {"stdout": log, "stderr": subprocess.STDOUT, "cwd": folder}
+    processes = [subprocess.Popen([DASK, "scheduler", "--host", "127.0.0.1", "--port", "0", "--no-dashboard",
+                                   "--scheduler-file", str(scheduler_file)], **common)]
+    try:
+        deadline = time.monotonic() + 60
+        while not scheduler_file.exists() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        address = json.loads(scheduler_file.read_text())["address"]
+        for _ in range(2):
+            processes.append(subprocess.Popen([DASK, "worker", address, "--host", "127.0.0.1", "--nthreads", "1",
+                                               "--no-nanny", "--no-dashboard"], **common))
+        from distributed import Client
+
+        with Client(address, timeout=30) as client:
+            client.wait_for_workers(2, timeout=60)
+        yield address
+    finally:
+        for process in reversed(processes):
+            _stop(process)
+        log.close()
+        assert all(not psutil.pid_exists(p.pid) or psutil.Process(p.pid).status() == psutil.STATUS_ZOMBIE
+                   for p in processes)
+
+
+def test_dask_gives_loky_s_output_row_for_row(cluster: str, scored_workspace: Workspace,
+                                              diabetes: tuple[pd.DataFrame, Path, Ridge], tmp_path: Path) -> None:
+    frame, _, model = diabetes
+    frame.to_csv(tmp_path / "diabetes.csv", index=False)
+    config = ParallelRunConfig(str(write_script(tmp_path, SCORE_BATCH)), 0, "append_row", mini_batch_size="4KB",
+                               process_count_per_node=2)
+    source = str(tmp_path / "diabetes.csv")
+    on_dask = BatchJob.submit(scored_workspace, "dask", config, source, "diabetes", tmp_path / "dask", backend="dask",
+                              scheduler=cluster)
+    on_loky = BatchJob.submit(scored_workspace, "loky", config, source, "diabetes", tmp_path / "loky")
+    details = on_dask.wait_for_completion()
+    on_loky.wait_for_completion()
+    dask_rows = (tmp_path / "dask" / "parallel_run_step.txt").read_bytes()
+    assert dask_rows == (tmp_path / "loky" / "parallel_run_step.txt").read_bytes()
+    np.testing.assert_allclose(np.loadtxt(tmp_path / "dask" / "parallel_run_step.txt"),
+                               model.predict(frame.drop(columns="id")), rtol=1e-12)
+    assert f"the Dask cluster at {cluster}, 2 worker threads" in details["backend"]
+    # Both workers took part: the journal names the worker of every mini-batch.
+    workers = {entry["worker"] for entry in on_dask.folder.entries() if entry["event"] == "done"}
+    assert len(workers) == 2
+
+
+def test_dask_times_out_a_run_on_a_worker_thread(cluster: str, scored_workspace: Workspace, tmp_path: Path) -> None:
+    path = tmp_path / "ids.csv"
+    pd.DataFrame({"id": np.arange(200), "x": np.zeros(200)}).to_csv(path, index=False)
+    config = ParallelRunConfig(str(write_script(tmp_path, LOOPING_FIRST)), -1, "append_row", mini_batch_size="1KB",
+                               run_invocation_timeout=1, run_max_try=2)
+    job = BatchJob.submit(scored_workspace, "dask-timeout", config, str(path), None, tmp_path / "out",
+                          backend="dask", scheduler=cluster)
+    details = job.wait_for_completion(timeout=120)
+    assert details["retries"] == 1 and details["miniBatches"]["failed"] == 1
+    assert "timed out after run_invocation_timeout=1s" in details["errors"]["0"]
+    written = np.loadtxt(tmp_path / "out" / "parallel_run_step.txt", dtype=int).tolist()
+    assert written == list(range(200))[details["items"]["failed"]:]
+
+
+def test_a_local_cluster_is_started_and_stopped_with_the_job(scored_workspace: Workspace, tmp_path: Path) -> None:
+    path = tmp_path / "ids.csv"
+    pd.DataFrame({"id": np.arange(100), "x": np.zeros(100)}).to_csv(path, index=False)
+    script = write_script(tmp_path, "def init():\n    pass\n\ndef run(mini_batch):\n    return mini_batch['id'].tolist()\n")
+    config = ParallelRunConfig(str(script), 0, "append_row", mini_batch_size="1KB", process_count_per_node=1)
+    job = BatchJob.submit(scored_workspace, "dask-local", config, str(path), None, tmp_path / "out", backend="dask")
+    details = job.wait_for_completion(timeout=120)
+    assert "a local Dask cluster at tcp://127.0.0.1:" in details["backend"]
+    assert np.loadtxt(tmp_path / "out" / "parallel_run_step.txt", dtype=int).tolist() == list(range(100))
