@@ -35,6 +35,40 @@ export interface IService {
   error?: string | null;
 }
 
+/** One run as `GET runs` lists it (`jupyter_mldeploy.actions.list_runs`). */
+export interface IRun {
+  id: string;
+  experiment: string;
+  number: number;
+  kind: string;
+  /** `Running`, `Completed`, `Failed` or `Canceled`. */
+  status: string;
+  startTime: string;
+  endTime: string | null;
+  durationSeconds: number | null;
+  parameters: { [name: string]: unknown };
+  /** The last scalar value of each metric. */
+  metrics: { [name: string]: unknown };
+  tags: { [key: string]: string };
+  /** `name:version` of each model registered from the run. */
+  models: string[];
+  error: string | null;
+}
+
+/** `GET runs`: runs newest first, and every experiment's name. */
+export interface IRunListing {
+  runs: IRun[];
+  experiments: string[];
+}
+
+/** `GET runs/<id>` (`jupyter_mldeploy.actions.show_run`): every metric whole, files, folder and models. */
+export interface IRunDetails extends Omit<IRun, 'models'> {
+  source: string | null;
+  files: string[];
+  folder: string;
+  models: { id: string; name: string; version: number; createdTime: string }[];
+}
+
 /** The score proxy's answer: what the service replied, and how long it took (ms). */
 export interface IScoreResult {
   status: number;
@@ -103,7 +137,7 @@ export async function requestAPI<T>(
   return data as T;
 }
 
-/** URL-encode one path segment (model or service name). */
+/** URL-encode one path segment (model, service or run name). */
 export function seg(value: string | number): string {
   return encodeURIComponent(String(value));
 }

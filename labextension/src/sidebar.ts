@@ -1,5 +1,5 @@
 /**
- * The "ML Deploy" left panel: models, services (live state), and a request tester.
+ * The "ML Deploy" left panel: models, services (live state), a request tester, and experiment runs.
  *
  * Plain DOM inside a Lumino widget: every list is rebuilt from the REST answers, and every action calls
  * one route and then refreshes. All logic (states, validation, deletion rules) lives in Python.
@@ -16,7 +16,9 @@ import {
   requestAPI,
   seg
 } from './api';
-import { requestText, roundFloats } from './request';
+import { button, el } from './dom';
+import { requestText } from './request';
+import { RunsSection } from './runs';
 
 /** How often the panel re-reads the services' states while it is visible (ms). */
 const POLL_INTERVAL_MS = 3000;
@@ -35,39 +37,6 @@ export const mldeployIcon = new LabIcon({
   name: 'jupyter-mldeploy:icon',
   svgstr: ICON_SVG
 });
-
-/** Create an element with a class and optional text. */
-function el<K extends keyof HTMLElementTagNameMap>(
-  tag: K,
-  className?: string,
-  text?: string
-): HTMLElementTagNameMap[K] {
-  const node = document.createElement(tag);
-  if (className) {
-    node.className = className;
-  }
-  if (text !== undefined) {
-    node.textContent = text;
-  }
-  return node;
-}
-
-/** Create a small button that runs `action` on click. */
-function button(
-  label: string,
-  title: string,
-  action: () => void,
-  className = ''
-): HTMLButtonElement {
-  const node = el(
-    'button',
-    `jp-Button jp-mod-styled jp-MLDeploy-button ${className}`.trim(),
-    label
-  );
-  node.title = title;
-  node.addEventListener('click', action);
-  return node;
-}
 
 /** Options of the sidebar. */
 export interface ISidebarOptions {
@@ -104,6 +73,9 @@ export class MLDeploySidebar extends Widget {
     this._modelsNode = this._section('Models', 'models');
     this._servicesNode = this._section('Services', 'services');
     this._buildTester(this._section('Test request', 'tester'));
+    this._runs = new RunsSection(this._section('Runs', 'runs'), error =>
+      this._report(error)
+    );
   }
 
   /** Show `message` in the red notice at the top until dismissed or replaced. */
@@ -127,13 +99,14 @@ export class MLDeploySidebar extends Widget {
     return this._services;
   }
 
-  /** Re-read workspace, models and services from the server. */
+  /** Re-read workspace, models, services and runs from the server. */
   async refresh(): Promise<void> {
     try {
       const [workspace, models, services] = await Promise.all([
         requestAPI<{ path: string }>('workspace'),
         requestAPI<{ models: IModelGroup[] }>('models'),
-        requestAPI<{ services: IService[] }>('services')
+        requestAPI<{ services: IService[] }>('services'),
+        this._runs.refresh()
       ]);
       this._workspaceNode.textContent = `Workspace: ${workspace.path}`;
       this._models = models.models;
@@ -363,7 +336,7 @@ export class MLDeploySidebar extends Widget {
     this._serviceSelect.addEventListener('change', () => {
       // A result belongs to the service it came from.
       this._resultNode.replaceChildren();
-      this._prefill();
+      void this._prefill();
     });
     this._requestText = el('textarea', 'jp-MLDeploy-requestBody');
     this._requestText.rows = 3;
@@ -427,26 +400,30 @@ export class MLDeploySidebar extends Widget {
       this._serviceSelect.value = current;
     } else {
       this._resultNode.replaceChildren();
-      this._prefill();
+      void this._prefill();
     }
   }
 
-  /** Put the served model's sample input (when registered with one) in the editor. */
-  private _prefill(): void {
-    const service = this._services.find(
-      s => s.name === this._serviceSelect.value
-    );
-    const modelId = service && service.models ? service.models[0] : undefined;
-    for (const group of this._models) {
-      for (const version of group.versions) {
-        if (version.id === modelId && version.sampleInput !== null) {
-          this._requestText.value = requestText(
-            roundFloats(version.sampleInput)
-          );
-          this._fitRequest();
-          return;
-        }
+  /**
+   * Put the service's example body in the editor: the one the panel's Test tab shows (input schema example,
+   * else the served model's sample), floats rounded by the server (`GET services/<name>/example`).
+   */
+  private async _prefill(): Promise<void> {
+    const name = this._serviceSelect.value;
+    if (!name) {
+      return;
+    }
+    try {
+      const example = await requestAPI<{ body: unknown }>(
+        `services/${seg(name)}/example`
+      );
+      // Another service may have been picked meanwhile: its own prefill wins.
+      if (example.body !== null && this._serviceSelect.value === name) {
+        this._requestText.value = requestText(example.body);
+        this._fitRequest();
       }
+    } catch (error) {
+      this._report(error);
     }
   }
 
@@ -541,6 +518,7 @@ export class MLDeploySidebar extends Widget {
   private _errorNode: HTMLElement;
   private _modelsNode: HTMLElement;
   private _servicesNode: HTMLElement;
+  private _runs: RunsSection;
   private _testerNotice!: HTMLElement;
   private _serviceSelect!: HTMLSelectElement;
   private _sendButton!: HTMLButtonElement;

@@ -5,8 +5,9 @@ the test deploys one while the sidebar watches, then checks what a user sees and
 following the service list, the model, the Healthy badge, the scoring URI on one line, the prefilled request
 (rounded, laid out as the panel's Test tab lays it out, in a box that fits it), a request and its answer,
 a body the input schema refuses, the log tab, the palette commands, deleting the service and its stale
-result going with it. Screenshots go to ``tests/artifacts/``; ``docs/images/sidebar.png`` is a copy of
-``sidebar.png``.
+result going with it. A second test records runs and checks the Runs section: statuses, parameters,
+metrics, models, one run's details, a run logged while the sidebar watches, the experiment filter.
+Screenshots go to ``tests/artifacts/``; ``docs/images/sidebar.png`` is a copy of ``sidebar.png``.
 """
 
 from __future__ import annotations
@@ -22,24 +23,26 @@ from typing import Any
 import psutil
 import pytest
 from fixtures.deploy_support import train_ridge
+from fixtures.run_support import record_runs
 from lab_support import ARTIFACTS, UI_TIMEOUT_MS, Lab, stopped
 from sklearn.linear_model import Ridge
 
-from jupyter_mldeploy import Model
+from jupyter_mldeploy import Experiment, Model
 from jupyter_mldeploy.deploy import LocalWebservice, Webservice
 from jupyter_mldeploy.inference_config import InferenceConfig
 from jupyter_mldeploy.workspace import Workspace
 
 SERVICE = "diabetes-svc"
 
-# The classic v1 entry script with an inference-schema input: the score proxy checks bodies against it.
+# The classic v1 entry script with an inference-schema input: the score proxy checks bodies against it, and
+# its example (the first row, which the model was also registered with) prefills the tester.
 SCORE_WITH_SCHEMA = """
 import os
 
 import joblib
-import numpy as np
 from inference_schema.parameter_types.numpy_parameter_type import NumpyParameterType
 from inference_schema.schema_decorators import input_schema
+from sklearn.datasets import load_diabetes
 
 
 def init():
@@ -47,7 +50,8 @@ def init():
     model = joblib.load(os.path.join(os.environ["AZUREML_MODEL_DIR"], "model.pkl"))
 
 
-@input_schema("data", NumpyParameterType(np.zeros((1, 10))))
+# The sample is a real row (all 17 digits of its float64s), as v1 notebooks write it: the schema's example.
+@input_schema("data", NumpyParameterType(load_diabetes().data[:1]))
 def run(data):
     return model.predict(data).tolist()
 """
@@ -94,7 +98,7 @@ def deploy(tmp_path: Path, registered: Registered) -> Webservice:
 
 
 def editor_text(sample: dict[str, Any]) -> str:
-    """What the sidebar's editor shows for a sample: floats to 4 significant digits, one key per line."""
+    """What the editors (sidebar, panel) show for a sample: floats to 4 significant digits, one key per line."""
 
     def rounded(value: Any) -> Any:
         if isinstance(value, float):
@@ -160,7 +164,7 @@ def test_sidebar_follows_services_scores_and_deletes(
     assert copy_box is not None and sidebar_box is not None
     assert copy_box["x"] + copy_box["width"] <= sidebar_box["x"] + sidebar_box["width"]
 
-    # the editor is prefilled from the model's sample: rounded, one key per line, in a box that fits it
+    # the editor is prefilled from the schema's example: rounded, one key per line, in a box that fits it
     editor = tester.locator("textarea")
     expect(editor).to_have_value(editor_text({"data": registered.samples}))
     fits = editor.evaluate("node => node.scrollHeight <= node.clientHeight + 1")
@@ -241,3 +245,81 @@ def test_sidebar_follows_services_scores_and_deletes(
     while not stopped(server) and time.monotonic() < deadline:
         time.sleep(0.2)
     assert stopped(server), f"scoring server {server.pid} still runs after the service was deleted"
+
+
+def test_sidebar_lists_runs_and_shows_one(tmp_path: Path, start_lab: Callable[[Path], Lab], browser: Any) -> None:
+    from playwright.sync_api import expect
+
+    ws = Workspace.create(tmp_path / "ws")
+    recorded = record_runs(ws, tmp_path / "models")
+    lab = start_lab(ws.path)
+    page = browser.new_page(viewport={"width": 1400, "height": 900})
+    page.set_default_timeout(UI_TIMEOUT_MS)
+    page.goto(lab.open())
+    page.locator('.jp-SideBar.jp-mod-left [data-id="jp-mldeploy-sidebar"]').click()
+    section = page.locator("#jp-mldeploy-sidebar .jp-MLDeploy-runs")
+
+    # every run, newest first, with its status badge, parameters, last metrics, models and error
+    runs = section.locator(".jp-MLDeploy-run")
+    expect(runs).to_have_count(3)
+    assert runs.evaluate_all("items => items.map(i => i.dataset.id)") == [
+        recorded.running.id, recorded.failed.id, recorded.completed.id
+    ]
+    completed = section.locator(f'.jp-MLDeploy-run[data-id="{recorded.completed.id}"]')
+    expect(completed.locator(".jp-MLDeploy-state")).to_have_text("Completed")
+    expect(completed.locator(".jp-MLDeploy-name")).to_have_text("diabetes #1")
+    expect(completed.locator(".jp-MLDeploy-runParams")).to_have_text("alpha=0.5, fit_intercept=true")
+    expect(completed.locator(".jp-MLDeploy-runMetrics")).to_have_text("rmse=55.25, r2=0.41")
+    expect(completed.locator(".jp-MLDeploy-runModels")).to_have_text("models ridge:1")
+    failed = section.locator(f'.jp-MLDeploy-run[data-id="{recorded.failed.id}"]')
+    expect(failed.locator(".jp-MLDeploy-state")).to_have_text("Failed")
+    expect(failed.locator(".jp-MLDeploy-runError")).to_have_text("alpha must be positive")
+    running = section.locator(f'.jp-MLDeploy-run[data-id="{recorded.running.id}"]')
+    expect(running.locator(".jp-MLDeploy-state")).to_have_text("Running")
+    # the badges wear the services' state colors
+    colors = {
+        state: section.locator(f'.jp-MLDeploy-state[data-state="{state}"]').first.evaluate(
+            "node => getComputedStyle(node).backgroundColor"
+        )
+        for state in ("Completed", "Failed", "Running")
+    }
+    assert len(set(colors.values())) == 3, colors
+
+    # a click shows the run whole: every value of a series, its files and models; a second click hides it
+    completed.locator(".jp-MLDeploy-runHeader").click()
+    details = completed.locator(".jp-MLDeploy-runDetails")
+    expect(details.locator(".jp-MLDeploy-run-metrics")).to_contain_text("rmse = [61.2, 55.25]")
+    expect(details.locator(".jp-MLDeploy-run-params")).to_contain_text("alpha = 0.5")
+    expect(details.locator(".jp-MLDeploy-run-files")).to_have_text("outputs/model.txt")
+    expect(details.locator(".jp-MLDeploy-run-models")).to_have_text("ridge:1")
+    expect(details.locator(".jp-MLDeploy-runFolder")).to_contain_text(recorded.completed.id)
+    page.wait_for_timeout(3500)  # a poll goes by: the open run stays open
+    expect(details).to_be_visible()
+    sidebar = page.locator("#jp-mldeploy-sidebar")
+    section.screenshot(path=str(ARTIFACTS / "sidebar-runs.png"))
+    completed.locator(".jp-MLDeploy-runHeader").click()
+    expect(details).to_have_count(0)
+
+    # a run that logs and ends while the sidebar is open shows up at the next poll
+    live = Experiment(ws, "live").start_logging(outputs=False)
+    live.log("loss", 0.25)
+    item = section.locator(f'.jp-MLDeploy-run[data-id="{live.id}"]')
+    expect(item.locator(".jp-MLDeploy-state")).to_have_text("Running")
+    expect(item.locator(".jp-MLDeploy-runMetrics")).to_have_text("loss=0.25")
+    live.complete()
+    expect(item.locator(".jp-MLDeploy-state")).to_have_text("Completed")
+    expect(runs).to_have_count(4)
+
+    # the experiment filter: its choices are the experiments, and one shows only its runs
+    select = section.locator(".jp-MLDeploy-experimentSelect")
+    assert select.locator("option").all_inner_texts() == ["All experiments", "diabetes", "live", "mnist"]
+    select.select_option("diabetes")
+    expect(runs).to_have_count(2)
+    assert runs.evaluate_all("items => items.map(i => i.dataset.id)") == [recorded.failed.id, recorded.completed.id]
+    page.wait_for_timeout(3500)  # the filter holds across a poll
+    expect(runs).to_have_count(2)
+    expect(select).to_have_value("diabetes")
+    select.select_option("")
+    expect(runs).to_have_count(4)
+    expect(sidebar.locator(".jp-MLDeploy-error")).to_be_hidden()
+    recorded.running.complete()
