@@ -64,8 +64,9 @@ def _summary(details: dict[str, Any]) -> dict[str, Any]:
 @click.option("--run-invocation-timeout", type=int, default=60, show_default=True, help="Seconds per run() call.")
 @click.option("--run-max-try", type=int, default=3, show_default=True, help="Tries of a failing mini-batch.")
 @click.option("--no-wait", is_flag=True, help="Return after starting the job; follow it with `batch show`.")
+@click.option("--format", "output", type=click.Choice(["table", "json"]), default="table", show_default=True,
+              help="How to print the result (--output is the output folder here); json is stable for scripts.")
 @workspace_option
-@output_option
 def run_command(workspace: Workspace, entry_script: str, models: tuple[str, ...], input_path: str, input_type: str,
                 output_dir: str, name: str, source_dir: str | None, mini_batch_size: str | None, backend: str,
                 scheduler: str | None, error_threshold: int, allowed_failed_count: int | None,
