@@ -269,7 +269,6 @@ def test_no_wait_returns_at_once(nb: InteractiveShell, tmp_path: Path) -> None:
         ("svc --model m --entry score.py --env e --current", "exclude each other"),
         ("svc --model m --entry missing.py", "does not exist"),
         ("svc --model nope --entry score.py", "not found"),
-        ("svc --entry score.py", "--model"),
         ("svc --model m --entry score.py --port notaport", "invalid int"),
         ("svc --model m --entry score.py --env no-such-env", "no-such-env"),
         ("svc --model m --entry score.py --requirements missing.txt", "missing.txt does not exist"),
