@@ -2,12 +2,14 @@
 
 A notebook (``%load_ext jupyter_mldeploy``, ``%mldeploy_workspace``, ``%mldeploy``) over a workspace holding
 one registered model is opened and run in the browser at the widths people use (1000 and 1400 px); the
-Registry tab must hold its deploy row: "Deploy this version" inside the tab, the row not scrolling sideways.
+Registry tab must hold its deploy and register rows: "Deploy this version" and "Register" inside the tab, no
+row scrolling sideways.
 Screenshots: ``tests/artifacts/panel-<width>.png``; ``docs/images/panel.png`` is a copy of the 1400 px one.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -23,20 +25,20 @@ from jupyter_mldeploy.workspace import Workspace
 # Sub-pixel rounding of the layout: a box may end a fraction of a pixel past its container.
 EDGE_PX = 1.0
 
-# Measured in the page: the deploy button's and the Registry tab's boxes, the deploy row's content width
-# against its own (wider means a cut-off button and a row that scrolls sideways), and which of the tab, the
-# cell's output area and the notebook's scroller would scroll sideways.
-MEASURE = """deploy => {
-  const tab = deploy.closest('.widget-tab-contents');
+# Measured in the page: a button's and the Registry tab's boxes, the button's row's content width against its
+# own (wider means a cut-off button and a row that scrolls sideways), and which of the tab, the cell's output
+# area and the notebook's scroller would scroll sideways.
+MEASURE = """target => {
+  const tab = target.closest('.widget-tab-contents');
   const box = node => {
     const r = node.getBoundingClientRect();
     return {left: r.left, right: r.right, top: r.top, bottom: r.bottom};
   };
-  const row = deploy.parentElement;
-  const scrolling = [tab, deploy.closest('.jp-OutputArea-output'), deploy.closest('.jp-WindowedPanel-outer')]
+  const row = target.parentElement;
+  const scrolling = [tab, target.closest('.jp-OutputArea-output'), target.closest('.jp-WindowedPanel-outer')]
     .filter(node => node.scrollWidth > node.clientWidth + 1)
     .map(node => `${node.className}: ${node.scrollWidth} px in ${node.clientWidth} px`);
-  return {deploy: box(deploy), tab: box(tab), rowScroll: row.scrollWidth, rowWidth: row.clientWidth, scrolling};
+  return {button: box(target), tab: box(tab), rowScroll: row.scrollWidth, rowWidth: row.clientWidth, scrolling};
 }"""
 
 
@@ -66,7 +68,7 @@ def notebook_lab(tmp_path: Path, start_lab: Callable[[Path], Lab]) -> Lab:
 
 
 @pytest.mark.parametrize("width", [1000, 1400])
-def test_registry_tab_deploy_row_fits(notebook_lab: Lab, browser: Any, width: int) -> None:
+def test_registry_tab_deploy_and_register_rows_fit(notebook_lab: Lab, browser: Any, width: int) -> None:
     from playwright.sync_api import expect
 
     page = browser.new_page(viewport={"width": width, "height": 900})
@@ -81,15 +83,17 @@ def test_registry_tab_deploy_row_fits(notebook_lab: Lab, browser: Any, width: in
     expect(deploy).to_be_visible()
     expect(cell.get_by_role("combobox", name="Model")).to_have_value("diabetes")
 
-    measured = deploy.evaluate(MEASURE)
     page.screenshot(path=str(ARTIFACTS / f"panel-{width}.png"))
-    button, tab = measured["deploy"], measured["tab"]
-    assert tab["left"] - EDGE_PX <= button["left"] and button["right"] <= tab["right"] + EDGE_PX, (
-        f"'Deploy this version' spans x {button['left']:.0f}-{button['right']:.0f} px, outside the Registry "
-        f"tab's {tab['left']:.0f}-{tab['right']:.0f} px at a {width} px wide window"
-    )
-    # The row itself must not scroll sideways (what a click on a cut-off button did).
-    assert measured["rowScroll"] <= measured["rowWidth"] + EDGE_PX, (
-        f"the deploy row is {measured['rowScroll']} px wide in a {measured['rowWidth']} px box at {width} px"
-    )
-    assert measured["scrolling"] == [], f"horizontal scroll at {width} px: {measured['scrolling']}"
+    for name in ("Deploy this version", "Register"):
+        # The name ends with the label (an icon may come first); "Register" alone, not another button's word.
+        measured = cell.get_by_role("button", name=re.compile(rf"(^|\s){name}$")).evaluate(MEASURE)
+        button, tab = measured["button"], measured["tab"]
+        assert tab["left"] - EDGE_PX <= button["left"] and button["right"] <= tab["right"] + EDGE_PX, (
+            f"{name!r} spans x {button['left']:.0f}-{button['right']:.0f} px, outside the Registry "
+            f"tab's {tab['left']:.0f}-{tab['right']:.0f} px at a {width} px wide window"
+        )
+        # The row itself must not scroll sideways (what a click on a cut-off button did).
+        assert measured["rowScroll"] <= measured["rowWidth"] + EDGE_PX, (
+            f"the row of {name!r} is {measured['rowScroll']} px wide in a {measured['rowWidth']} px box at {width} px"
+        )
+        assert measured["scrolling"] == [], f"horizontal scroll at {width} px: {measured['scrolling']}"
