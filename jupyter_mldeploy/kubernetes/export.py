@@ -212,8 +212,8 @@ def export_manifests(
     directory = Path(output_directory).expanduser().resolve()
     if directory.exists() and any(directory.iterdir()):
         raise InvalidArgument(f"Output directory {directory} is not empty: give a new or empty folder.")
-    package = None if image is not None else package_image(plan, build=False)
-    image_ref = image if image is not None else package.location  # type: ignore[union-attr]
+    package = package_image(plan, build=False) if image is None else None
+    image_ref = package.location if package is not None else str(image)
     spec = manifest_spec(plan, image_ref, service_type=service_type)
     files = write_manifests(render_manifests(spec), directory, namespace=spec.namespace)
     context = package.save(directory / IMAGE_CONTEXT_DIR) if package is not None else None

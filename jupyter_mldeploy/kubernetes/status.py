@@ -7,7 +7,7 @@ The mapping (v1's AKS state table: ``Transitioning``, ``Healthy``, ``Unhealthy``
 A container waits with ``ErrImagePull``/``ImagePullBackOff``/``InvalidImageName``/  ``Failed``
 ``CreateContainerConfigError``/``CreateContainerError``
 A container exited non-zero before it was ever Ready (``init()`` failed: the       ``Failed``
-server exits 3), or waits in ``CrashLoopBackOff``
+server exits 3; ``OOMKilled``), or waits in ``CrashLoopBackOff``
 A pod is not scheduled (``PodScheduled=False``, reason ``Unschedulable``:           ``Unschedulable``
 insufficient CPU/memory/GPU)
 The Deployment's ``Progressing`` condition is ``ProgressDeadlineExceeded``          ``Failed``
@@ -32,6 +32,8 @@ IMAGE_ERRORS = {"ErrImagePull", "ImagePullBackOff", "InvalidImageName", "ErrImag
 CONFIG_ERRORS = {"CreateContainerConfigError", "CreateContainerError", "RunContainerError"}
 #: The scoring server's exit code when the first workers' ``init()`` failed (server/supervisor.py).
 EXIT_INIT_FAILED = 3
+#: Exit codes of a container the kubelet stopped (SIGKILL, SIGTERM).
+KILLED_CODES = (137, 143)
 
 
 @dataclass(frozen=True)
@@ -74,7 +76,9 @@ def _pod_failure(pod: dict[str, Any]) -> tuple[str, str] | None:
             return ServiceState.FAILED, f"Pod {name} cannot start its container ({reason}): {message}".strip()
         terminated = (cs.get("state") or {}).get("terminated") or (cs.get("lastState") or {}).get("terminated")
         never_ready = not cs.get("ready") and not (cs.get("started") and (cs.get("restartCount") or 0) == 0)
-        if terminated and terminated.get("exitCode") not in (None, 0) and never_ready:
+        # SIGKILL/SIGTERM without OOM: the kubelet stopped it (a failed liveness probe): Unhealthy, below.
+        killed = terminated and terminated.get("exitCode") in KILLED_CODES and terminated.get("reason") != "OOMKilled"
+        if terminated and terminated.get("exitCode") not in (None, 0) and never_ready and not killed:
             code = terminated.get("exitCode")
             why = "init() failed" if code == EXIT_INIT_FAILED else f"it exited with code {code}"
             return ServiceState.FAILED, (
@@ -96,7 +100,7 @@ def _pod_failure(pod: dict[str, Any]) -> tuple[str, str] | None:
 
 def _restarted_not_ready(pod: dict[str, Any]) -> str | None:
     for cs in (pod.get("status") or {}).get("containerStatuses") or []:
-        if (cs.get("restartCount") or 0) > 0 and not cs.get("ready") and (cs.get("state") or {}).get("running"):
+        if (cs.get("restartCount") or 0) > 0 and not cs.get("ready") and "running" in (cs.get("state") or {}):
             return f"Pod {_pod_name(pod)} was restarted {cs['restartCount']} time(s) and is not ready"
     return None
 

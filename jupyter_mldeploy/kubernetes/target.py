@@ -36,7 +36,7 @@ from jupyter_mldeploy.deploy.service_store import ServiceStore
 from jupyter_mldeploy.deploy.state import ServiceRecord, ServiceState
 from jupyter_mldeploy.deploy.targets.base import Observation, ServiceTarget
 from jupyter_mldeploy.docker.engine import docker_client
-from jupyter_mldeploy.errors import DeploymentError, InvalidArgument, MLDeployError, NotFound
+from jupyter_mldeploy.errors import Conflict, DeploymentError, InvalidArgument, MLDeployError, NotFound
 from jupyter_mldeploy.kubernetes.cluster import KINDS, Cluster
 from jupyter_mldeploy.kubernetes.compute import (
     KubernetesCompute,
@@ -173,9 +173,13 @@ class KubernetesTarget(ServiceTarget):
         """Connect, build (and push) the image, save the record, apply the manifests."""
         check_dns1123_label(plan.name, "service name")
         compute = plan.deployment_target if plan.deployment_target is not None else KubernetesCompute()
-        cluster = self.cluster(compute, "default")  # fails fast, before the image is built
         namespace = plan.deployment_config.namespace or compute.namespace or context_namespace(compute) or "default"
-        cluster = self.cluster(compute, namespace)
+        cluster = self.cluster(compute, namespace)  # connects: fails fast, before the image is built
+        if cluster.get("Deployment", plan.name) is not None:
+            raise Conflict(
+                f"A Deployment {namespace}/{plan.name} already exists in the cluster and no service of this workspace "
+                f"owns it; delete it (kubectl delete deployment -n {namespace} {plan.name}) or choose another name."
+            )
         image = self._image(plan, compute, show_output)
         state = KubeState(compute=compute.to_json(), namespace=namespace, image=image)
         spec = manifest_spec(plan, image, compute.service_type, state.generation, namespace)

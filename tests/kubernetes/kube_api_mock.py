@@ -196,6 +196,9 @@ class KubeApiMock:
         meta["generation"] = generation
         meta.setdefault("creationTimestamp", _now())
         obj["status"] = old.get("status", {}) if old else {}
+        if plural == "services" and obj["spec"].get("type") == "LoadBalancer":
+            # A cloud controller would assign an address; the mock hands out a documentation address.
+            obj["status"] = {"loadBalancer": {"ingress": [{"ip": "203.0.113.10"}]}}
         self.objects[key] = obj
         if plural == "deployments" and (old is None or old.get("spec") != obj.get("spec")):
             self._roll_out(ns, obj)

@@ -204,3 +204,32 @@ def test_cli_model_deploy_with_an_aks_file_uses_the_current_context(
     finally:
         CliRunner().invoke(main, ["service", "delete", "diab-cli", *workspace])
     assert ("deployments", "team-a", "diab-cli") not in kube_api.objects
+
+
+def test_a_load_balancer_service_is_scored_at_its_address(
+    engine: object, diabetes: Diabetes, kube_api: KubeApiMock, tmp_path: Path,
+) -> None:
+    compute = KubernetesCompute(kubeconfig=str(kube_api.kubeconfig(tmp_path / "kc")), service_type="LoadBalancer")
+    service = _deploy(diabetes, "diab-lb", compute, num_replicas=1, auth_enabled=False)
+    try:
+        assert service.scoring_uri == "http://203.0.113.10:80/score"
+        assert service.swagger_uri == "http://203.0.113.10:80/swagger.json"
+        assert kube_api.objects[("services", "default", "diab-lb")]["spec"]["type"] == "LoadBalancer"
+    finally:
+        service.delete()
+
+
+def test_a_deployment_this_workspace_does_not_own_is_not_overwritten(
+    diabetes: Diabetes, kube_api: KubeApiMock, compute: KubernetesCompute,
+) -> None:
+    from jupyter_mldeploy.errors import Conflict
+
+    kube_api.objects[("deployments", "ml", "diab-taken")] = {
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": "diab-taken", "namespace": "ml", "generation": 1},
+        "spec": {"replicas": 1, "template": {"metadata": {"labels": {}}, "spec": {"containers": []}}}, "status": {},
+    }
+    with pytest.raises(Conflict, match="already exists in the cluster"):
+        _deploy(diabetes, "diab-taken", compute)
+    assert kube_api.count("PATCH") == 0 and kube_api.count("DELETE") == 0
+    assert not (diabetes.workspace.deployments_dir / "diab-taken").exists()
