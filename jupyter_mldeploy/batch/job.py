@@ -48,7 +48,7 @@ if TYPE_CHECKING:  # pragma: no cover
 DRIVER_MODULE = "jupyter_mldeploy.batch.driver"
 DRIVER_FILE = "driver.json"
 #: Seconds between two reads of the journal while waiting.
-POLL_S = 0.5
+POLL_S = 0.1
 #: Width of the text progress bar, in characters.
 BAR_WIDTH = 24
 

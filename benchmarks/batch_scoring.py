@@ -1,0 +1,221 @@
+"""Batch scoring benchmark: loky and dask against the bare single-process loop; driver memory on a big CSV.
+
+Prints numbers; it is not a timed test. Run from the repository root::
+
+    .venv/bin/python benchmarks/batch_scoring.py                 # 1,000,000 and 5,000,000 rows
+    .venv/bin/python benchmarks/batch_scoring.py --rows 200000 --big-rows 0 --no-dask   # a quick look
+
+What it measures, on the same machine in the same run:
+
+1. The bare loop: ``for chunk in pd.read_csv(path, chunksize=...): model.predict(chunk)`` writing each
+   prediction on its own line (the ``append_row`` format), one process.
+2. ``BatchJob`` with ``backend="loky"`` and 1 then 2 worker processes: wall time from ``submit`` to the
+   output file in place (driver start, worker start with ``init()``, scoring, assembling), rows/s, and the
+   ratio to the bare loop. The outputs must equal the bare loop's byte for byte.
+3. ``backend="dask"`` on a ``dask scheduler`` and two ``dask worker`` processes started here on 127.0.0.1
+   (stopped by PID at the end): time, and the output compared with loky's row for row.
+4. The driver's peak RSS while scoring a ``--big-rows`` CSV (sampled every 50 ms with psutil).
+
+The model is the quickstart's: ``Ridge`` on scikit-learn's diabetes data; the CSV holds its 10 features,
+rows drawn from the data set with noise, 6 decimals.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import joblib
+import numpy as np
+import pandas as pd
+import psutil
+from sklearn.datasets import load_diabetes
+from sklearn.linear_model import Ridge
+
+from jupyter_mldeploy.batch import BatchJob, ParallelRunConfig
+from jupyter_mldeploy.registry import Model
+from jupyter_mldeploy.workspace import Workspace
+
+SCRIPT = '''
+import os
+import joblib
+
+def init():
+    global model
+    model = joblib.load(os.path.join(os.environ["AZUREML_MODEL_DIR"], "diabetes_ridge.pkl"))
+
+def run(mini_batch):
+    return model.predict(mini_batch).tolist()
+'''
+#: Rows written per chunk while generating the CSV and read per chunk by the bare loop.
+CHUNK = 100_000
+
+
+def write_csv(path: Path, rows: int, seed: int = 0) -> None:
+    """Write ``rows`` diabetes-like rows (10 features, 6 decimals) in chunks."""
+    features = load_diabetes(as_frame=True).data
+    rng = np.random.default_rng(seed)
+    with open(path, "w") as handle:
+        for start in range(0, rows, CHUNK):
+            count = min(CHUNK, rows - start)
+            sample = features.iloc[rng.integers(0, len(features), count)].to_numpy()
+            frame = pd.DataFrame(sample + rng.normal(0, 0.005, sample.shape), columns=features.columns)
+            frame.to_csv(handle, index=False, header=start == 0, float_format="%.6f")
+
+
+def bare_loop(model: Ridge, source: Path, output: Path) -> float:
+    """The baseline: one process, chunked read, predict, write one line per prediction; return seconds."""
+    started = time.perf_counter()
+    with open(output, "w") as out:
+        for chunk in pd.read_csv(source, chunksize=CHUNK):
+            out.write("".join(f"{value}\n" for value in model.predict(chunk).tolist()))
+    return time.perf_counter() - started
+
+
+def compare(output: bytes, reference: bytes) -> str:
+    """Say how the job's output matches the bare loop's.
+
+    Rows are the same and in the same order; a few predictions may differ in the last digit because BLAS
+    sums a matrix-vector product in blocks that depend on where a chunk starts (the jobs' mini-batches and
+    the bare loop's chunks start at different rows).
+    """
+    ours, theirs = output.split(), reference.split()
+    if len(ours) != len(theirs):
+        return f"OUTPUT HAS {len(ours):,} ROWS, THE BARE LOOP {len(theirs):,}"
+    last_digit = sum(a != b for a, b in zip(ours, theirs, strict=True))
+    if not np.allclose(np.array(ours, dtype=float), np.array(theirs, dtype=float), rtol=1e-12, atol=0):
+        return "OUTPUT DIFFERS FROM THE BARE LOOP"
+    return f"same rows as the bare loop; {last_digit} differ in the last digit"
+
+
+def run_job(ws: Workspace, name: str, script: Path, source: Path, output: Path, processes: int,
+            mini_batch_size: str, backend: str = "loky", scheduler: str | None = None) -> tuple[float, float]:
+    """Run one job; return (wall seconds from submit to output, driver peak RSS in MB)."""
+    config = ParallelRunConfig(str(script), 0, "append_row", mini_batch_size=mini_batch_size,
+                               process_count_per_node=processes)
+    peak = [0]
+    done = threading.Event()
+    started = time.perf_counter()
+    job = BatchJob.submit(ws, name, config, str(source), "diabetes", output, backend=backend, scheduler=scheduler)
+
+    def sample() -> None:
+        driver_file = job.folder.path / "driver.json"
+        while not driver_file.exists() and not done.is_set():
+            time.sleep(0.01)
+        try:
+            driver = psutil.Process(json.loads(driver_file.read_text())["pid"])
+            while not done.is_set():
+                peak[0] = max(peak[0], driver.memory_info().rss)
+                time.sleep(0.05)
+        except (psutil.NoSuchProcess, FileNotFoundError):
+            pass
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    job.wait_for_completion()
+    elapsed = time.perf_counter() - started
+    done.set()
+    sampler.join()
+    return elapsed, peak[0] / 1024**2
+
+
+def start_cluster(folder: Path) -> tuple[str, list[subprocess.Popen[bytes]]]:
+    """A ``dask scheduler`` and two single-threaded ``dask worker`` processes on 127.0.0.1."""
+    dask = str(Path(sys.executable).with_name("dask"))
+    scheduler_file = folder / "scheduler.json"
+    log = open(folder / "cluster.log", "ab")  # noqa: SIM115 - lives as long as the processes
+    processes = [subprocess.Popen([dask, "scheduler", "--host", "127.0.0.1", "--port", "0", "--no-dashboard",
+                                   "--scheduler-file", str(scheduler_file)], stdout=log, stderr=subprocess.STDOUT)]
+    while not scheduler_file.exists():
+        time.sleep(0.2)
+    address = json.loads(scheduler_file.read_text())["address"]
+    for _ in range(2):
+        processes.append(subprocess.Popen([dask, "worker", address, "--host", "127.0.0.1", "--nthreads", "1",
+                                           "--no-nanny", "--no-dashboard"], stdout=log, stderr=subprocess.STDOUT))
+    from distributed import Client
+
+    with Client(address, timeout=30) as client:
+        client.wait_for_workers(2, timeout=60)
+    return address, processes
+
+
+def stop_cluster(processes: list[subprocess.Popen[bytes]]) -> None:
+    """Stop each process by its PID (SIGTERM, then SIGKILL)."""
+    for process in reversed(processes):
+        os.kill(process.pid, signal.SIGTERM)
+        try:
+            process.wait(10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--rows", type=int, default=1_000_000, help="Rows of the timed CSV.")
+    parser.add_argument("--big-rows", type=int, default=5_000_000, help="Rows of the memory CSV (0 skips it).")
+    parser.add_argument("--mini-batch-size", default="10MB")
+    parser.add_argument("--no-dask", action="store_true", help="Skip the Dask cluster run.")
+    parser.add_argument("--workdir", default=None, help="Where to write data (default: a temporary folder).")
+    args = parser.parse_args()
+
+    work = Path(args.workdir or tempfile.mkdtemp(prefix="batch-bench-"))
+    work.mkdir(parents=True, exist_ok=True)
+    features, target = load_diabetes(return_X_y=True, as_frame=True)
+    model = Ridge().fit(features, target)
+    joblib.dump(model, work / "diabetes_ridge.pkl")
+    ws = Workspace.create(work / "ws")
+    Model.register(ws, model_path=str(work / "diabetes_ridge.pkl"), model_name="diabetes")
+    script = work / "score_batch.py"
+    script.write_text(SCRIPT)
+    cores = os.cpu_count()
+    print(f"machine: {cores} cores, load average {os.getloadavg()[0]:.2f}; mini_batch_size={args.mini_batch_size}")
+
+    source = work / "rows.csv"
+    started = time.perf_counter()
+    write_csv(source, args.rows)
+    print(f"data: {args.rows:,} rows, {source.stat().st_size / 1024**2:.0f} MB CSV (written in {time.perf_counter() - started:.1f} s)")
+
+    baseline = bare_loop(model, source, work / "bare.txt")
+    print(f"bare loop (1 process):   {baseline:7.2f} s  {args.rows / baseline:10,.0f} rows/s")
+    reference = (work / "bare.txt").read_bytes()
+    loky_output = None
+    for processes in (1, 2):
+        out = work / f"loky{processes}"
+        elapsed, rss = run_job(ws, f"loky{processes}", script, source, out, processes, args.mini_batch_size)
+        output = (out / "parallel_run_step.txt").read_bytes()
+        same = compare(output, reference)
+        print(f"loky, {processes} worker(s):     {elapsed:7.2f} s  {args.rows / elapsed:10,.0f} rows/s  "
+              f"{elapsed / baseline:.2f}x bare  driver peak RSS {rss:.0f} MB  ({same})")
+        loky_output = output
+    if not args.no_dask:
+        address, processes = start_cluster(work)
+        try:
+            out = work / "dask"
+            elapsed, rss = run_job(ws, "dask", script, source, out, 2, args.mini_batch_size, backend="dask",
+                                   scheduler=address)
+        finally:
+            stop_cluster(processes)
+        output = (out / "parallel_run_step.txt").read_bytes()
+        same = "same output as loky row for row" if output == loky_output else "OUTPUT DIFFERS FROM LOKY"
+        print(f"dask, 2 workers (tcp):   {elapsed:7.2f} s  {args.rows / elapsed:10,.0f} rows/s  "
+              f"{elapsed / baseline:.2f}x bare  driver peak RSS {rss:.0f} MB  ({same})")
+    if args.big_rows:
+        big = work / "big.csv"
+        write_csv(big, args.big_rows, seed=1)
+        elapsed, rss = run_job(ws, "big", script, big, work / "big-out", 2, args.mini_batch_size)
+        print(f"big: {args.big_rows:,} rows ({big.stat().st_size / 1024**2:.0f} MB) with loky, 2 workers: "
+              f"{elapsed:.1f} s, {args.big_rows / elapsed:,.0f} rows/s, driver peak RSS {rss:.0f} MB")
+    print(f"data and jobs kept in {work}")
+
+
+if __name__ == "__main__":
+    main()
