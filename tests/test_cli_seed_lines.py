@@ -235,6 +235,14 @@ def test_with_m_the_workspace_must_exist(tmp_path: Path) -> None:
     assert not (folder / ".mldeploy").exists()
 
 
+def test_a_bad_inference_config_creates_no_workspace(tmp_path: Path) -> None:
+    folder, _, _ = project(tmp_path)
+    (folder / "inferenceconfig.json").write_text(json.dumps({"entryScript": "missing.py", "sourceDirectory": "app"}))
+    result = mldeploy("model", "deploy", "--ic", "inferenceconfig.json", cwd=folder)
+    assert result.returncode == 1 and "missing.py" in result.stderr and result.stderr.count("\n") == 1
+    assert not (folder / ".mldeploy").exists()
+
+
 # -- the magic -----------------------------------------------------------------------------------------
 
 

@@ -24,6 +24,7 @@ from jupyter_mldeploy.cli._common import (
 )
 from jupyter_mldeploy.cli.model import model_group
 from jupyter_mldeploy.deploy import DeploymentConfiguration, deploy_model
+from jupyter_mldeploy.entry.static_check import check_entry_script
 from jupyter_mldeploy.errors import Conflict, InvalidArgument
 from jupyter_mldeploy.inference_config import InferenceConfig
 from jupyter_mldeploy.names import parse_name_version, validate_name
@@ -191,13 +192,21 @@ def _service_name(workspace: Workspace, given: str | None, models: tuple[str, ..
     return name
 
 
+def _read_inference_config(_ctx: click.Context, _param: click.Parameter, value: str) -> InferenceConfig:
+    # Read while parsing, before the workspace is opened (or created): a malformed file or a missing entry
+    # script creates nothing. An environment reference in it is resolved by the deploying workspace.
+    config = InferenceConfig.from_file(value)
+    check_entry_script(config.entry_script)
+    return config
+
+
 @model_group.command("deploy")
 @click.option("-n", "--name", "service_name", default=None,
               help="Service name (default: the first model's name, else the source directory's).")
 @click.option("-m", "--model", "models", multiple=True, metavar="NAME:VERSION",
               help="A registered version to serve (repeat); none serves the source directory alone.")
 @click.option("--ic", "--inference-config", "inference_config", type=click.Path(exists=True, dir_okay=False),
-              required=True, help="inferenceconfig.json")
+              required=True, callback=_read_inference_config, help="inferenceconfig.json")
 @click.option("--dc", "--deployment-config", "deployment_config", type=click.Path(exists=True, dir_okay=False),
               default=None, help="deploymentconfig.json (default: local, a free port).")
 @click.option("--overwrite", is_flag=True, help="Update the service when it exists (zero downtime).")
@@ -209,7 +218,7 @@ def _service_name(workspace: Workspace, given: str | None, models: tuple[str, ..
 @workspace_option_when(lambda options: not options["models"])
 @output_option
 def deploy_command(
-    workspace: Workspace, service_name: str | None, models: tuple[str, ...], inference_config: str,
+    workspace: Workspace, service_name: str | None, models: tuple[str, ...], inference_config: InferenceConfig,
     deployment_config: str | None, overwrite: bool, show_output: bool, timeout: float, output: str,
 ) -> None:
     """Deploy model versions (or, without -m, the source directory alone) as a service; wait until healthy.
@@ -217,7 +226,7 @@ def deploy_command(
     Without -m no registered model is served: the files come from the inference configuration's source
     directory, AZUREML_MODEL_DIR is the empty azureml-models folder, and nothing is versioned or checksummed.
     """
-    config = InferenceConfig.from_file(inference_config, workspace)
+    config = inference_config
     name = _service_name(workspace, service_name, models, config, overwrite)
     if not models and not show_output:  # with --show-output the deployer says it on stdout
         click.echo(f"Note: service {name!r} serves no registered model: its files come from the source directory "
