@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import time
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,7 @@ from fixtures.deploy_support import source_dir, train_ridge
 from tornado.httpclient import HTTPClientError
 
 from jupyter_mldeploy import Environment, Model
+from jupyter_mldeploy.actions.endpoint import SAMPLE_SIGNIFICANT_DIGITS, round_floats
 from jupyter_mldeploy.deploy import LocalWebservice, Webservice
 from jupyter_mldeploy.inference_config import InferenceConfig
 from jupyter_mldeploy.jupyter_server.handlers import route_table
@@ -315,6 +317,17 @@ async def test_example_is_the_sample_rounded_as_the_panel_shows_it(jp_fetch, wor
         assert "0.03808" in tester.request.value and "0.0380759" not in tester.request.value
     finally:
         tester.close()
+
+
+def test_the_rounding_rule_touches_only_finite_floats() -> None:
+    value = {"data": [[0.0380759064334241, -0.0446416365069974, 3, True, None, "0.123456"]],
+             "scale": 123456.789, "tiny": 1.23456e-9, "nan": math.nan, "inf": -math.inf}
+    rounded = round_floats(value)
+    assert rounded["data"] == [[0.03808, -0.04464, 3, True, None, "0.123456"]]
+    assert rounded["scale"] == 123500.0 and rounded["tiny"] == 1.235e-9
+    assert math.isnan(rounded["nan"]) and rounded["inf"] == -math.inf
+    assert value["data"][0][0] == 0.0380759064334241  # a copy: the registered sample is left alone
+    assert round_floats([1.23456], digits=2) == [1.2] and SAMPLE_SIGNIFICANT_DIGITS == 4
 
 
 async def test_score_on_a_stopped_service_is_502_naming_its_state(jp_fetch, ridge_service) -> None:
