@@ -14,6 +14,7 @@ ipywidgets, tornado or jupyter_server, and reaches the deploy layer only through
 - :mod:`.environments`: choose an environment from ``--env``/``--requirements``/``--current``.
 - :mod:`.tags`: ``KEY=VALUE`` pairs (tags, properties, filters).
 - :mod:`.formats`: times (local, to the second), durations, sizes.
+- :mod:`.workspaces`: the workspaces this user has used, most recent first (``mldeploy workspace list``).
 
 Workspace resolution is :func:`jupyter_mldeploy.workspace.locate_workspace` (re-exported here) with
 ``Workspace.from_config(path, create=...)``: reading faces pass ``create=False``.
@@ -61,15 +62,24 @@ from jupyter_mldeploy.actions.services import (
     service_row,
 )
 from jupyter_mldeploy.actions.tags import parse_filters, parse_key_values, parse_tags
+from jupyter_mldeploy.actions.workspaces import (
+    MAX_RECENT_WORKSPACES,
+    RecentWorkspace,
+    recent_workspace_dicts,
+    recent_workspaces,
+    remember_workspace,
+)
 from jupyter_mldeploy.workspace import WorkspaceLocation, locate_workspace
 
 __all__ = [
     "MAX_CONCURRENCY",
+    "MAX_RECENT_WORKSPACES",
     "MAX_REPEAT",
     "MAX_RUNS",
     "Endpoint",
     "EndpointCall",
     "ModelRow",
+    "RecentWorkspace",
     "RequestMismatch",
     "ServiceRow",
     "ServiceUnreachable",
@@ -101,8 +111,11 @@ __all__ = [
     "parse_key_values",
     "parse_tags",
     "parse_time",
+    "recent_workspace_dicts",
+    "recent_workspaces",
     "register_model",
     "reload_service",
+    "remember_workspace",
     "resolve_endpoint",
     "service_dicts",
     "service_logs",
