@@ -77,6 +77,9 @@ class Cluster:
                 f"The cluster refused {obj['kind']} {self.namespace}/{name} ({exc.status} {exc.reason}): "
                 f"{_server_message(exc)}"
             ) from None
+        except Exception as exc:  # urllib3 connection and timeout errors
+            raise DeploymentError(f"The cluster did not answer while applying {obj['kind']} {self.namespace}/{name}: "
+                                  f"{type(exc).__name__}: {exc}") from None
         result: dict[str, Any] = self._json(response)
         return result
 
@@ -95,7 +98,11 @@ class Cluster:
         return result
 
     def delete(self, kind: str, name: str) -> bool:
-        """Delete an object (its pods and ReplicaSets go with it, in the background); False when absent."""
+        """Delete an object (its pods and ReplicaSets go with it, in the background); False when absent.
+
+        Raises:
+            DeploymentError: When the cluster refuses or does not answer.
+        """
         api, suffix = self._api(kind)
         try:
             getattr(api, f"delete_{suffix}")(
@@ -105,7 +112,11 @@ class Cluster:
         except self._k8s.ApiException as exc:
             if exc.status == 404:
                 return False
-            raise
+            raise DeploymentError(f"The cluster refused to delete {kind} {self.namespace}/{name} ({exc.status} "
+                                  f"{exc.reason}): {_server_message(exc)}") from None
+        except Exception as exc:  # urllib3 connection and timeout errors
+            raise DeploymentError(f"The cluster did not answer while deleting {kind} {self.namespace}/{name}: "
+                                  f"{type(exc).__name__}: {exc}") from None
         return True
 
     def pods(self, label_selector: str) -> list[dict[str, Any]]:

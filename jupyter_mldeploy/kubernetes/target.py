@@ -230,7 +230,15 @@ class KubernetesTarget(ServiceTarget):
         if new_dir.exists():
             shutil.rmtree(new_dir)
         write_manifests(objects, new_dir, state.namespace)
-        self._apply_switch(cluster, objects, read_manifests(folder / state.manifests_dir))
+        previous_objects = read_manifests(folder / state.manifests_dir)
+        try:
+            self._apply_switch(cluster, objects, previous_objects)
+        except DeploymentError:
+            # Half applied: put the previous generation back (best effort; the error says what failed).
+            with contextlib.suppress(DeploymentError):
+                self._apply_switch(cluster, previous_objects, objects)
+            shutil.rmtree(new_dir, ignore_errors=True)
+            raise
         new_record = plan.record(record.port, {"image": image, "namespace": state.namespace}, new_state.to_json(),
                                  previous=record)
         if not wait:

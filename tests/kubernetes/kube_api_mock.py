@@ -63,6 +63,8 @@ class KubeApiMock:
     behaviour: str = "healthy"
     ready_after: float = 1.0
     replicas_default: int = 1
+    #: Plurals whose applies are refused with 422 (an admission webhook saying no).
+    refuse: set[str] = field(default_factory=set)
     objects: dict[tuple[str, str, str], dict[str, Any]] = field(default_factory=dict)
     requests: list[Request] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -174,6 +176,8 @@ class KubeApiMock:
         if method == "PATCH":
             if content_type != "application/apply-patch+yaml":
                 return 415, _status(415, "UnsupportedMediaType", f"the mock only takes server-side apply, not {content_type}"), "json"
+            if plural in self.refuse:
+                return 422, _status(422, "Invalid", f"admission webhook denied the {_KINDS[plural]}"), "json"
             if not query.get("fieldManager"):
                 return 422, _status(422, "Invalid", "fieldManager is required for apply requests"), "json"
             if body.get("kind") != _KINDS[plural] or body.get("metadata", {}).get("name") != name:

@@ -233,3 +233,20 @@ def test_a_deployment_this_workspace_does_not_own_is_not_overwritten(
         _deploy(diabetes, "diab-taken", compute)
     assert kube_api.count("PATCH") == 0 and kube_api.count("DELETE") == 0
     assert not (diabetes.workspace.deployments_dir / "diab-taken").exists()
+
+
+def test_an_update_refused_half_way_puts_the_previous_generation_back(
+    engine: object, diabetes: Diabetes, kube_api: KubeApiMock, compute: KubernetesCompute,
+) -> None:
+    service = _deploy(diabetes, "diab-half", compute, num_replicas=1, auth_enabled=False)
+    try:
+        service.wait_for_deployment(timeout_sec=60)
+        kube_api.refuse.add("poddisruptionbudgets")
+        with pytest.raises(DeploymentError, match="refused PodDisruptionBudget ml/diab-half.*admission webhook"):
+            service.update(deployment_config=AksWebservice.deploy_configuration(num_replicas=2, auth_enabled=False))
+        template = kube_api.objects[("deployments", "ml", "diab-half")]["spec"]
+        assert template["replicas"] == 1 and template["template"]["metadata"]["labels"]["mldeploy.io/generation"] == "1"
+        assert service.target_details["generation"] == 1 and service.state == "Healthy"
+        kube_api.refuse.clear()
+    finally:
+        service.delete()
