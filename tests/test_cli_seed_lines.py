@@ -299,13 +299,16 @@ def test_v1_option_spellings_work_beside_the_positional_ones(tmp_path: Path, ser
     folder, _, _ = project(tmp_path)
     services_deleted.append(folder / ".mldeploy")
     ok(mldeploy("model", "register", "-n", "m", "-p", "app/model.pkl", cwd=folder))
-    ok(mldeploy("model", "register", "-n", "m", "-p", "app/model.pkl", cwd=folder))
+    ok(mldeploy("model", "register", "--name", "m", "--model-path", "app/model.pkl", "--workspace-name", ".mldeploy",
+                cwd=folder))
     assert Path(ok(mldeploy("model", "download", "m:1", "-t", "a", cwd=folder)).stdout.strip()).is_file()
     assert Path(ok(mldeploy("model", "download", "-i", "m:2", "-t", "b", cwd=folder)).stdout.strip()).is_file()
     assert ok(mldeploy("model", "delete", "-i", "m:1", cwd=folder)).stdout == "Deleted model m:1\n"
     assert ok(mldeploy("model", "delete", "--model-id", "m:2", cwd=folder)).stdout == "Deleted model m:2\n"
-    for name in ("s1", "s2"):
-        ok(mldeploy("model", "deploy", "-n", name, "--ic", "inferenceconfig.json", cwd=folder))
+    ok(mldeploy("model", "deploy", "-n", "s1", "--ic", "inferenceconfig.json", cwd=folder))
+    ok(mldeploy("model", "deploy", "--name", "s2", "--inference-config-file", "inferenceconfig.json",
+                "--deploy-config-file", "deploymentconfig.json", cwd=folder))
+    assert sorted(s.name for s in Webservice.list(Workspace(folder / ".mldeploy"))) == ["s1", "s2"]
     assert ok(mldeploy("service", "delete", "-n", "s1", cwd=folder)).stdout == "Service 's1' deleted.\n"
     assert ok(mldeploy("service", "delete", "--name", "s2", cwd=folder)).stdout == "Service 's2' deleted.\n"
 

@@ -101,6 +101,7 @@ def _workspace_decorator(create: bool | Callable[[dict[str, Any]], bool],
         @click.option(
             "--workspace",
             "-w",
+            "--workspace-name",  # v1's spelling; here it names the folder
             "workspace_path",
             type=click.Path(file_okay=False),
             default=None,

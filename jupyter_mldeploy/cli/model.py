@@ -91,7 +91,7 @@ def _show(model: Model, output: str) -> None:
 
 @model_group.command("register")
 @click.option("-n", "--name", required=True, callback=_checked_name, help="Model name.")
-@click.option("-p", "--path", "model_path", default=None, callback=_existing_path, help="File or folder to register.")
+@click.option("-p", "--path", "--model-path", "model_path", default=None, callback=_existing_path, help="File or folder to register.")
 @click.option("--run-id", default=None, help="Register from this run's files instead of --path (as az ml v1).")
 @click.option("--asset-path", default=None, help="With --run-id: the run's file or folder, e.g. outputs/model.pkl.")
 @click.option("--experiment-name", default=None, help="With --run-id: the run's experiment (checked).")

@@ -125,9 +125,9 @@ def reload_service(workspace: Workspace, name: str, no_wait: bool) -> None:
 @service_group.command("update")
 @click.argument("name")
 @click.option("-m", "--model", "models", multiple=True, help="NAME:VERSION to serve (repeat); replaces the models.")
-@click.option("--ic", "--inference-config", "inference_config", type=click.Path(exists=True, dir_okay=False),
+@click.option("--ic", "--inference-config", "--inference-config-file", "inference_config", type=click.Path(exists=True, dir_okay=False),
               default=None, help="inferenceconfig.json")
-@click.option("--dc", "--deployment-config", "deployment_config", type=click.Path(exists=True, dir_okay=False),
+@click.option("--dc", "--deployment-config", "--deploy-config-file", "deployment_config", type=click.Path(exists=True, dir_okay=False),
               default=None, help="deploymentconfig.json")
 @existing_workspace_option
 def update_service(
@@ -205,9 +205,9 @@ def _read_inference_config(_ctx: click.Context, _param: click.Parameter, value: 
               help="Service name (default: the first model's name, else the source directory's).")
 @click.option("-m", "--model", "models", multiple=True, metavar="NAME:VERSION",
               help="A registered version to serve (repeat); none serves the source directory alone.")
-@click.option("--ic", "--inference-config", "inference_config", type=click.Path(exists=True, dir_okay=False),
+@click.option("--ic", "--inference-config", "--inference-config-file", "inference_config", type=click.Path(exists=True, dir_okay=False),
               required=True, callback=_read_inference_config, help="inferenceconfig.json")
-@click.option("--dc", "--deployment-config", "deployment_config", type=click.Path(exists=True, dir_okay=False),
+@click.option("--dc", "--deployment-config", "--deploy-config-file", "deployment_config", type=click.Path(exists=True, dir_okay=False),
               default=None, help="deploymentconfig.json (default: local, a free port).")
 @click.option("--overwrite", is_flag=True, help="Update the service when it exists (zero downtime).")
 @click.option("--show-output", is_flag=True, help="Print the environment build and server log while waiting.")
