@@ -37,7 +37,7 @@ def test_magics_notebooks_load_the_extension() -> None:
     """The rewritten quickstart and the two newer notebooks use the magics; 01b keeps the Python API."""
     names = {p.name for p in NOTEBOOKS}
     assert {"01_quickstart.ipynb", "01b_quickstart_api.ipynb", "02_existing_model.ipynb",
-            "03_iterate_and_debug.ipynb"} <= names
+            "03_iterate_and_debug.ipynb", "04_batch_scoring.ipynb"} <= names
     for notebook in NOTEBOOKS:
         source = "\n".join(c.source for c in nbformat.read(notebook, as_version=4).cells)
         uses_magics = "%load_ext jupyter_mldeploy" in source

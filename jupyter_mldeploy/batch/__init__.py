@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from jupyter_mldeploy.batch.config import ParallelRunConfig
 from jupyter_mldeploy.batch.inputs import FileInput, TabularInput
-from jupyter_mldeploy.batch.job import BatchJob, JobFailed, list_jobs, progress_line
+from jupyter_mldeploy.batch.job import BatchJob, JobFailed, list_jobs, progress_key, progress_line
 
-__all__ = ["BatchJob", "FileInput", "JobFailed", "ParallelRunConfig", "TabularInput", "list_jobs", "progress_line"]
+__all__ = ["BatchJob", "FileInput", "JobFailed", "ParallelRunConfig", "TabularInput", "list_jobs", "progress_key",
+           "progress_line"]

@@ -292,15 +292,14 @@ class BatchJob:
         """
         out = stream or sys.stdout
         deadline = None if timeout is None else time.monotonic() + timeout
-        shown = ""
+        shown: tuple[Any, ...] = ()
         while True:
             details = self.get_details()
             if on_progress is not None:
                 on_progress(details)
-            line = progress_line(details)
-            if show_output and line != shown:
-                print(line, file=out, flush=True)
-                shown = line
+            if show_output and progress_key(details) != shown:
+                print(progress_line(details), file=out, flush=True)
+                shown = progress_key(details)
             if details["state"] in FINAL_STATES:
                 break
             if deadline is not None and time.monotonic() > deadline:
@@ -365,6 +364,12 @@ def _details(record: dict[str, Any], state: str, error: str | None, progress: Ba
         "etaSeconds": eta, "errors": {str(k): v for k, v in progress.errors.items()},
         "startTime": record.get("startTime"), "endTime": record.get("endTime"),
     }
+
+
+def progress_key(details: dict[str, Any]) -> tuple[Any, ...]:
+    """What a new progress line is shown for: the state, mini-batches done and failed items (not the rate,
+    which changes at every read)."""
+    return details["state"], details["miniBatches"]["done"], details["items"]["failed"]
 
 
 def progress_line(details: dict[str, Any]) -> str:

@@ -25,6 +25,7 @@ from jupyter_mldeploy.batch import (
     JobFailed,
     ParallelRunConfig,
     TabularInput,
+    progress_key,
     progress_line,
 )
 from jupyter_mldeploy.errors import MLDeployError, NotFound
@@ -126,12 +127,11 @@ class BatchMagics(Magics):
             return job
         handle = display(BatchProgressView(job.get_details()), display_id=True)
 
-        shown = [progress_line(job.get_details())]
+        shown = [progress_key(job.get_details())]
 
         def show(details: dict[str, Any]) -> None:
-            line = progress_line(details)
-            if handle is not None and line != shown[0]:
-                shown[0] = line
+            if handle is not None and progress_key(details) != shown[0]:
+                shown[0] = progress_key(details)
                 handle.update(BatchProgressView(details))
 
         try:
