@@ -17,6 +17,7 @@ from typing import Any
 import nbformat
 import pytest
 from fixtures.deploy_support import train_ridge
+from fixtures.run_support import record_runs
 from lab_support import ARTIFACTS, UI_TIMEOUT_MS, Lab
 
 from jupyter_mldeploy import Model
@@ -44,7 +45,8 @@ MEASURE = """target => {
 
 @pytest.fixture
 def notebook_lab(tmp_path: Path, start_lab: Callable[[Path], Lab]) -> Lab:
-    """JupyterLab serving ``panel.ipynb``, which shows the panel over a workspace holding ``diabetes:1``."""
+    """JupyterLab serving ``panel.ipynb``, which shows the panel over a workspace holding ``diabetes:1`` and
+    the runs of ``fixtures.run_support.record_runs``."""
     ws = Workspace.create(tmp_path / "ws")
     path, _, samples = train_ridge(tmp_path / "train")
     Model.register(
@@ -54,6 +56,7 @@ def notebook_lab(tmp_path: Path, start_lab: Callable[[Path], Lab]) -> Lab:
         tags={"algo": "ridge"},
         sample_input={"data": samples[:1]},
     )
+    record_runs(ws, tmp_path / "run-models")
     lab = start_lab(ws.path)
     notebook = nbformat.v4.new_notebook(
         cells=[
@@ -97,3 +100,16 @@ def test_registry_tab_deploy_and_register_rows_fit(notebook_lab: Lab, browser: A
             f"the row of {name!r} is {measured['rowScroll']} px wide in a {measured['rowWidth']} px box at {width} px"
         )
         assert measured["scrolling"] == [], f"horizontal scroll at {width} px: {measured['scrolling']}"
+
+    # the Runs tab: the runs with their badges; "Details" shows one whole, inside the tab
+    cell.get_by_role("tab", name="Runs").click()
+    details = cell.get_by_role("button", name=re.compile(r"(^|\s)Details$"))
+    expect(details).to_have_count(3)
+    expect(cell.locator(".mldeploy-badge", has_text="Completed")).to_be_visible()
+    details.last.click()  # the oldest run: diabetes #1, the completed pipeline run
+    expect(cell.locator(".mldeploy-run-detail")).to_contain_text("[61.2, 55.25]")
+    expect(cell.locator(".mldeploy-run-detail")).to_contain_text("ridge:1")
+    page.screenshot(path=str(ARTIFACTS / f"panel-runs-{width}.png"))
+    measured = details.last.evaluate(MEASURE)
+    assert measured["button"]["right"] <= measured["tab"]["right"] + EDGE_PX, measured
+    assert measured["scrolling"] == [], f"horizontal scroll in the Runs tab at {width} px: {measured['scrolling']}"

@@ -75,7 +75,8 @@ class RunRow(widgets.HBox):
     def __init__(self, panel: RunsPanel, row: dict[str, Any]) -> None:
         self.run_id: str = row["id"]
         self.status: str = row["status"]
-        self.badge = widgets.HTML()
+        # One width for every badge, so the summaries start in one column.
+        self.badge = widgets.HTML(layout=widgets.Layout(width="7em", flex="0 0 auto"))
         # flex-basis 0 and min-width 0: the summary wraps inside the row instead of pushing the button out.
         self.info = widgets.HTML(layout=widgets.Layout(flex="1 1 0%", min_width="0"))
         self.details_button = button("Details", lambda _: panel.show(self.run_id), icon="search",
@@ -94,8 +95,9 @@ class RunRow(widgets.HBox):
             f"<b>{html.escape(row['experiment'])} #{row['number']}</b>",
             html.escape(row["kind"]),
             f"started {format_time(row['startTime'])}",
-            format_duration(row["durationSeconds"]),
         ]
+        if row["durationSeconds"] is not None:
+            parts.append(format_duration(row["durationSeconds"]))
         if row["parameters"]:
             parts.append(_pairs(row["parameters"]))
         if row["metrics"]:
