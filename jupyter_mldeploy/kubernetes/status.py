@@ -1,22 +1,19 @@
 """A Deployment and its pods, as v1's service states (plain JSON in, state out; no client needed).
 
-The mapping (v1's AKS state table: ``Transitioning``, ``Healthy``, ``Unhealthy``, ``Unschedulable``,
-``Failed``), first match wins, looking at the pods of the current rollout generation:
+The mapping (v1's AKS state table), first match wins, over the pods of the current rollout generation:
 
-========================================================================  ================
-A container waits with ``ErrImagePull``/``ImagePullBackOff``/``InvalidImageName``/  ``Failed``
-``CreateContainerConfigError``/``CreateContainerError``
-A container exited non-zero before it was ever Ready (``init()`` failed: the       ``Failed``
-server exits 3; ``OOMKilled``), or waits in ``CrashLoopBackOff``
-A pod is not scheduled (``PodScheduled=False``, reason ``Unschedulable``:           ``Unschedulable``
-insufficient CPU/memory/GPU)
-The Deployment's ``Progressing`` condition is ``ProgressDeadlineExceeded``          ``Failed``
-The rollout is complete (observed, updated, available = desired, no old pods)      ``Healthy``
-and a replica is Ready
-A container that had started runs again after a restart and is not Ready          ``Unhealthy``
-(the liveness probe killed it)
-Anything else (pulling, starting, ``init()`` running, old pods draining)           ``Transitioning``
-========================================================================  ================
+1. a container waits with ``ErrImagePull``/``ImagePullBackOff``/``InvalidImageName`` or cannot be created
+   (``CreateContainerConfigError`` ...): ``Failed``;
+2. a container exited non-zero before it was ever Ready (exit 3: ``init()`` failed; ``OOMKilled``), or waits
+   in ``CrashLoopBackOff``: ``Failed``;
+3. a pod is not scheduled (``PodScheduled=False``, reason ``Unschedulable``: insufficient CPU, memory or
+   GPU): ``Unschedulable``;
+4. the Deployment's ``Progressing`` condition says ``ProgressDeadlineExceeded``: ``Failed``;
+5. the rollout is complete (observed; updated and available = desired; no old pods) and a replica is Ready:
+   ``Healthy``;
+6. a container restarted by the kubelet (exit 137/143: the liveness probe) runs again, not Ready:
+   ``Unhealthy``;
+7. anything else (pulling, starting, ``init()`` running, old pods draining): ``Transitioning``.
 """
 
 from __future__ import annotations
