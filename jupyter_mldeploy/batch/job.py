@@ -176,6 +176,7 @@ class BatchJob:
                 "outputDir": str(output_folder),
                 "outputFile": str(output_file) if config.output_action == APPEND_ROW else None,
                 "environment": environment, "totalMiniBatches": total, "driverStarts": 1,
+                "inputStamps": [_stamp(f) for f in resolved.files],
                 "submitTime": utc_now(), "startTime": utc_now(), "endTime": None,
             })
         except BaseException:
@@ -197,7 +198,7 @@ class BatchJob:
 
         Raises:
             NotFound: No such job.
-            Conflict: The job completed, or its driver is still running.
+            Conflict: The job completed, its driver is still running, or an input file changed since submit.
         """
         job = cls(workspace, job_id)
         state = job.state
@@ -206,6 +207,12 @@ class BatchJob:
         if state == RUNNING:
             raise Conflict(f"Batch job {job_id} is still running; cancel it first (mldeploy batch cancel {job_id}).")
         record = job.folder.read_record()
+        for path, *stamp in record.get("inputStamps", []):
+            if not os.path.exists(path) or _stamp(path)[1:] != stamp:
+                raise Conflict(
+                    f"Input file {path} changed or was removed since batch job {job_id} was submitted, so its done "
+                    "mini-batches no longer match it; submit a new job."
+                )
         starts = int(record.get("driverStarts", 1)) + 1
         job.folder.update_record(state=RUNNING, error=None, endTime=None, driverStarts=starts)
         _spawn_driver(job.folder, starts)
@@ -329,6 +336,12 @@ class BatchJob:
                 time.sleep(0.1)
         if self.folder.read_record().get("state") == RUNNING:
             self.folder.update_record(state=CANCELED, error="Cancelled.", endTime=utc_now())
+
+
+def _stamp(path: str) -> list[Any]:
+    """``[path, size, mtime_ns]``: what a resume checks to know the input is the one the plan was cut from."""
+    stat = os.stat(path)
+    return [path, stat.st_size, stat.st_mtime_ns]
 
 
 def _entry_script(config: ParallelRunConfig) -> tuple[Path, Path | None]:

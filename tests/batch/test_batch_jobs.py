@@ -272,6 +272,13 @@ def test_cancel_then_resume(scored_workspace: Workspace, tmp_path: Path) -> None
     job.cancel()
     assert job.state == "Canceled" and "resume" in job.get_details()["error"]
     assert not (tmp_path / "out").exists()
+    source = tmp_path / "ids.csv"
+    original, stat = source.read_bytes(), source.stat()
+    source.write_bytes(original.replace(b"\n1,", b"\n9,", 1))  # same size, new content
+    with pytest.raises(Conflict, match="ids.csv changed or was removed since batch job"):
+        BatchJob.resume(scored_workspace, job.id)
+    source.write_bytes(original)
+    os.utime(source, ns=(stat.st_atime_ns, stat.st_mtime_ns))
     BatchJob.resume(scored_workspace, job.id).wait_for_completion()
     assert _output_ids(job) == list(range(1500))
 
