@@ -29,6 +29,8 @@ if TYPE_CHECKING:
 CONNECT_TIMEOUT_SEC = 5.0
 READ_TIMEOUT_SEC = 20.0
 REQUEST_TIMEOUT = (CONNECT_TIMEOUT_SEC, READ_TIMEOUT_SEC)
+#: Retries of a failed connection or read (urllib3's default is 3).
+RETRIES = 1
 #: Service types the manifests can ask for.
 SERVICE_TYPES = ("ClusterIP", "LoadBalancer", "NodePort")
 #: What every "no cluster" error points to.
@@ -147,7 +149,12 @@ def connect(compute: KubernetesCompute) -> ApiClient:
             f"{EXPORT_HINT}"
         )
     try:
-        client = kubernetes.config.new_client_from_config(config_file=path, context=compute.context)
+        configuration = kubernetes.client.Configuration()
+        # One retry, not urllib3's three: a call is bounded by 2 x the timeouts, so no face waits long.
+        configuration.retries = RETRIES
+        client = kubernetes.config.new_client_from_config(
+            config_file=path, context=compute.context, client_configuration=configuration
+        )
     except (kubernetes.config.ConfigException, ValueError, OSError, TypeError) as exc:
         context = f"context {compute.context!r}" if compute.context else "the current context"
         raise DeploymentError(

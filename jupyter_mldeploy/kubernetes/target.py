@@ -401,18 +401,17 @@ class KubernetesTarget(ServiceTarget):
         state = KubeState.of(record) if record is not None else KubeState()
         try:
             cluster = self.cluster(KubernetesCompute.from_json(state.compute), state.namespace)
+            with contextlib.suppress(InvalidArgument):
+                check_dns1123_label(name, "service name")  # a name no manifest can have owns no object
+                for kind in KINDS:
+                    cluster.delete(kind, secret_name(name) if kind == "Secret" else name)
         except DeploymentError as exc:
-            if record is None:
-                store.remove(name)
-                return
-            raise DeploymentError(
-                f"Service {name!r} was not deleted: {exc.message} Its objects are listed in "
-                f"{store.folder(name) / state.manifests_dir} (kubectl delete -k that folder)."
-            ) from None
-        with contextlib.suppress(InvalidArgument):
-            check_dns1123_label(name, "service name")  # a name no manifest can have owns no object
-            for kind in KINDS:
-                cluster.delete(kind, secret_name(name) if kind == "Secret" else name)
+            if record is not None:
+                raise DeploymentError(
+                    f"Service {name!r} was not deleted: {exc.message} Its objects are listed in "
+                    f"{store.folder(name) / state.manifests_dir} (kubectl delete -k that folder), and delete() "
+                    "can be called again."
+                ) from None
         store.remove(name)
 
     # -- scoring URI -----------------------------------------------------------------------------------

@@ -75,7 +75,7 @@ class KubeApiMock:
         assert self.server is not None
         return f"http://127.0.0.1:{self.server.server_address[1]}"
 
-    def start(self) -> KubeApiMock:
+    def start(self, port: int = 0) -> KubeApiMock:
         mock = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -104,7 +104,7 @@ class KubeApiMock:
 
             do_GET = do_PATCH = do_DELETE = do_POST = do_PUT = _handle
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
         self.server.daemon_threads = True
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
         return self
