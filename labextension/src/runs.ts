@@ -115,7 +115,9 @@ export class RunsSection {
   private _setExperiments(names: string[]): void {
     const values = ['', ...names];
     const current = Array.from(this._select.options).map(o => o.value);
-    if (values.join('\n') !== current.join('\n')) {
+    // No experiment, nothing to filter: the select shows once the first run is recorded.
+    this._select.hidden = names.length === 0;
+    if (JSON.stringify(values) !== JSON.stringify(current)) {
       this._select.replaceChildren(
         ...values.map(name => {
           const option = el('option', '', name || 'All experiments');

@@ -132,6 +132,11 @@ def test_sidebar_follows_services_scores_and_deletes(
     notice = tester.locator(".jp-MLDeploy-empty")
     send = tester.locator(".jp-MLDeploy-send")
 
+    # no run yet: the Runs section says how to record one, with no experiment to filter by
+    runs = sidebar.locator(".jp-MLDeploy-runs")
+    expect(runs.locator(".jp-MLDeploy-empty")).to_contain_text("No runs yet")
+    expect(runs.locator(".jp-MLDeploy-experimentSelect")).to_be_hidden()
+
     # no service: the tester says so, and there is nothing to send to
     expect(sidebar.locator(".jp-MLDeploy-services")).to_contain_text("No services deployed.")
     expect(notice).to_have_text("Deploy a service first: there is nothing to send to.")
