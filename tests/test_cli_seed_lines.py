@@ -53,7 +53,7 @@ def run(raw_data):
     return {"origin": origin, "predictions": model.predict(json.loads(raw_data)["data"]).tolist()}
 '''
 
-NO_REGISTERED_MODEL = "serves no registered model"
+NO_REGISTERED_MODEL = "No registered model is served"
 AZURE_NOTE = "(Azure-only; mldeploy uses a local workspace folder, -w PATH)."
 
 
@@ -177,7 +177,7 @@ def test_cli_deploys_a_source_directory_without_a_registered_model(tmp_path: Pat
                          "deploymentconfig.json", "-o", "json", cwd=folder))
     assert result.stderr.splitlines() == [
         f"Created workspace at {folder / '.mldeploy'}",
-        f"Note: service 'local' {NO_REGISTERED_MODEL}: its files come from the source directory {folder / 'app'}, "
+        f"Note: service 'local': {NO_REGISTERED_MODEL}: the files come from the source directory {folder / 'app'}, "
         "so nothing is versioned or checksummed.",
     ]
     service = json.loads(result.stdout)

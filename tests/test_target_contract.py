@@ -219,7 +219,7 @@ def test_deploy_without_a_registered_model(workspace, tmp_path: Path, target: st
         service = Model.deploy(workspace, name, models, InferenceConfig("score.py", source_directory=path.parent),
                                LocalWebservice.deploy_configuration(runtime=target), show_output=True)
         try:
-            assert "serves no registered model" in capsys.readouterr().out
+            assert "No registered model is served" in capsys.readouterr().out
             assert service.model_ids == [] and service.state == "Healthy"
             assert service.run({"data": samples}) == pytest.approx(model.predict(samples).tolist())
         finally:

@@ -24,6 +24,7 @@ from jupyter_mldeploy.cli._common import (
 )
 from jupyter_mldeploy.cli.model import model_group
 from jupyter_mldeploy.deploy import DeploymentConfiguration, deploy_model
+from jupyter_mldeploy.deploy.plan import no_model_note, served_folder
 from jupyter_mldeploy.entry.static_check import check_entry_script
 from jupyter_mldeploy.errors import Conflict, InvalidArgument
 from jupyter_mldeploy.inference_config import InferenceConfig
@@ -156,11 +157,6 @@ def delete_service(workspace: Workspace, name: str) -> None:
     click.echo(f"Service {name!r} deleted.")
 
 
-def _source_folder(inference_config: InferenceConfig) -> Path:
-    """The folder a deployment copies: the source directory, else the entry script's folder (as the deployer)."""
-    return inference_config.source_directory or inference_config.entry_script.parent
-
-
 def _service_name(workspace: Workspace, given: str | None, models: tuple[str, ...],
                   inference_config: InferenceConfig, overwrite: bool) -> str:
     """The service name: ``-n`` when given, else derived as v1 users expect from ``az ml model deploy`` without
@@ -177,7 +173,7 @@ def _service_name(workspace: Workspace, given: str | None, models: tuple[str, ..
         if models:
             name, origin = parse_name_version(models[0], "model")[0], f"the first model, {models[0]}"
         else:
-            folder = _source_folder(inference_config)
+            folder = served_folder(inference_config)
             name, origin = folder.name, f"the source directory {folder}"
         try:
             validate_name(name, "service name")
@@ -229,8 +225,7 @@ def deploy_command(
     config = inference_config
     name = _service_name(workspace, service_name, models, config, overwrite)
     if not models and not show_output:  # with --show-output the deployer says it on stdout
-        click.echo(f"Note: service {name!r} serves no registered model: its files come from the source directory "
-                   f"{_source_folder(config)}, so nothing is versioned or checksummed.", err=True)
+        click.echo(f"Note: service {name!r}: {no_model_note(config)}", err=True)
     service = deploy_model(
         workspace,
         name,

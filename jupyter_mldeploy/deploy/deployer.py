@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from jupyter_mldeploy.deploy.config import DeploymentConfiguration
-from jupyter_mldeploy.deploy.plan import plan_deployment
+from jupyter_mldeploy.deploy.plan import no_model_note, plan_deployment
 from jupyter_mldeploy.deploy.service_store import ServiceStore
 from jupyter_mldeploy.deploy.targets.registry import get_target
 from jupyter_mldeploy.deploy.webservice import Webservice
@@ -68,11 +68,7 @@ def deploy_model(
     target = get_target(plan.target)
     store = ServiceStore(workspace)
     if show_output and not plan.models:
-        sys.stdout.write(
-            f"Service {name!r} serves no registered model: its files come from the source directory "
-            f"{plan.inference_config.source_directory or plan.inference_config.entry_script.parent}, so nothing is "
-            "versioned or checksummed.\n"
-        )
+        sys.stdout.write(f"Service {name!r}: {no_model_note(plan.inference_config)}\n")
     with store.lock(name):
         if store.exists(name):
             if not overwrite:

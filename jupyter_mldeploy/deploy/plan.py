@@ -58,6 +58,19 @@ def check_inputs(inference_config: Any, deployment_config: Any) -> DeploymentCon
     return config
 
 
+def served_folder(inference_config: InferenceConfig) -> Path:
+    """The folder a deployment copies: the source directory, else the entry script's own folder."""
+    return inference_config.source_directory or inference_config.entry_script.parent
+
+
+def no_model_note(inference_config: InferenceConfig) -> str:
+    """The sentence every face shows when a deployment serves no registered model (v1's "local model")."""
+    return (
+        f"No registered model is served: the files come from the source directory {served_folder(inference_config)}, "
+        "so nothing is versioned or checksummed."
+    )
+
+
 def scoring_variables(
     inference_config: InferenceConfig,
     deployment_config: DeploymentConfiguration | None,

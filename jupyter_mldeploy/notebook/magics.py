@@ -37,6 +37,7 @@ from IPython.display import display
 from jupyter_mldeploy import actions
 from jupyter_mldeploy.actions.workspaces import remember_workspace
 from jupyter_mldeploy.deploy import deploy_model, local_deploy_configuration
+from jupyter_mldeploy.deploy.plan import no_model_note
 from jupyter_mldeploy.entry.static_check import EntryScriptCheck, check_source
 from jupyter_mldeploy.entry.trial_run import run_entry_check
 from jupyter_mldeploy.errors import DeploymentError, MLDeployError, headline
@@ -432,9 +433,7 @@ class MLDeployMagics(Magics):
 
         status = DeployStatus(name=args.name)
         if not args.model:
-            folder = inference_config.source_directory or inference_config.entry_script.parent
-            status.notes.append(f"No registered model is served: the files come from the source directory {folder}, "
-                                "so nothing is versioned or checksummed.")
+            status.notes.append(no_model_note(inference_config))
         self.last_deploy_status = status
         handle = display(status, display_id=True)
         start = time.monotonic()
