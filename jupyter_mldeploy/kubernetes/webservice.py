@@ -14,9 +14,11 @@ from __future__ import annotations
 
 import shutil
 from pathlib import Path
+from typing import Any
 
 from jupyter_mldeploy.deploy.webservice import Webservice
-from jupyter_mldeploy.errors import InvalidArgument
+from jupyter_mldeploy.errors import DeploymentError, InvalidArgument
+from jupyter_mldeploy.kubernetes.compute import KubernetesCompute
 from jupyter_mldeploy.kubernetes.config import aks_deploy_configuration
 from jupyter_mldeploy.kubernetes.target import KubernetesTarget, KubeState
 
@@ -48,6 +50,24 @@ class KubernetesWebservice(Webservice):
             DeploymentError: When key auth is off.
         """
         return KubernetesTarget.keys(self._record())
+
+    def run(self, input_data: Any, headers: dict[str, str] | None = None, timeout: float | None = None) -> Any:
+        """Call ``/score`` (v1 ``run``); a ``ClusterIP`` service is reached through ``kubectl port-forward``.
+
+        Raises:
+            ScoringError: When the service answers an error status.
+            DeploymentError: When nothing answers; for ``ClusterIP`` the message gives the port-forward command.
+        """
+        try:
+            return super().run(input_data, headers=headers, timeout=timeout)
+        except DeploymentError as exc:
+            state = KubeState.of(self._record())
+            if KubernetesCompute.from_json(state.compute).service_type != "ClusterIP":
+                raise
+            forward = self.target_details.get("portForward")
+            raise DeploymentError(
+                f"{exc.message} The service is a ClusterIP Service: forward its port first, in a terminal: {forward}"
+            ) from exc
 
     def export_manifests(self, output_directory: str | Path) -> Path:
         """Copy the manifests the service runs (with ``kustomization.yaml``) into a new or empty folder.

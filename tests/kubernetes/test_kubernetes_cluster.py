@@ -59,6 +59,8 @@ def test_deploy_applies_every_object_and_becomes_healthy(
         assert service.scoring_uri == f"http://127.0.0.1:{service.port}/score"
         assert details["portForward"] == f"kubectl port-forward -n ml service/diab-ok {service.port}:80"
         assert "==> pod diab-ok-g1-0 <==" in service.get_logs()
+        with pytest.raises(DeploymentError, match="forward its port first.*kubectl port-forward -n ml service/diab-ok"):
+            service.run({"data": diabetes.samples}, timeout=2)  # nothing forwards the port in this test
         assert Webservice.list(diabetes.workspace, compute_type="AKS") == [service]
         exported = service.export_manifests(diabetes.workspace.path.parent / "exported-ok")
         assert (exported / "kustomization.yaml").is_file() and (exported / "deployment.yaml").is_file()
