@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from jupyter_mldeploy.entry_script import EntryScriptCheck, check_entry_script
+from jupyter_mldeploy.entry.static_check import EntryScriptCheck, check_entry_script
 from jupyter_mldeploy.errors import InvalidArgument, NotFound
 
 if TYPE_CHECKING:  # pragma: no cover

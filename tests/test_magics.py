@@ -17,7 +17,7 @@ from traitlets.config import Config
 from jupyter_mldeploy.deploy import Webservice
 from jupyter_mldeploy.deploy.client import send_request
 from jupyter_mldeploy.deploy.payload_schema import input_schema_from_swagger
-from jupyter_mldeploy.entry.trial_run import run_entry_check
+from jupyter_mldeploy.deploy.trial_run import run_entry_check
 from jupyter_mldeploy.errors import headline
 from jupyter_mldeploy.notebook.magics import MLDeployMagics
 from jupyter_mldeploy.workspace import Workspace

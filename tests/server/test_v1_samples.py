@@ -24,7 +24,7 @@ from server_harness import ServeFactory
 from jupyter_mldeploy import Model, Workspace
 from jupyter_mldeploy.deploy.app_folder import build_app_folder
 from jupyter_mldeploy.deploy.model_sources import resolve_model_sources
-from jupyter_mldeploy.entry.trial_run import run_entry_check
+from jupyter_mldeploy.deploy.trial_run import run_entry_check
 
 CORS_SCRIPT = """
 from azureml.contrib.services.aml_request import AMLRequest, rawhttp

@@ -1,6 +1,6 @@
-"""The child process of a trial run (:mod:`jupyter_mldeploy.entry.trial_run`): load score.py, ``init()``, one request.
+"""The child process of a trial run (:mod:`jupyter_mldeploy.deploy.trial_run`): load score.py, ``init()``, one request.
 
-Run as ``python -m jupyter_mldeploy.entry.trial_child REQUEST_FILE RESULT_FILE`` in the app root, with the
+Run as ``python -m jupyter_mldeploy.server.trial_child REQUEST_FILE RESULT_FILE`` in the app root, with the
 variables a deployment's scoring process gets (``AML_APP_ROOT``, ``AZUREML_ENTRY_SCRIPT``,
 ``AZUREML_MODEL_DIR``, ...). It does what a scoring worker does, with the worker's own parts: the script
 is found and ``sys.path`` prepared by :class:`~jupyter_mldeploy.server.layout.ScriptLocation`, loaded by

@@ -4,7 +4,7 @@ The script runs against registered model versions laid out exactly as a service 
 :func:`~jupyter_mldeploy.deploy.app_folder.build_app_folder` (source directory copied to
 ``<app root>/<its name>``, models under ``azureml-models/``), the same variables
 (:meth:`~jupyter_mldeploy.deploy.app_folder.AppFolder.scoring_environment`), the app root as working folder,
-and the scoring server's own loading and calling code (see :mod:`~jupyter_mldeploy.entry.trial_child`), so
+and the scoring server's own loading and calling code (see :mod:`~jupyter_mldeploy.server.trial_child`), so
 the answer is the one the server would give. It runs in a new interpreter so nothing the script imports
 or breaks reaches the caller (a notebook kernel). The outcome is the answer of ``run()``, or the traceback
 of the step that failed together with the server's listing of ``AZUREML_MODEL_DIR`` — usually enough to
@@ -199,7 +199,7 @@ def run_entry_check(
         env = {key: value for key, value in os.environ.items() if not key.startswith(_LAYOUT_PREFIXES)}
         env.update(app.scoring_environment())
         env["PYTHONUNBUFFERED"] = "1"
-        command = [sys.executable, "-m", "jupyter_mldeploy.entry.trial_child", str(request_file), str(result_file)]
+        command = [sys.executable, "-m", "jupyter_mldeploy.server.trial_child", str(request_file), str(result_file)]
         start = time.monotonic()
         try:
             completed = subprocess.run(
