@@ -76,21 +76,24 @@ class OpenBackend:
         executor: Where to submit mini-batch tries.
         workers: Worker slots (processes x threads): how many tries run at once.
         description: One line for the job log (``loky, 2 processes``, ``dask tcp://..., 2 workers``).
+        kill_workers: Whether closing kills the worker processes (loky's, which the driver owns).
+        closers: What else to close (the Dask client, a local cluster).
     """
 
     executor: Executor
     workers: int
     description: str
-    _closers: tuple[Any, ...] = ()
+    kill_workers: bool = False
+    closers: tuple[Any, ...] = ()
 
     def close(self) -> None:
         """Stop what this backend started (loky's processes, a local cluster) and any try still running;
         leave a remote cluster running."""
-        if hasattr(self.executor, "_processes"):  # loky: no try is worth waiting for once the job ends
+        if self.kill_workers:  # loky: no try is worth waiting for once the job ends
             self.executor.shutdown(wait=True, kill_workers=True)
         else:
             self.executor.shutdown(wait=False)
-        for closer in self._closers:
+        for closer in self.closers:
             closer.close()
 
 
@@ -113,7 +116,7 @@ def open_backend(backend: str, scheduler: str | None, processes: int | None) -> 
         from joblib.externals.loky import ProcessPoolExecutor
 
         executor = ProcessPoolExecutor(max_workers=count, initializer=exit_with_driver, initargs=(os.getpid(),))
-        return OpenBackend(executor, count, f"loky, {count} worker processes")
+        return OpenBackend(executor, count, f"loky, {count} worker processes", kill_workers=True)
     from distributed import Client, LocalCluster
 
     if scheduler in (None, LOCAL_SCHEDULER):
@@ -129,4 +132,5 @@ def open_backend(backend: str, scheduler: str | None, processes: int | None) -> 
         where = f"the Dask cluster at {scheduler}"
     slots = sum(client.nthreads().values()) or 1
     # pure=False: a retry of the same mini-batch must run again, not return the failed try's cached key.
-    return OpenBackend(client.get_executor(pure=False), slots, f"dask on {where}, {slots} worker threads", closers)
+    return OpenBackend(client.get_executor(pure=False), slots, f"dask on {where}, {slots} worker threads",
+                       closers=closers)
