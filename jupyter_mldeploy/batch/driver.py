@@ -200,7 +200,16 @@ class Driver:
                                  f"{self.record['id']}` to finish it.")
             for future in finished:
                 batch, attempt = in_flight.pop(future)
-                outcome = future.result()
+                try:
+                    outcome = future.result()
+                except Exception as exc:  # the worker process died, or the cluster lost the task
+                    log.exception("Mini-batch %d: no result from the backend", batch.index)
+                    first_line = (str(exc).strip().splitlines() or [""])[0]
+                    raise JobStopped(FAILED, (
+                        f"A worker stopped while running mini-batch {batch.index} ({type(exc).__name__}: "
+                        f"{first_line}). Mini-batches done so far are kept; resume with "
+                        f"`mldeploy batch resume {self.record['id']}`."
+                    )) from exc
                 if self._record_outcome(outcome, batch, tally):
                     self._attempts[batch.index] = attempt + 1
                     pending.appendleft(batch)

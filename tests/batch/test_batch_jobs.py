@@ -315,3 +315,19 @@ def test_refusals_record_nothing(scored_workspace: Workspace, tmp_path: Path) ->
     assert (taken / "parallel_run_step.txt").read_text() == "earlier output\n"
     with pytest.raises(NotFound, match="No batch job 'nope'"):
         BatchJob(scored_workspace, "nope")
+
+
+def test_a_killed_worker_fails_the_job_and_resume_finishes_it(scored_workspace: Workspace, tmp_path: Path) -> None:
+    config = _config(write_script(tmp_path, STEADY), process_count_per_node=2)
+    job = BatchJob.submit(scored_workspace, "worker-killed", config, str(_ids_csv(tmp_path, 2000)), None,
+                          tmp_path / "out")
+    while job.get_details()["miniBatches"]["done"] < 3:
+        time.sleep(0.05)
+    driver = json.loads((job.folder.path / "driver.json").read_text())
+    [worker, *_] = [p for p in children_of(driver["pid"]) if "LokyProcess" in " ".join(p.cmdline())]
+    os.kill(worker.pid, signal.SIGKILL)
+    with pytest.raises(JobFailed, match="A worker stopped while running mini-batch .*TerminatedWorkerError.*resume with `mldeploy batch resume"):
+        job.wait_for_completion(timeout=60)
+    assert not (tmp_path / "out").exists()
+    BatchJob.resume(scored_workspace, job.id).wait_for_completion()
+    assert _output_ids(job) == list(range(2000))
