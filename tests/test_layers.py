@@ -16,7 +16,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "jupyter_mldeploy"
 
 #: The core: may not import a face or a notebook/Jupyter library.
 CORE = {"workspace", "registry", "environment", "inference_config", "deploy", "docker", "runs", "names",
-        "settings", "errors", "entry", "actions", "pipeline", "_version"}
+        "settings", "errors", "entry", "actions", "pipeline", "_version", "kubernetes", "batch", "monitoring"}
 FACES = {"notebook", "cli", "jupyter_server"}
 FACE_LIBRARIES = {"IPython", "ipywidgets", "tornado", "jupyter_server", "traitlets", "click"}
 

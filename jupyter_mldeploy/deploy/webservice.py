@@ -297,7 +297,7 @@ class Webservice:
                     f"Service {self.name!r} is still {observed.state} after {timeout_sec:g} s; it may still be "
                     "starting: call wait_for_deployment() again, or read get_logs()."
                 )
-            time.sleep(0.1)
+            time.sleep(target.poll_interval_sec)
 
     def _stream(self, target: ServiceTarget, record: ServiceRecord, cursor: Any) -> Any:
         text, cursor = target.follow_logs(self._store, record, cursor)

@@ -116,6 +116,8 @@ class KubernetesTarget(ServiceTarget):
     name = "kubernetes"
     compute_type = "AKS"
     webservice_class = "jupyter_mldeploy.kubernetes.webservice:KubernetesWebservice"
+    #: Each look reads pods, events and logs from the API server: once a second is enough for a rollout.
+    poll_interval_sec = 1.0
 
     def __init__(self) -> None:
         # API clients by (kubeconfig, context): a connection is checked once, then reused by every service.

@@ -57,6 +57,8 @@ class ServiceTarget(ABC):
     #: ``module:Class`` of the v1 façade class ``Webservice(ws, name)`` returns for the target's services
     #: (a ``Webservice`` subclass adding target-only members); empty for ``LocalWebservice``.
     webservice_class: ClassVar[str] = ""
+    #: Seconds between two looks while ``wait_for_deployment`` waits (a remote API wants fewer calls).
+    poll_interval_sec: ClassVar[float] = 0.1
 
     def check_configuration(self, config: DeploymentConfiguration) -> None:
         """Raise when ``config`` holds settings this target refuses; called by ``config.validate()``.
