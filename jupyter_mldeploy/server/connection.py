@@ -149,10 +149,14 @@ class GuardedHttpProtocol(HttpToolsProtocol):
     def on_headers_complete(self) -> None:
         """Refuse over-large headers with 431; otherwise start the request as uvicorn does."""
         self._headers_done = True
-        self._disarm()
-        size = len(self.url) + sum(len(name) + len(value) + 4 for name, value in self.headers)
-        self._header_bytes = 0
-        if size <= self.max_header_bytes:
+        if self._read_timer is not None:
+            self._disarm()
+        # The bytes counted since the request began bound its headers' size from above, so they are summed
+        # exactly only past the limit (or when nothing was counted: a request pipelined behind another).
+        received, self._header_bytes = self._header_bytes, 0
+        if 0 < received <= self.max_header_bytes or (
+            len(self.url) + sum(len(name) + len(value) + 4 for name, value in self.headers) <= self.max_header_bytes
+        ):
             super().on_headers_complete()
             return
         # Answer through the normal cycle (so the body still parses and pipelining stays in order).
@@ -167,7 +171,8 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         super().on_message_complete()
         self._reading = False
         self._headers_done = False
-        self._disarm()
+        if self._read_timer is not None:
+            self._disarm()
 
     def on_response_complete(self) -> None:
         """After an answer: go on as uvicorn does, and close once everything sent before a half-close is answered."""

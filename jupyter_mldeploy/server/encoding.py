@@ -67,7 +67,7 @@ def dumps(value: Any) -> bytes:
 _SERVER_SET = ("content-length", "x-ms-run-function-failed")
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class ScoringResult:
     """The HTTP answer made of what ``run()`` returned.
 
