@@ -14,7 +14,8 @@ What it measures, on the same machine in the same run:
    ratio to the bare loop. The outputs must equal the bare loop's byte for byte.
 3. ``backend="dask"`` on a ``dask scheduler`` and two ``dask worker`` processes started here on 127.0.0.1
    (stopped by PID at the end): time, and the output compared with loky's row for row.
-4. The driver's peak RSS while scoring a ``--big-rows`` CSV (sampled every 50 ms with psutil).
+4. On a ``--big-rows`` CSV: the bare loop, then loky with 2 workers and the driver's peak RSS while it
+   scores (sampled every 50 ms with psutil).
 
 The model is the quickstart's: ``Ridge`` on scikit-learn's diabetes data; the CSV holds its 10 features,
 rows drawn from the data set with noise, 6 decimals.
@@ -211,9 +212,12 @@ def main() -> None:
     if args.big_rows:
         big = work / "big.csv"
         write_csv(big, args.big_rows, seed=1)
+        big_bare = bare_loop(model, big, work / "big-bare.txt")
+        print(f"big: {args.big_rows:,} rows ({big.stat().st_size / 1024**2:.0f} MB), bare loop: {big_bare:.1f} s, "
+              f"{args.big_rows / big_bare:,.0f} rows/s")
         elapsed, rss = run_job(ws, "big", script, big, work / "big-out", 2, args.mini_batch_size)
-        print(f"big: {args.big_rows:,} rows ({big.stat().st_size / 1024**2:.0f} MB) with loky, 2 workers: "
-              f"{elapsed:.1f} s, {args.big_rows / elapsed:,.0f} rows/s, driver peak RSS {rss:.0f} MB")
+        print(f"big: loky, 2 workers: {elapsed:.1f} s, {args.big_rows / elapsed:,.0f} rows/s, "
+              f"{elapsed / big_bare:.2f}x bare, driver peak RSS {rss:.0f} MB")
     print(f"data and jobs kept in {work}")
 
 

@@ -94,15 +94,18 @@ class BatchJob:
     Args:
         workspace: The workspace.
         job_id: The job's id (``<name>_<unix time>_<hex>``).
+        folder: Its folder when already known (listing); else found from the id.
 
     Raises:
         NotFound: When no job has this id (the message lists how to see the jobs).
     """
 
-    def __init__(self, workspace: Workspace, job_id: str) -> None:
+    def __init__(self, workspace: Workspace, job_id: str, folder: Path | None = None) -> None:
         self.workspace = workspace
         self.id = job_id
-        folder = next((f for f in job_folders(workspace.path) if f.name == job_id), None)
+        if folder is None:
+            # Ids are unique across names (they hold a random part), so the id alone finds the folder.
+            folder = next((f for f in job_folders(workspace.path) if f.name == job_id), None)
         if folder is None:
             raise NotFound(f"No batch job {job_id!r} in {workspace.path}; list them with `mldeploy batch list`.")
         self.folder = JobFolder(folder)
@@ -183,7 +186,7 @@ class BatchJob:
             shutil.rmtree(folder.path, ignore_errors=True)
             raise
         _spawn_driver(folder, 1)
-        return cls(workspace, job_id)
+        return cls(workspace, job_id, folder.path)
 
     @classmethod
     def resume(cls, workspace: Workspace, job_id: str) -> BatchJob:
@@ -223,7 +226,7 @@ class BatchJob:
         """Every batch job of the workspace, newest first."""
         folders = sorted(job_folders(workspace.path),
                          key=lambda f: JobFolder(f).read_record().get("submitTime") or "", reverse=True)
-        return [cls(workspace, f.name) for f in folders]
+        return [cls(workspace, f.name, f) for f in folders]
 
     # -- state ----------------------------------------------------------------------------------------
 

@@ -33,8 +33,11 @@ _LOADED: dict[str, UserScript] = {}
 _LOAD_LOCK = threading.Lock()
 
 
-class InvocationTimeout(Exception):
-    """``run()`` took longer than ``run_invocation_timeout``."""
+class InvocationTimeout(BaseException):
+    """``run()`` took longer than ``run_invocation_timeout``.
+
+    A ``BaseException`` (as ``KeyboardInterrupt``), so a script's own ``except Exception`` cannot swallow it.
+    """
 
 
 @dataclass(frozen=True)
