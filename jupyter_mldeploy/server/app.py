@@ -1,4 +1,5 @@
-"""The ASGI application of a worker: ``GET /``, ``GET|POST|OPTIONS /score``, ``GET /swagger.json``.
+"""The ASGI application of a worker: ``GET /``, ``GET|POST|OPTIONS /score``, ``GET /swagger.json``, and the
+other wire protocols' routes (MLflow's ``/invocations``, see :mod:`~jupyter_mldeploy.server.wire`).
 
 Statuses, messages and headers follow azmlinfsrv 1.5 (``server/routes.py`` and ``input_parsers.py``
 there); see CONTRACT.md. It is a plain ASGI callable rather than a routed framework app because ``/score``
@@ -16,12 +17,14 @@ from collections.abc import Awaitable, Callable, Collection, MutableMapping
 from typing import Any
 from urllib.parse import parse_qsl
 
-from jupyter_mldeploy.server import logs
+from jupyter_mldeploy.server import logs, protocol_mlflow
 from jupyter_mldeploy.server.encoding import encode_result
+from jupyter_mldeploy.server.run_parameters import run_parameter_schemas
 from jupyter_mldeploy.server.runner import Runner
 from jupyter_mldeploy.server.shims import Headers
 from jupyter_mldeploy.server.swagger import SwaggerDocs, SwaggerError
-from jupyter_mldeploy.server.user_script import RAW, ClientError, Connection, UserScript
+from jupyter_mldeploy.server.user_script import OBJECT, RAW, ClientError, Connection, UserScript
+from jupyter_mldeploy.server.wire import Reply, WireError, WireProtocol
 
 Scope = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
@@ -131,6 +134,9 @@ class ScoringApp:
         # The HTTP server's request tasks (see watch_requests): the runner calls run() inline only for a
         # request that is alone, since with company the run thread overlaps their I/O with the run.
         self._tasks: Collection[Any] | None = None
+        parameters = run_parameter_schemas(script.run, script.mode == OBJECT)
+        mlflow = protocol_mlflow.MlflowProtocol(parameters)
+        self._wire_paths: dict[str, WireProtocol] = dict.fromkeys(protocol_mlflow.PATHS, mlflow)
 
     def watch_requests(self, tasks: Collection[Any]) -> None:
         """Count in-flight requests from the HTTP server's own set of request tasks.
@@ -162,6 +168,8 @@ class ScoringApp:
                 if request.method not in ("GET", "HEAD"):
                     raise ClientError(405, _MSG_NOT_ALLOWED)
                 status, headers, body = 200, [(b"content-type", b"text/html; charset=utf-8")], b"Healthy"
+            elif (wire := self._wire_paths.get(request.path)) is not None:
+                status, headers, body, fn_ms, failed = await self._wire(wire, request, receive)
             elif request.path == "/swagger.json":
                 if request.method not in ("GET", "HEAD"):
                     raise ClientError(405, _MSG_NOT_ALLOWED)
@@ -281,3 +289,37 @@ class ScoringApp:
         if result.is_response:
             logger.info("run() output is HTTP Response")
         return result.status, result.headers, result.body, outcome.elapsed_ms, result.run_function_failed
+
+    async def _wire(
+        self, protocol: WireProtocol, request: _Request, receive: Receive
+    ) -> tuple[int, list[tuple[bytes, bytes]], bytes, float | None, bool | None]:
+        """Serve one request of another wire protocol; its refusals come in its own error format."""
+        try:
+            routed = protocol.route(request.method, request.path)
+            if isinstance(routed, Reply):
+                return routed.status, [(b"content-type", routed.content_type)], routed.body, None, None
+            try:
+                raw = await self._read_body(request, receive)
+            except ClientError as exc:
+                raise protocol.error(exc.status, exc.message) from None
+            call = routed(raw, request.content_type, request.raw_headers)
+            kwargs = {"body": call.body, "headers": call.headers, "path": request.path}
+            outcome = await self.runner.call(self.script.invoke_run, kwargs, request.request_id, alone=self._alone())
+            if isinstance(outcome.error, ClientError):
+                raise protocol.error(outcome.error.status, outcome.error.message)
+            if outcome.timed_out:
+                logger.error("Encountered Exception: run() did not finish within %d ms", self.runner.timeout_ms)
+                failure = protocol.error(500, f"Scoring timeout after {self.runner.timeout_ms} ms")
+                return 500, [(b"content-type", failure.content_type)], failure.body, None, True
+            if outcome.error is not None:
+                logger.error("Encountered Exception: %s", outcome.traceback.rstrip())
+                failure = protocol.error(500, _MSG_RUN_FAILED)
+                return 500, [(b"content-type", failure.content_type)], failure.body, None, True
+            try:
+                reply = call.finish(outcome.value)
+            except TypeError:
+                logger.error("Encountered Exception: %s", traceback.format_exc().rstrip())
+                raise protocol.error(500, _MSG_INTERNAL) from None
+            return reply.status, [(b"content-type", reply.content_type)], reply.body, outcome.elapsed_ms, reply.status >= 500
+        except WireError as exc:
+            return exc.status, [(b"content-type", exc.content_type)], exc.body, None, False
