@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from jupyter_mldeploy.deploy.config import DeploymentConfiguration
+from jupyter_mldeploy.deploy.no_code import no_code_note
 from jupyter_mldeploy.deploy.plan import no_model_note, plan_deployment
 from jupyter_mldeploy.deploy.service_store import ServiceStore
 from jupyter_mldeploy.deploy.targets.registry import get_target
@@ -41,7 +42,8 @@ def deploy_model(
         models: Registered ``Model`` objects or ``"name[:version]"`` strings. None or ``[]`` serves the
             source directory alone (v1's "deploy using a local model": ``AZUREML_MODEL_DIR`` is the empty
             ``azureml-models`` root, and nothing is versioned or checksummed).
-        inference_config: The entry script, source directory and environment.
+        inference_config: The entry script, source directory and environment; None for a model registered
+            with a supported ``model_framework`` (no-code deployment, :mod:`~jupyter_mldeploy.deploy.no_code`).
         deployment_config: From ``LocalWebservice.deploy_configuration()`` (``runtime="process"`` or
             ``"docker"``); default: the process target on a free port.
         overwrite: When a service of that name exists, update it in place (zero downtime) instead of raising
@@ -69,6 +71,9 @@ def deploy_model(
     store = ServiceStore(workspace)
     if show_output and not plan.models:
         sys.stdout.write(f"Service {name!r}: {no_model_note(plan.inference_config)}\n")
+    note = no_code_note(plan.inference_config)
+    if show_output and note:
+        sys.stdout.write(f"Service {name!r}: {note}\n")
     with store.lock(name):
         if store.exists(name):
             if not overwrite:

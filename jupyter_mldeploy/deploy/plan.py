@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from jupyter_mldeploy.deploy.app_folder import AppFolder, ModelSource, VerifiedFiles, build_app_folder
 from jupyter_mldeploy.deploy.config import DeploymentConfiguration, local_deploy_configuration
 from jupyter_mldeploy.deploy.model_sources import resolve_model_sources
+from jupyter_mldeploy.deploy.no_code import no_code_inference_config
 from jupyter_mldeploy.deploy.state import ModelRef, ServiceRecord, utc_now
 from jupyter_mldeploy.errors import DeploymentError, InvalidArgument, NotFound
 from jupyter_mldeploy.inference_config import InferenceConfig
@@ -235,7 +236,9 @@ def plan_deployment(
         name: Service name (letters, digits, ``_.-``).
         models: Registered ``Model`` objects or ``"name[:version]"`` strings; None or ``[]`` deploys the
             source directory alone (v1's "deploy using a local model").
-        inference_config: The entry script, source directory and environment.
+        inference_config: The entry script, source directory and environment; None deploys one model
+            registered with a supported ``model_framework`` with a built-in entry script (see
+            :func:`~jupyter_mldeploy.deploy.no_code.no_code_inference_config`).
         deployment_config: From ``LocalWebservice.deploy_configuration()``, or None for the default.
         deployment_target: Where the target deploys (v1 ``deployment_target``, e.g. a ``KubernetesCompute``);
             its ``runtime`` attribute must name the configuration's target.
@@ -249,6 +252,8 @@ def plan_deployment(
     if not isinstance(workspace, Workspace):
         raise InvalidArgument(f"workspace must be a Workspace, not {type(workspace).__name__}.")
     validate_name(name, "service name")
+    if inference_config is None:
+        inference_config = no_code_inference_config(workspace, models)
     config = check_inputs(inference_config, deployment_config)
     target_runtime = getattr(deployment_target, "runtime", None)
     if deployment_target is not None and target_runtime != config.runtime:

@@ -81,6 +81,7 @@ class Model:
         """v1 ``Model.Framework`` names, accepted as ``model_framework``."""
 
         CUSTOM = "Custom"
+        MLFLOW = "MLflow"
         MULTI = "Multi"
         ONNX = "Onnx"
         PYTORCH = "PyTorch"

@@ -1,0 +1,153 @@
+"""No-code deployment: a model registered with a supported model_framework deploys with no entry script and
+no inference config, served by a built-in script on a real server (127.0.0.1), answering as the in-kernel
+model does; what cannot be served is refused before anything starts, with the way out."""
+
+from __future__ import annotations
+
+import pickle
+from pathlib import Path
+
+import joblib
+import numpy as np
+import pytest
+import requests
+from sklearn.datasets import load_iris
+from sklearn.linear_model import LogisticRegression
+
+from jupyter_mldeploy import InvalidArgument, Model
+from jupyter_mldeploy.deploy import LocalWebservice, Webservice
+from jupyter_mldeploy.deploy.no_code import no_code_inference_config
+from jupyter_mldeploy.server.builtin import ONNX_SCRIPT, SKLEARN_SCRIPT
+
+
+@pytest.fixture(scope="module")
+def iris() -> tuple[LogisticRegression, np.ndarray]:
+    X, y = load_iris(return_X_y=True)
+    return LogisticRegression(max_iter=500).fit(X, y), X[::15]
+
+
+@pytest.fixture
+def services():
+    deployed: list[Webservice] = []
+    yield deployed
+    for service in deployed:
+        service.delete()
+
+
+def _pickle(model: object, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("wb") as f:
+        pickle.dump(model, f)
+    return path
+
+
+def test_sklearn_pickle_deploys_with_no_inference_config(workspace, iris, tmp_path: Path, services, capsys) -> None:
+    model, X = iris
+    registered = Model.register(
+        workspace, model_path=_pickle(model, tmp_path / "iris.pkl"), model_name="iris",
+        model_framework=Model.Framework.SCIKITLEARN, model_framework_version=__import__("sklearn").__version__,
+    )
+    service = Model.deploy(workspace, "iris-nocode", [registered], show_output=True)
+    services.append(service)
+    out = capsys.readouterr().out
+    assert "No-code deployment: the built-in entry script sklearn_score.py" in out
+    assert f"scikit-learn=={__import__('sklearn').__version__}" in out
+    assert service.run({"data": X.tolist()}) == model.predict(X).tolist()
+    proba = requests.post(service.scoring_uri + "?method=predict_proba", json={"data": X.tolist()}, timeout=30)
+    assert proba.status_code == 200
+    np.testing.assert_allclose(proba.json(), model.predict_proba(X), rtol=1e-9)
+    # An unknown method or a body without data is a 400 naming the fix.
+    bad = requests.post(service.scoring_uri + "?method=transform", json={"data": X.tolist()}, timeout=30)
+    assert bad.status_code == 400 and "use one of predict, predict_proba" in bad.text
+    no_data = requests.post(service.scoring_uri, json={"rows": []}, timeout=30)
+    assert no_data.status_code == 400 and '{"data": rows}' in no_data.text
+
+
+def test_joblib_in_a_folder_deploys_with_only_a_deployment_config(workspace, iris, tmp_path: Path, services) -> None:
+    model, X = iris
+    folder = tmp_path / "bundle"
+    folder.mkdir()
+    joblib.dump(model, folder / "model.joblib")
+    (folder / "README.txt").write_text("trained on iris\n")
+    registered = Model.register(workspace, model_path=folder, model_name="iris-folder",
+                                model_framework=Model.Framework.SCIKITLEARN)
+    service = Model.deploy(workspace, "iris-folder", [registered],
+                           deployment_config=LocalWebservice.deploy_configuration())
+    services.append(service)
+    service.wait_for_deployment()
+    assert service.run({"data": X.tolist()}) == model.predict(X).tolist()
+
+
+def test_onnx_model_converted_with_skl2onnx(workspace, iris, tmp_path: Path, services) -> None:
+    skl2onnx = pytest.importorskip("skl2onnx")
+    pytest.importorskip("onnxruntime")
+    from skl2onnx.common.data_types import FloatTensorType
+
+    model, X = iris
+    onx = skl2onnx.convert_sklearn(model, initial_types=[("input", FloatTensorType([None, 4]))],
+                                   options={id(model): {"zipmap": False}})
+    path = tmp_path / "iris.onnx"
+    path.write_bytes(onx.SerializeToString())
+    registered = Model.register(workspace, model_path=path, model_name="iris-onnx",
+                                model_framework=Model.Framework.ONNX)
+    service = Model.deploy(workspace, "iris-onnx", [registered])
+    services.append(service)
+    service.wait_for_deployment()
+    by_data = service.run({"data": X.tolist()})
+    assert by_data["label"] == model.predict(X).tolist()
+    np.testing.assert_allclose(by_data["probabilities"], model.predict_proba(X), atol=1e-5)
+    assert service.run({"input": X.tolist()}) == by_data
+    missing = requests.post(service.scoring_uri, json={"other": [1]}, timeout=30)
+    assert missing.status_code == 400 and "this model takes ['input']" in missing.text
+
+
+def test_the_chosen_configuration(workspace, iris, tmp_path: Path) -> None:
+    model, _ = iris
+    _pickle(model, tmp_path / "m.pkl")
+    Model.register(workspace, model_path=tmp_path / "m.pkl", model_name="pinned",
+                   model_framework="scikitlearn", model_framework_version="1.5.2")
+    ic = no_code_inference_config(workspace, "pinned")
+    assert ic.entry_script == SKLEARN_SCRIPT and ic.source_directory is None
+    assert ic.environment.name == "mldeploy-sklearn"
+    assert "scikit-learn==1.5.2" in ic.environment.python.conda_dependencies.pip_packages
+    (tmp_path / "m.onnx").write_bytes(b"not really onnx")
+    Model.register(workspace, model_path=tmp_path / "m.onnx", model_name="onnx", model_framework="Onnx")
+    onnx_ic = no_code_inference_config(workspace, "onnx:1")
+    assert onnx_ic.entry_script == ONNX_SCRIPT and onnx_ic.environment.name == "mldeploy-onnx"
+    assert any(p.startswith("onnxruntime") for p in onnx_ic.environment.python.conda_dependencies.pip_packages)
+
+
+@pytest.mark.parametrize(
+    ("framework", "files", "message"),
+    [
+        (None, ["m.pkl"], "was registered without model_framework"),
+        ("Caffe", ["m.pkl"], "model_framework 'Caffe', which no built-in entry script serves"),
+        ("TensorFlow", ["saved_model.pb"], "is a TensorFlow model and TensorFlow is not installable here"),
+        ("ScikitLearn", ["a.pkl", "sub/b.joblib"], "holds 2 candidate scikit-learn model files (a.pkl, sub/b.joblib)"),
+        ("ScikitLearn", ["notes.txt"], "No scikit-learn model file (*.pkl, *.pickle, *.joblib, *.sav)"),
+        ("Onnx", ["a.onnx", "b.onnx"], "holds 2 candidate ONNX model files"),
+    ],
+)
+def test_what_cannot_be_served_is_refused_before_anything_starts(
+    workspace, tmp_path: Path, framework: str | None, files: list[str], message: str
+) -> None:
+    folder = tmp_path / "model"
+    for name in files:
+        (folder / name).parent.mkdir(parents=True, exist_ok=True)
+        (folder / name).write_bytes(b"x")
+    registered = Model.register(workspace, model_path=folder, model_name="m", model_framework=framework)
+    with pytest.raises(InvalidArgument, match="entry_script|entry script") as info:
+        Model.deploy(workspace, "refused", [registered])
+    assert message in str(info.value)
+    assert not (workspace.deployments_dir / "refused").exists()
+
+
+def test_two_models_need_an_inference_config(workspace, iris, tmp_path: Path) -> None:
+    model, _ = iris
+    for name in ("a", "b"):
+        Model.register(workspace, model_path=_pickle(model, tmp_path / name / "m.pkl"), model_name=name,
+                       model_framework=Model.Framework.SCIKITLEARN)
+    with pytest.raises(InvalidArgument, match="inference_config is required to deploy 2 models"):
+        Model.deploy(workspace, "two", ["a", "b"])
+    with pytest.raises(InvalidArgument, match="inference_config is required to deploy 0 models"):
+        Model.deploy(workspace, "none", [])
