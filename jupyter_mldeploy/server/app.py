@@ -1,5 +1,6 @@
 """The ASGI application of a worker: ``GET /``, ``GET|POST|OPTIONS /score``, ``GET /swagger.json``, and the
-other wire protocols' routes (MLflow's ``/invocations``, see :mod:`~jupyter_mldeploy.server.wire`).
+other wire protocols' routes (MLflow's ``/invocations``, Open Inference Protocol V2's ``/v2/...``, see
+:mod:`~jupyter_mldeploy.server.wire`).
 
 Statuses, messages and headers follow azmlinfsrv 1.5 (``server/routes.py`` and ``input_parsers.py``
 there); see CONTRACT.md. It is a plain ASGI callable rather than a routed framework app because ``/score``
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import time
 import traceback
 import uuid
@@ -17,10 +19,12 @@ from collections.abc import Awaitable, Callable, Collection, MutableMapping
 from typing import Any
 from urllib.parse import parse_qsl
 
-from jupyter_mldeploy.server import logs, protocol_mlflow
+from jupyter_mldeploy.server import logs, protocol_mlflow, protocol_v2
+from jupyter_mldeploy.server.batching import Dispatcher
+from jupyter_mldeploy.server.config import ThroughputSettings
 from jupyter_mldeploy.server.encoding import encode_result
-from jupyter_mldeploy.server.run_parameters import run_parameter_schemas
-from jupyter_mldeploy.server.runner import Runner
+from jupyter_mldeploy.server.run_parameters import run_output_schema, run_parameter_schemas
+from jupyter_mldeploy.server.runner import Runner, RunOutcome
 from jupyter_mldeploy.server.shims import Headers
 from jupyter_mldeploy.server.swagger import SwaggerDocs, SwaggerError
 from jupyter_mldeploy.server.user_script import OBJECT, RAW, ClientError, Connection, UserScript
@@ -121,10 +125,12 @@ class ScoringApp:
         swagger: The prepared swagger documents.
         max_body_bytes: Largest accepted body; larger gets 413.
         access_log: Where the per-request access lines go.
+        throughput: Adaptive batching and queue limits of ``/score``; None or all off: each request goes
+            straight to the runner.
     """
 
     def __init__(self, script: UserScript, runner: Runner, swagger: SwaggerDocs, max_body_bytes: int,
-                 access_log: logs.AccessLog) -> None:
+                 access_log: logs.AccessLog, throughput: ThroughputSettings | None = None) -> None:
         self.script = script
         self.access_log = access_log
         self.runner = runner
@@ -134,9 +140,18 @@ class ScoringApp:
         # The HTTP server's request tasks (see watch_requests): the runner calls run() inline only for a
         # request that is alone, since with company the run thread overlaps their I/O with the run.
         self._tasks: Collection[Any] | None = None
-        parameters = run_parameter_schemas(script.run, script.mode == OBJECT)
+        #: /score requests being read, not yet handed to the dispatcher (it waits for them to batch).
+        self._arriving = 0
+        self.dispatcher = (
+            Dispatcher(script, runner, throughput, lambda: self._arriving)
+            if throughput is not None and throughput.enabled else None
+        )
+        decorated = script.mode == OBJECT
+        parameters = run_parameter_schemas(script.run, decorated)
         mlflow = protocol_mlflow.MlflowProtocol(parameters)
         self._wire_paths: dict[str, WireProtocol] = dict.fromkeys(protocol_mlflow.PATHS, mlflow)
+        self._v2 = protocol_v2.V2Protocol(parameters, run_output_schema(script.run, decorated, protocol_v2.OUTPUT_NAME),
+                                          protocol_v2.served_models(os.environ))
 
     def watch_requests(self, tasks: Collection[Any]) -> None:
         """Count in-flight requests from the HTTP server's own set of request tasks.
@@ -170,6 +185,8 @@ class ScoringApp:
                 status, headers, body = 200, [(b"content-type", b"text/html; charset=utf-8")], b"Healthy"
             elif (wire := self._wire_paths.get(request.path)) is not None:
                 status, headers, body, fn_ms, failed = await self._wire(wire, request, receive)
+            elif request.path == protocol_v2.PREFIX or request.path.startswith(protocol_v2.PREFIX + "/"):
+                status, headers, body, fn_ms, failed = await self._wire(self._v2, request, receive)
             elif request.path == "/swagger.json":
                 if request.method not in ("GET", "HEAD"):
                     raise ClientError(405, _MSG_NOT_ALLOWED)
@@ -254,7 +271,11 @@ class ScoringApp:
         if method == "OPTIONS" and script.mode != RAW:
             # azmlinfsrv answers a preflight itself when run() is not given the raw request.
             return 200, [(b"content-type", b"text/html; charset=utf-8")], b"", None, False
-        body = await self._read_body(request, receive) if method != "GET" or script.mode == RAW else b""
+        self._arriving += 1
+        try:
+            body = await self._read_body(request, receive) if method != "GET" or script.mode == RAW else b""
+        finally:
+            self._arriving -= 1
         kwargs: dict[str, Any] = {
             "body": body, "headers": request.headers(), "method": method,
             "query_string": request.scope.get("query_string") or b"",
@@ -271,7 +292,20 @@ class ScoringApp:
             )
         # Parsing the body happens in invoke_run, in the run thread: the CPU work of a request stays in one
         # thread instead of contending for the GIL with the event loop.
-        outcome = await self.runner.call(script.invoke_run, kwargs, request.request_id, alone=self._alone())
+        batch_rows: int | None = None
+        if self.dispatcher is not None:
+            dispatched = await self.dispatcher.submit(kwargs, request.request_id)
+            outcome, batch_rows = dispatched.outcome, dispatched.batch_rows
+        else:
+            outcome = await self.runner.call(script.invoke_run, kwargs, request.request_id, alone=self._alone())
+        answer = self._answer(outcome)
+        if batch_rows is not None:
+            # The rows of the run() call that answered this request (alone: its own rows).
+            answer[1].append((b"x-ms-batch-size", str(batch_rows).encode()))
+        return answer
+
+    def _answer(self, outcome: RunOutcome) -> tuple[int, list[tuple[bytes, bytes]], bytes, float | None, bool]:
+        """Make the ``/score`` answer of one ``run()`` outcome: status, headers, body, run ms, run failed."""
         if isinstance(outcome.error, ClientError):
             raise outcome.error
         if outcome.timed_out:

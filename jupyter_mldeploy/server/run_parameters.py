@@ -114,3 +114,24 @@ def run_parameter_schemas(run: Callable[..., Any], decorated: bool) -> list[RunP
     schema = get_input_schema(run) or {}
     examples = schema.get("example") or {}
     return [_parameter(name, node, examples.get(name)) for name, node in (schema.get("properties") or {}).items()]
+
+
+def run_output_schema(run: Callable[..., Any], decorated: bool, name: str) -> RunParameterSchema | None:
+    """Return what a decorated ``run`` returns, from its ``@output_schema`` (None without one).
+
+    Args:
+        run: The script's ``run``.
+        decorated: Whether inference-schema decorated it.
+        name: The output tensor's name.
+
+    Returns:
+        RunParameterSchema | None: The output's datatype and shape.
+    """
+    if not decorated:
+        return None
+    from inference_schema.schema_util import get_output_schema
+
+    schema = get_output_schema(run) or {}
+    if not schema:
+        return None
+    return _parameter(name, schema, schema.get("example"))

@@ -1,0 +1,285 @@
+"""The Open Inference Protocol V2 (KServe's REST data plane, also spoken by Triton and Seldon MLServer).
+
+Routes, as the specification (``kserve/docs/predict-api/v2/required_api.md``) lists them:
+
+* ``GET /v2/health/live``, ``GET /v2/health/ready``: 200 (a worker answers only after ``init()`` returned);
+* ``GET /v2``: server metadata (``name``, ``version``, ``extensions``);
+* ``GET /v2/models/{name}[/versions/{version}]``: model metadata, inputs and outputs with datatype and shape
+  taken from the inference-schema decorators when ``run`` has them;
+* ``GET /v2/models/{name}[/versions/{version}]/ready``;
+* ``POST /v2/models/{name}[/versions/{version}]/infer``.
+
+``{name}`` is a model deployed with the service (each ``azureml-models/<name>/<version>/`` of the app
+root; all of them call the same ``run()``); a service without a registered model answers as
+``SERVICE_NAME`` (default ``model``). Request tensors (``name``, ``shape``, ``datatype``, ``data`` row-major,
+flat or nested) are checked (datatype against the values, shape against their count) and become ``run()``'s
+input through :meth:`~jupyter_mldeploy.server.user_script.UserScript.invoke_run`: a classic
+``run(raw_data)`` gets its one input as ``{"data": rows}``; a decorated ``run`` gets each tensor as the
+parameter of the same name. The answer's outputs have datatype and shape inferred from what ``run()``
+returned: a dict gives one output per key, anything else one output ``output-0``. Errors are
+``{"error": "..."}`` with 400, 404, 405 or 500. The binary tensor data extension is not implemented; a
+request using it is refused with a 400 naming the JSON alternative.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from typing import Any
+
+import numpy as np
+import orjson
+
+from jupyter_mldeploy._version import __version__
+from jupyter_mldeploy.server.encoding import dumps
+from jupyter_mldeploy.server.model_path import models_root
+from jupyter_mldeploy.server.run_parameters import RunParameterSchema
+from jupyter_mldeploy.server.wire import (
+    JSON,
+    Prepare,
+    Reply,
+    RunCall,
+    WireError,
+    json_request_headers,
+    json_value,
+    script_response,
+)
+
+PREFIX = "/v2"
+OUTPUT_NAME = "output-0"
+SERVER_NAME = "jupyter-mldeploy"
+#: V2 datatype -> numpy dtype, and the numpy kinds of parsed JSON values each accepts.
+_DTYPES: dict[str, tuple[Any, str]] = {
+    "BOOL": (np.bool_, "b"),
+    "INT8": (np.int8, "iu"), "INT16": (np.int16, "iu"), "INT32": (np.int32, "iu"), "INT64": (np.int64, "iu"),
+    "UINT8": (np.uint8, "iu"), "UINT16": (np.uint16, "iu"), "UINT32": (np.uint32, "iu"),
+    "UINT64": (np.uint64, "iu"),
+    "FP16": (np.float16, "iuf"), "FP32": (np.float32, "iuf"), "FP64": (np.float64, "iuf"),
+    "BYTES": (np.str_, "U"),
+}
+_KIND_WORDS = {"b": "booleans", "i": "integers", "u": "integers", "f": "floating-point numbers", "U": "strings",
+               "O": "mixed values"}
+
+
+def error(status: int, message: str) -> WireError:
+    """The specification's error document: ``{"error": message}``."""
+    return WireError(status, orjson.dumps({"error": message}))
+
+
+def _reply(document: Any) -> Reply:
+    return Reply(200, orjson.dumps(document), JSON)
+
+
+def served_models(environ: dict[str, str] | os._Environ[str]) -> dict[str, list[str]]:
+    """Return the models this service serves: name -> versions (ascending), from the app's model folder.
+
+    Args:
+        environ: The server's environment (``AML_APP_ROOT``, ``SERVICE_NAME``).
+
+    Returns:
+        dict[str, list[str]]: ``azureml-models/<name>/<version>/`` folders; without any,
+        ``{SERVICE_NAME or "model": []}``.
+    """
+    root = models_root()
+    found: dict[str, list[str]] = {}
+    if os.path.isdir(root):
+        for name in sorted(os.listdir(root)):
+            folder = os.path.join(root, name)
+            if os.path.isdir(folder):
+                found[name] = sorted((v for v in os.listdir(folder) if v.isdigit()), key=int)
+    return found or {environ.get("SERVICE_NAME") or "model": []}
+
+
+def _datatype(array: np.ndarray) -> str | None:
+    kind = array.dtype.kind
+    if kind == "b":
+        return "BOOL"
+    if kind in "iuf":
+        return array.dtype.name.upper().replace("FLOAT", "FP")
+    if kind in "US":
+        return "BYTES"
+    return None
+
+
+def output_tensor(name: str, value: Any) -> dict[str, Any]:
+    """Return ``value`` as a V2 output tensor (datatype and shape inferred, data flat and row-major).
+
+    Raises:
+        WireError: 500 when the value is ragged or mixes types, so it has no tensor form.
+    """
+    if hasattr(value, "to_numpy"):  # pandas DataFrame / Series
+        value = value.to_numpy()
+    try:
+        array: np.ndarray | None = np.asarray(value)
+    except ValueError:  # ragged
+        array = None
+    datatype = _datatype(array) if array is not None else None
+    if array is not None and datatype is None and array.size and all(isinstance(v, str) for v in array.flat):
+        datatype, array = "BYTES", array.astype(str)
+    if array is None or datatype is None:
+        raise error(500, f"run() returned a {type(value).__name__} for output {name!r} that has no tensor form "
+                         "(ragged or mixed values); return an array, a list of numbers or strings, or a dict "
+                         "of those.")
+    if array.dtype.kind == "S":
+        array = np.char.decode(array, "utf-8")
+    shape = list(array.shape) or [1]
+    return {"name": name, "datatype": datatype, "shape": shape, "data": array.ravel()}
+
+
+def _input_array(index: int, tensor: Any) -> tuple[str, np.ndarray]:
+    if not isinstance(tensor, dict):
+        raise error(400, f"inputs[{index}] must be an object with name, shape, datatype and data.")
+    missing = [key for key in ("name", "shape", "datatype", "data") if key not in tensor]
+    if missing:
+        raise error(400, f"inputs[{index}] lacks {', '.join(missing)}; each input needs name, shape, datatype and data.")
+    name, shape, datatype, data = tensor["name"], tensor["shape"], tensor["datatype"], tensor["data"]
+    label = f"input {name!r}"
+    if (tensor.get("parameters") or {}).get("binary_data_size") is not None:
+        raise error(400, f"{label} uses the binary tensor data extension, which this server does not support; "
+                         "send the data as JSON (tritonclient: set_data_from_numpy(..., binary_data=False)).")
+    if not isinstance(shape, list) or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0
+                                              for d in shape):
+        raise error(400, f"{label}: shape must be a list of non-negative integers, got {shape!r}.")
+    if datatype not in _DTYPES:
+        raise error(400, f"{label}: unknown datatype {datatype!r}; use one of {', '.join(_DTYPES)}.")
+    dtype, accepted = _DTYPES[datatype]
+    try:
+        array = np.asarray(data)
+    except ValueError:
+        raise error(400, f"{label}: data is not a rectangular array (rows of different lengths).") from None
+    if array.size and array.dtype.kind not in accepted:
+        found = _KIND_WORDS.get(array.dtype.kind, array.dtype.kind)
+        raise error(400, f"{label}: datatype {datatype} does not match the data, which holds {found}; send "
+                         f"{_KIND_WORDS[accepted[-1]]} or declare the datatype of the data.")
+    expected = math.prod(shape)
+    if array.size != expected:
+        raise error(400, f"{label}: shape {shape} holds {expected} values but data has {array.size}; make the "
+                         "shape match the data (row-major).")
+    return name, array.astype(dtype, copy=False).reshape(shape)
+
+
+class V2Protocol:
+    """The Open Inference Protocol V2 routes of one loaded script.
+
+    Args:
+        parameters: The decorated ``run``'s inputs; empty for a classic ``run(raw_data)``.
+        output: The decorated ``run``'s output (from ``@output_schema``), or None.
+        models: Model name -> versions (:func:`served_models`).
+    """
+
+    def __init__(self, parameters: list[RunParameterSchema], output: RunParameterSchema | None,
+                 models: dict[str, list[str]]) -> None:
+        self.parameters = {p.name: p for p in parameters}
+        self.output = output
+        self.models = models
+
+    def error(self, status: int, message: str) -> WireError:
+        """See :func:`error`."""
+        return error(status, message)
+
+    def route(self, method: str, path: str) -> Reply | Prepare:
+        """Answer health and metadata routes; return the preparation of an ``infer`` call.
+
+        Raises:
+            WireError: 404 for an unknown route, model or version; 405 for the wrong method.
+        """
+        parts = path[len(PREFIX):].strip("/").split("/") if path != PREFIX else []
+        if parts[:1] == ["models"] and len(parts) >= 2:
+            return self._model_route(method, parts[1:])
+        self._require(method, "GET", path)
+        if not parts:
+            return _reply({"name": SERVER_NAME, "version": __version__, "extensions": []})
+        if parts == ["health", "live"]:
+            return _reply({"live": True})
+        if parts == ["health", "ready"]:
+            return _reply({"ready": True})
+        raise error(404, f"{path} is not a route of the Open Inference Protocol V2; see GET /v2 and "
+                         "/v2/models/{name}.")
+
+    @staticmethod
+    def _require(method: str, wanted: str, path: str) -> None:
+        if method != wanted and not (wanted == "GET" and method == "HEAD"):
+            raise error(405, f"{method} is not allowed on {path}; use {wanted}.")
+
+    def _model_route(self, method: str, parts: list[str]) -> Reply | Prepare:
+        name, rest = parts[0], parts[1:]
+        if name not in self.models:
+            raise error(404, f"Model {name!r} is not served here; this service serves: {', '.join(self.models)}.")
+        version: str | None = None
+        if rest[:1] == ["versions"]:
+            if len(rest) < 2:
+                raise error(404, f"/v2/models/{name}/versions needs a version: /v2/models/{name}/versions/<version>.")
+            version, rest = rest[1], rest[2:]
+            if version not in self.models[name]:
+                known = ", ".join(self.models[name]) or "none (the service has no registered model)"
+                raise error(404, f"Model {name!r} has no version {version!r}; its versions: {known}.")
+        path = f"/v2/models/{'/'.join(parts)}"
+        if rest == []:
+            self._require(method, "GET", path)
+            return _reply(self._metadata(name))
+        if rest == ["ready"]:
+            self._require(method, "GET", path)
+            return _reply({"name": name, "ready": True})
+        if rest == ["infer"]:
+            self._require(method, "POST", path)
+            answered = version or (self.models[name][-1] if self.models[name] else None)
+            return lambda body, content_type, raw: self._prepare(name, answered, body, raw)
+        raise error(404, f"{path} is not a route of the Open Inference Protocol V2; a model has /ready and /infer.")
+
+    def _metadata(self, name: str) -> dict[str, Any]:
+        outputs = [self.output.to_metadata()] if self.output is not None else []
+        return {
+            "name": name,
+            "versions": self.models[name],
+            "platform": "azureml_entry_script",
+            "inputs": [p.to_metadata() for p in self.parameters.values()],
+            "outputs": outputs,
+        }
+
+    def _prepare(self, name: str, version: str | None, body: bytes, raw: list[tuple[bytes, bytes]]) -> RunCall:
+        if any(key == b"inference-header-content-length" for key, _ in raw):
+            raise error(400, "The binary tensor data extension is not supported; send the request as JSON "
+                             "(tritonclient: binary_data=False on inputs and requested outputs).")
+        try:
+            request = orjson.loads(body)
+        except orjson.JSONDecodeError as exc:
+            raise error(400, f"The request body is not valid JSON: {exc}") from None
+        if not isinstance(request, dict) or not isinstance(request.get("inputs"), list) or not request["inputs"]:
+            raise error(400, 'The request must be a JSON object with a non-empty "inputs" list of tensors.')
+        tensors = dict(_input_array(i, t) for i, t in enumerate(request["inputs"]))
+        wanted = [o.get("name") for o in request.get("outputs") or [] if isinstance(o, dict)]
+        request_id = request.get("id")
+        if self.parameters:
+            unknown = [n for n in tensors if n not in self.parameters]
+            if unknown:
+                raise error(400, f"Input {unknown[0]!r} is not an input of model {name!r}; its inputs are: "
+                                 f"{', '.join(self.parameters)}.")
+            arguments = {n: self.parameters[n].rows_to_argument(a.tolist()) if self.parameters[n].columns else a
+                         for n, a in tensors.items()}
+        elif len(tensors) == 1:
+            arguments = {"data": next(iter(tensors.values()))}
+        else:
+            raise error(400, f"run() takes one input (passed as {{\"data\": rows}}); the request has {len(tensors)}: "
+                             f"{', '.join(tensors)}. Send one tensor, or decorate run() with @input_schema.")
+
+        def finish(value: Any) -> Reply:
+            own = script_response(value)
+            if own is not None:
+                return own
+            result = json_value(value)
+            named = result if isinstance(result, dict) else {OUTPUT_NAME: result}
+            if wanted:
+                missing = [n for n in wanted if n not in named]
+                if missing:
+                    raise error(400, f"Requested output {missing[0]!r} is not produced by model {name!r}; its "
+                                     f"outputs are: {', '.join(named)}.")
+                named = {n: named[n] for n in wanted}
+            answer: dict[str, Any] = {"model_name": name}
+            if version is not None:
+                answer["model_version"] = version
+            if request_id is not None:
+                answer["id"] = request_id
+            answer["outputs"] = [output_tensor(str(n), v) for n, v in named.items()]
+            return Reply(200, dumps(answer), JSON)
+
+        return RunCall(dumps(arguments), json_request_headers(raw), finish)
