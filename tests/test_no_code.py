@@ -151,3 +151,44 @@ def test_two_models_need_an_inference_config(workspace, iris, tmp_path: Path) ->
         Model.deploy(workspace, "two", ["a", "b"])
     with pytest.raises(InvalidArgument, match="inference_config is required to deploy 0 models"):
         Model.deploy(workspace, "none", [])
+
+
+def test_cli_deploys_without_ic_and_says_how(workspace, iris, tmp_path: Path, services) -> None:
+    from click.testing import CliRunner
+
+    import jupyter_mldeploy.cli.service  # noqa: F401  (registers ``model deploy`` on ``main``)
+    from jupyter_mldeploy.cli._common import main
+
+    model, X = iris
+    Model.register(workspace, model_path=_pickle(model, tmp_path / "iris.pkl"), model_name="iris",
+                   model_framework=Model.Framework.SCIKITLEARN)
+    runner = CliRunner()
+    refused = runner.invoke(main, ["model", "deploy", "-n", "x", "-w", str(workspace.path)])
+    assert refused.exit_code != 0 and "Give --ic inferenceconfig.json, or -m NAME:VERSION" in refused.output
+    deployed = runner.invoke(main, ["model", "deploy", "-m", "iris:1", "-w", str(workspace.path), "-o", "json"])
+    services.append(Webservice(workspace, "iris"))
+    assert deployed.exit_code == 0, deployed.output
+    assert "Service name: iris" in deployed.stderr and "built-in entry script sklearn_score.py" in deployed.stderr
+    assert Webservice(workspace, "iris").run({"data": X.tolist()}) == model.predict(X).tolist()
+
+
+def test_deploy_local_magic_without_entry(workspace, iris, tmp_path: Path, services) -> None:
+    from IPython.core.interactiveshell import InteractiveShell
+    from traitlets.config import Config
+
+    model, X = iris
+    Model.register(workspace, model_path=_pickle(model, tmp_path / "iris.pkl"), model_name="iris",
+                   model_framework=Model.Framework.SCIKITLEARN)
+    config = Config()
+    config.HistoryManager.hist_file = ":memory:"
+    shell = InteractiveShell.instance(config=config, history_length=0)
+    try:
+        shell.run_line_magic("load_ext", "jupyter_mldeploy")
+        shell.run_line_magic("mldeploy_workspace", str(workspace.path))
+        service = shell.run_line_magic("deploy_local", "iris-magic --model iris:1")
+        services.append(service)
+        status = shell.magics_manager.registry["MLDeployMagics"].last_deploy_status
+    finally:
+        InteractiveShell.clear_instance()
+    assert any("built-in entry script sklearn_score.py" in note for note in status.notes)
+    assert service.run({"data": X.tolist()}) == model.predict(X).tolist()

@@ -24,6 +24,7 @@ from jupyter_mldeploy.cli._common import (
 )
 from jupyter_mldeploy.cli.model import model_group
 from jupyter_mldeploy.deploy import DeploymentConfiguration, deploy_model
+from jupyter_mldeploy.deploy.no_code import no_code_inference_config, no_code_note
 from jupyter_mldeploy.deploy.plan import no_model_note, served_folder
 from jupyter_mldeploy.entry.static_check import check_entry_script
 from jupyter_mldeploy.errors import Conflict, InvalidArgument
@@ -188,9 +189,12 @@ def _service_name(workspace: Workspace, given: str | None, models: tuple[str, ..
     return name
 
 
-def _read_inference_config(_ctx: click.Context, _param: click.Parameter, value: str) -> InferenceConfig:
+def _read_inference_config(_ctx: click.Context, _param: click.Parameter, value: str | None) -> InferenceConfig | None:
     # Read while parsing, before the workspace is opened (or created): a malformed file or a missing entry
-    # script creates nothing. An environment reference in it is resolved by the deploying workspace.
+    # script creates nothing. An environment reference in it is resolved by the deploying workspace. Without
+    # --ic, a model registered with a supported framework deploys with a built-in entry script (no-code).
+    if value is None:
+        return None
     config = InferenceConfig.from_file(value)
     check_entry_script(config.entry_script)
     return config
@@ -202,7 +206,9 @@ def _read_inference_config(_ctx: click.Context, _param: click.Parameter, value: 
 @click.option("-m", "--model", "models", multiple=True, metavar="NAME:VERSION",
               help="A registered version to serve (repeat); none serves the source directory alone.")
 @click.option("--ic", "--inference-config", "--inference-config-file", "inference_config", type=click.Path(exists=True, dir_okay=False),
-              required=True, callback=_read_inference_config, help="inferenceconfig.json")
+              default=None, callback=_read_inference_config,
+              help="inferenceconfig.json (default with one -m model registered with a supported framework: "
+                   "no-code deployment with a built-in entry script).")
 @click.option("--dc", "--deployment-config", "--deploy-config-file", "deployment_config", type=click.Path(exists=True, dir_okay=False),
               default=None, help="deploymentconfig.json (default: local, a free port).")
 @click.option("--overwrite", is_flag=True, help="Update the service when it exists (zero downtime).")
@@ -214,18 +220,26 @@ def _read_inference_config(_ctx: click.Context, _param: click.Parameter, value: 
 @workspace_option_when(lambda options: not options["models"])
 @output_option
 def deploy_command(
-    workspace: Workspace, service_name: str | None, models: tuple[str, ...], inference_config: InferenceConfig,
+    workspace: Workspace, service_name: str | None, models: tuple[str, ...], inference_config: InferenceConfig | None,
     deployment_config: str | None, overwrite: bool, show_output: bool, timeout: float, output: str,
 ) -> None:
     """Deploy model versions (or, without -m, the source directory alone) as a service; wait until healthy.
 
     Without -m no registered model is served: the files come from the inference configuration's source
     directory, AZUREML_MODEL_DIR is the empty azureml-models folder, and nothing is versioned or checksummed.
+    Without --ic, one model registered with a supported framework (scikit-learn, ONNX) is served by a built-in
+    entry script (no-code deployment).
     """
-    config = inference_config
+    if inference_config is None and not models:
+        raise InvalidArgument("Give --ic inferenceconfig.json, or -m NAME:VERSION of a model registered with a "
+                              "supported framework (no-code deployment).")
+    config = inference_config if inference_config is not None else no_code_inference_config(workspace, models)
     name = _service_name(workspace, service_name, models, config, overwrite)
     if not models and not show_output:  # with --show-output the deployer says it on stdout
         click.echo(f"Note: service {name!r}: {no_model_note(config)}", err=True)
+    note = no_code_note(config)
+    if note and not show_output:
+        click.echo(f"Note: service {name!r}: {note}", err=True)
     service = deploy_model(
         workspace,
         name,

@@ -37,6 +37,7 @@ from IPython.display import display
 from jupyter_mldeploy import actions
 from jupyter_mldeploy.actions.workspaces import remember_workspace
 from jupyter_mldeploy.deploy import deploy_model, local_deploy_configuration
+from jupyter_mldeploy.deploy.no_code import no_code_inference_config, no_code_note
 from jupyter_mldeploy.deploy.plan import no_model_note
 from jupyter_mldeploy.entry.static_check import EntryScriptCheck, check_source
 from jupyter_mldeploy.deploy.trial_run import run_entry_check
@@ -389,7 +390,9 @@ class MLDeployMagics(Magics):
     @argument("--model", metavar="NAME[:VER]", action="append", default=[],
               help="A registered model version to serve (repeatable; latest version when VER is left out). "
               "None serves the source directory alone: no registered model.")
-    @argument("--entry", default="score.py", help="The entry script (default score.py; relative to --source-dir).")
+    @argument("--entry", default=None,
+              help="The entry script (default score.py; relative to --source-dir). Left out with one --model "
+              "registered with a supported framework: a built-in entry script serves it (no-code).")
     @argument("--source-dir", default=None, help="A folder copied whole next to the entry script.")
     @argument("--env", metavar="ENV[:VER]", default=None, help="A registered (or curated) environment.")
     @argument("--requirements", metavar="FILE", default=None, help="A pip requirements file (built with uv, cached).")
@@ -416,6 +419,7 @@ class MLDeployMagics(Magics):
 
             %deploy_local diabetes-svc --model diabetes:1 --entry score.py --overwrite
             %deploy_local local-svc --entry score.py --source-dir ./app
+            %deploy_local iris-svc --model iris:1     # no-code: registered with model_framework
         """
         args = _parse(self.deploy_local, line)
         # Models must be registered in the workspace already, so it is never created for them; a deployment of
@@ -424,16 +428,24 @@ class MLDeployMagics(Magics):
         environment = actions.choose_environment(workspace, args.name, env=args.env, requirements=args.requirements,
                                                  current=args.current)
         source_dir = Path(args.source_dir).expanduser() if args.source_dir else None
-        entry = Path(args.entry).expanduser()
-        script = entry if entry.is_absolute() or source_dir is None else source_dir / entry
-        if not script.is_file():
-            raise UsageError(f"Entry script {script} does not exist: write it first (%%score_script {script}).")
-        inference_config = InferenceConfig(args.entry, source_directory=source_dir, environment=environment)
+        if args.entry is None and args.model and source_dir is None:
+            inference_config = no_code_inference_config(workspace, args.model)
+            if args.env or args.requirements or args.current:  # an asked-for environment replaces the chosen one
+                inference_config.environment = environment
+        else:
+            entry = Path(args.entry or "score.py").expanduser()
+            script = entry if entry.is_absolute() or source_dir is None else source_dir / entry
+            if not script.is_file():
+                raise UsageError(f"Entry script {script} does not exist: write it first (%%score_script {script}).")
+            inference_config = InferenceConfig(entry, source_directory=source_dir, environment=environment)
         config = local_deploy_configuration(port=args.port)
 
         status = DeployStatus(name=args.name)
         if not args.model:
             status.notes.append(no_model_note(inference_config))
+        no_code = no_code_note(inference_config)
+        if no_code:
+            status.notes.append(no_code)
         self.last_deploy_status = status
         handle = display(status, display_id=True)
         start = time.monotonic()
