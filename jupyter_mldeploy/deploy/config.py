@@ -48,7 +48,11 @@ _KEY_MAP = {
     "keys": "keys",
     "namespace": "namespace",
     "gpuCores": "gpu_cores",
+    "batching": "batching",
 }
+
+#: ``batching`` keys: the Python spelling (``batching={"max_batch_size": 32}``) -> deploymentconfig.json's.
+_BATCHING_KEYS = {"max_batch_size": "maxBatchSize", "max_latency_ms": "maxLatencyMs"}
 
 
 @dataclass
@@ -82,6 +86,9 @@ class DeploymentConfiguration:
         keys: v1 ``{"primaryKey", "secondaryKey"}`` (Kubernetes key auth).
         namespace: Kubernetes namespace (v1 ``namespace``).
         gpu_cores: v1 ``gpuCores`` (Kubernetes).
+        batching: Ours: adaptive request batching, ``{"maxBatchSize": 32, "maxLatencyMs": 10}`` (also
+            given as ``{"max_batch_size", "max_latency_ms"}``); None = off. Merges the rows of concurrent
+            requests into one ``run()`` call (docs/throughput.md); ``run()`` must return one element per row.
 
     ``computeType: "aks"`` (or ``"kubernetes"``) selects the ``kubernetes`` runtime, and the Kubernetes
     target then checks v1's AKS rules (:meth:`ServiceTarget.check_configuration`).
@@ -110,6 +117,7 @@ class DeploymentConfiguration:
     keys: dict[str, str] | None = None
     namespace: str | None = None
     gpu_cores: int | None = None
+    batching: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
         self.validate()
@@ -160,6 +168,8 @@ class DeploymentConfiguration:
                 value = requirements.get(key)
                 if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0):
                     raise InvalidArgument(f"containerResourceRequirements.{key} must be a number >= 0, not {value!r}.")
+        if self.batching is not None:
+            self.batching = _check_batching(self.batching)
         if self.compute_type == "aks":
             get_target(self.runtime).check_configuration(self)
 
@@ -246,6 +256,7 @@ def local_deploy_configuration(
     tags: dict[str, str] | None = None,
     cpu_cores: float | None = None,
     memory_gb: float | None = None,
+    batching: dict[str, Any] | None = None,
 ) -> DeploymentConfiguration:
     """Build a local deployment configuration (v1: ``LocalWebservice.deploy_configuration(port=None)``).
 
@@ -261,6 +272,7 @@ def local_deploy_configuration(
         tags: Free labels.
         cpu_cores: Docker runtime: CPU limit of the container (``containerResourceRequirements.cpu``).
         memory_gb: Docker runtime: memory limit of the container in GiB (``containerResourceRequirements.memoryInGB``).
+        batching: Adaptive request batching, ``{"max_batch_size": 32, "max_latency_ms": 10}``; None = off.
 
     Returns:
         DeploymentConfiguration: with ``compute_type="local"``.
@@ -281,7 +293,32 @@ def local_deploy_configuration(
         description=description,
         tags=tags,
         container_resource_requirements=_resources(cpu_cores, memory_gb),
+        batching=batching,
     )
+
+
+def _check_batching(value: Any) -> dict[str, Any]:
+    """Return ``batching`` in deploymentconfig.json's spelling, checked.
+
+    Raises:
+        InvalidArgument: Not an object, an unknown key, or a size that is not an integer >= 1 or a latency
+            that is not a number >= 0.
+    """
+    if not isinstance(value, dict):
+        raise InvalidArgument('batching must be an object such as {"max_batch_size": 32, "max_latency_ms": 10}.')
+    checked: dict[str, Any] = {}
+    for key, item in value.items():
+        name = _BATCHING_KEYS.get(key, key)
+        if name not in _BATCHING_KEYS.values():
+            raise InvalidArgument(f"batching has unknown key {key!r}; use max_batch_size and max_latency_ms.")
+        checked[name] = item
+    size = checked.get("maxBatchSize")
+    if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+        raise InvalidArgument(f"batching.max_batch_size must be an integer >= 1 (rows per run() call), not {size!r}.")
+    latency = checked.get("maxLatencyMs", 10)
+    if isinstance(latency, bool) or not isinstance(latency, (int, float)) or not latency >= 0:
+        raise InvalidArgument(f"batching.max_latency_ms must be a number of milliseconds >= 0, not {latency!r}.")
+    return {"maxBatchSize": size, "maxLatencyMs": latency}
 
 
 def _resources(cpu_cores: float | None, memory_gb: float | None) -> dict[str, Any] | None:

@@ -22,6 +22,12 @@ from jupyter_mldeploy.deploy.state import ModelRef, ServiceRecord, utc_now
 from jupyter_mldeploy.errors import DeploymentError, InvalidArgument, NotFound
 from jupyter_mldeploy.inference_config import InferenceConfig
 from jupyter_mldeploy.names import validate_name
+from jupyter_mldeploy.server.config import (
+    ENV_BATCH_MAX_LATENCY_MS,
+    ENV_BATCH_MAX_SIZE,
+    ENV_MAX_CONCURRENT_REQUESTS,
+    ENV_MAX_QUEUE_WAIT_MS,
+)
 from jupyter_mldeploy.workspace import Workspace
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -84,7 +90,8 @@ def scoring_variables(
     order of precedence (later wins): the environment's declared variables, the deployment configuration's
     ``environment_variables``, then the layout (``AML_APP_ROOT``, ``AZUREML_MODEL_DIR``,
     ``AZUREML_ENTRY_SCRIPT``, ``AZUREML_SOURCE_DIRECTORY``) and the server settings (``WORKER_COUNT``,
-    ``SCORING_TIMEOUT_MS``, ``AML_CORS_ORIGINS``).
+    ``SCORING_TIMEOUT_MS``, ``AML_CORS_ORIGINS``, and the ``MLDEPLOY_BATCH_*`` / queue-limit variables of
+    ``batching``, ``maxQueueWaitMs`` and ``maxConcurrentRequestsPerContainer``).
 
     Args:
         inference_config: The inference configuration (its environment's variables are used).
@@ -109,6 +116,20 @@ def scoring_variables(
             env["SCORING_TIMEOUT_MS"] = str(deployment_config.scoring_timeout_ms)
         if deployment_config.cors_origins:
             env["AML_CORS_ORIGINS"] = ",".join(deployment_config.cors_origins)
+        env.update(_throughput_variables(deployment_config))
+    return env
+
+
+def _throughput_variables(config: DeploymentConfiguration) -> dict[str, str]:
+    """The server's batching and queue-limit variables (docs/throughput.md) for what ``config`` sets."""
+    env: dict[str, str] = {}
+    if config.batching is not None:
+        env[ENV_BATCH_MAX_SIZE] = str(config.batching["maxBatchSize"])
+        env[ENV_BATCH_MAX_LATENCY_MS] = str(config.batching["maxLatencyMs"])
+    if config.max_queue_wait_ms is not None:
+        env[ENV_MAX_QUEUE_WAIT_MS] = str(config.max_queue_wait_ms)
+    if config.max_concurrent_requests_per_container is not None:
+        env[ENV_MAX_CONCURRENT_REQUESTS] = str(config.max_concurrent_requests_per_container)
     return env
 
 

@@ -38,6 +38,78 @@ class ConfigError(ValueError):
     """A setting is missing or invalid; the message names it and how to fix it."""
 
 
+#: Ours: adaptive batching (off unless ``MLDEPLOY_BATCH_MAX_SIZE`` is set); see ``batching.Dispatcher``.
+ENV_BATCH_MAX_SIZE = "MLDEPLOY_BATCH_MAX_SIZE"
+ENV_BATCH_MAX_LATENCY_MS = "MLDEPLOY_BATCH_MAX_LATENCY_MS"
+#: Ours, as v1's ``max_request_wait_time`` (``maxQueueWaitMs``) and ``replica_max_concurrent_requests``.
+ENV_MAX_QUEUE_WAIT_MS = "MLDEPLOY_MAX_QUEUE_WAIT_MS"
+ENV_MAX_CONCURRENT_REQUESTS = "MLDEPLOY_MAX_CONCURRENT_REQUESTS"
+DEFAULT_BATCH_MAX_LATENCY_MS = 10.0
+
+
+@dataclass(frozen=True)
+class ThroughputSettings:
+    """Adaptive batching and request-queue limits of one worker (all off by default).
+
+    Read from the worker's environment, where ``deploy.plan.scoring_variables`` puts the deployment
+    configuration's ``batching`` (``maxBatchSize``, ``maxLatencyMs``), ``maxQueueWaitMs`` and
+    ``maxConcurrentRequestsPerContainer``.
+
+    Attributes:
+        batch_max_size: ``MLDEPLOY_BATCH_MAX_SIZE``: most rows merged into one ``run()`` call; None = no
+            batching.
+        batch_max_latency_ms: ``MLDEPLOY_BATCH_MAX_LATENCY_MS``: longest a request waits for company.
+        max_queue_wait_ms: ``MLDEPLOY_MAX_QUEUE_WAIT_MS``: a request not started within this gets 503.
+        max_concurrent_requests: ``MLDEPLOY_MAX_CONCURRENT_REQUESTS``: most requests a worker holds
+            (running and queued); one more gets 503 at once.
+    """
+
+    batch_max_size: int | None = None
+    batch_max_latency_ms: float = DEFAULT_BATCH_MAX_LATENCY_MS
+    max_queue_wait_ms: int | None = None
+    max_concurrent_requests: int | None = None
+
+    @property
+    def enabled(self) -> bool:
+        """Whether requests go through the dispatcher (batching or a queue limit is set)."""
+        return any(v is not None for v in (self.batch_max_size, self.max_queue_wait_ms, self.max_concurrent_requests))
+
+    @classmethod
+    def from_environ(cls, env: Mapping[str, str]) -> ThroughputSettings:
+        """Read the four variables (unset or empty = off).
+
+        Args:
+            env: The worker's environment.
+
+        Returns:
+            ThroughputSettings: The settings.
+
+        Raises:
+            ConfigError: A value that is not a positive integer (the latency: a number >= 0), naming it.
+        """
+        def positive(name: str) -> int | None:
+            raw = env.get(name)
+            return _int_setting(name, raw, 1) if raw not in (None, "") else None
+
+        raw_latency = env.get(ENV_BATCH_MAX_LATENCY_MS)
+        latency = DEFAULT_BATCH_MAX_LATENCY_MS
+        if raw_latency not in (None, ""):
+            try:
+                latency = float(raw_latency)
+            except ValueError:
+                latency = -1.0
+            if not latency >= 0:
+                raise ConfigError(
+                    f"{ENV_BATCH_MAX_LATENCY_MS} must be a number of milliseconds >= 0, got {raw_latency!r}."
+                )
+        return cls(
+            batch_max_size=positive(ENV_BATCH_MAX_SIZE),
+            batch_max_latency_ms=latency,
+            max_queue_wait_ms=positive(ENV_MAX_QUEUE_WAIT_MS),
+            max_concurrent_requests=positive(ENV_MAX_CONCURRENT_REQUESTS),
+        )
+
+
 @dataclass(frozen=True)
 class ServerSettings:
     """Everything the supervisor needs, resolved from command line, environment and config file.

@@ -29,6 +29,8 @@ from jupyter_mldeploy.server.config import (
     DEFAULT_INLINE_RUN_MS,
     DEFAULT_MAX_HEADER_BYTES,
     DEFAULT_MAX_REQUEST_MB,
+    ConfigError,
+    ThroughputSettings,
 )
 
 EXIT_INIT_FAILED = 3
@@ -216,6 +218,13 @@ def main(argv: list[str] | None = None) -> int:
     location.prepare_sys_path()
     shims.install_finder()
 
+    try:
+        throughput = ThroughputSettings.from_environ(env)
+    except ConfigError as exc:
+        log.error("%s", exc)
+        ready.send({"error": str(exc)})
+        return EXIT_INIT_FAILED
+
     token = logs.request_id.set(logs.INIT_REQUEST_ID)
     stage = "load"
     try:
@@ -256,7 +265,14 @@ def main(argv: list[str] | None = None) -> int:
     if runner.inline_enabled:
         log.info("run() moves to the event-loop thread after %d consecutive runs under %g ms "
                  "(MLDEPLOY_INLINE_RUN_MS; 0 turns this off)", INLINE_AFTER_SHORT_RUNS, args.inline_run_ms)
-    scoring_app = ScoringApp(script, runner, swagger, int(args.max_request_mb * 1_000_000), access_log)
+    scoring_app = ScoringApp(script, runner, swagger, int(args.max_request_mb * 1_000_000), access_log, throughput)
+    if throughput.batch_max_size is not None:
+        if scoring_app.dispatcher is not None and scoring_app.dispatcher.batching:
+            log.info("Adaptive batching is on: up to %d rows per run(), waiting at most %g ms for company",
+                     throughput.batch_max_size, throughput.batch_max_latency_ms)
+        else:
+            log.warning("Batching is off for this script: @rawhttp, request_headers or several inputs to run() "
+                        "cannot be merged; requests run one by one")
     app: Any = scoring_app
     origins = env.get("AML_CORS_ORIGINS")
     if origins:
