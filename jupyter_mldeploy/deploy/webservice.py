@@ -155,6 +155,19 @@ class Webservice:
         return self.scoring_uri[: -len("/score")] + "/swagger.json"
 
     @property
+    def v2_uri(self) -> str:
+        """``http://127.0.0.1:<port>/v2``: the Open Inference Protocol V2 root of the same server.
+
+        ``<v2_uri>/models/<model name>/infer`` runs ``run()`` (docs/protocols.md).
+        """
+        return self.scoring_uri[: -len("/score")] + "/v2"
+
+    @property
+    def invocations_uri(self) -> str:
+        """``http://127.0.0.1:<port>/invocations``: MLflow's scoring route of the same server (docs/protocols.md)."""
+        return self.scoring_uri[: -len("/score")] + "/invocations"
+
+    @property
     def model_ids(self) -> list[str]:
         """The served model versions as ``"name:version"``."""
         return self._record().model_ids
@@ -427,6 +440,8 @@ class Webservice:
             "state": str(observed.state),
             "scoringUri": self.scoring_uri,
             "swaggerUri": self.swagger_uri,
+            "v2Uri": self.v2_uri,
+            "invocationsUri": self.invocations_uri,
             "port": record.port,
             "models": record.model_ids,
             "environment": record.environment,
