@@ -21,6 +21,12 @@ ours/azmlinfsrv (for cold start: azmlinfsrv/ours, so above 1 means ours is faste
 
 Run: ``python benchmarks/serving.py [--duration 10] [--repeats 3]`` (needs ``wrk`` on PATH:
 ``apt-get install -y wrk``).
+
+``--batching`` runs the adaptive-batching comparison instead (issue #15, docs/throughput.md): azmlinfsrv,
+ours with batching off and ours with ``MLDEPLOY_BATCH_MAX_SIZE=32``, ``MLDEPLOY_BATCH_MAX_LATENCY_MS=10``
+(what ``batching={"max_batch_size": 32, "max_latency_ms": 10}`` sets), on RandomForest(100) / digits with
+1 row per request at 16 connections (per-call bound: batching should multiply throughput) and Ridge /
+diabetes with 1 row at 1 connection (a lone client: batching must not add latency).
 """
 
 from __future__ import annotations
@@ -194,10 +200,10 @@ class RunningServer:
     """One server process, started fresh, with its cold-start time measured."""
 
     def __init__(self, kind: str, python: Path, script: Path, model_dir: Path, scenario: Scenario,
-                 log_path: Path, probe: Path) -> None:
+                 log_path: Path, probe: Path, extra_env: dict[str, str] | None = None) -> None:
         self.port = free_port()
         env = dict(os.environ, MODEL_FILE=scenario.model, N_FEATURES=str(scenario.features),
-                   AML_APP_ROOT=str(script.parent), PYTHONUNBUFFERED="1")
+                   AML_APP_ROOT=str(script.parent), PYTHONUNBUFFERED="1", **(extra_env or {}))
         env.pop("PYTHONPATH", None)
         if kind == "azmlinfsrv":
             cmd = [str(python.parent / "azmlinfsrv")]
@@ -251,6 +257,58 @@ def run_wrk(url: str, body: Path, connections: int, duration: float, lua: Path) 
             "p99_ms": float(p99) / 1000, "errors": int(errors)}
 
 
+#: What ``batching={"max_batch_size": 32, "max_latency_ms": 10}`` gives the server (deploy.plan.scoring_variables).
+BATCHING_ENV = {"MLDEPLOY_BATCH_MAX_SIZE": "32", "MLDEPLOY_BATCH_MAX_LATENCY_MS": "10"}
+BATCHING_SCENARIOS = [
+    Scenario("forest 1 row, c=16", "classic", "forest.pkl", 64, 1, 16),
+    Scenario("ridge 1 row, c=1", "classic", "ridge.pkl", 10, 1, 1),
+]
+
+
+def run_batching(args: argparse.Namespace, pythons: dict[str, Path], work: Path, models: Path,
+                 scripts: dict[str, Path], lua: Path) -> None:
+    """Compare azmlinfsrv, ours with batching off and ours with batching on; print the table of medians."""
+    kinds = {"azmlinfsrv": (pythons["azmlinfsrv"], None), "ours, batching off": (pythons["mldeploy"], None),
+             "ours, batching on": (pythons["mldeploy"], BATCHING_ENV)}
+    results: dict[str, dict[str, list[dict[str, float]]]] = {s.name: {k: [] for k in kinds} for s in BATCHING_SCENARIOS}
+    for scenario in BATCHING_SCENARIOS:
+        body = body_file(work, scenario.rows, scenario.features)
+        servers = {kind: RunningServer("azmlinfsrv" if kind == "azmlinfsrv" else "mldeploy", python, scripts[scenario.script],
+                                       models, scenario, work / f"batching-{index}.log", body, env)
+                   for index, (kind, (python, env)) in enumerate(kinds.items())}
+        try:
+            for server in servers.values():
+                run_wrk(server.url, body, scenario.connections, 1, lua)
+            for round_index in range(args.repeats):
+                order = list(kinds) if round_index % 2 == 0 else list(reversed(kinds))
+                for kind in order:
+                    result = run_wrk(servers[kind].url, body, scenario.connections, args.duration, lua)
+                    results[scenario.name][kind].append(result)
+                    print(f"round {round_index + 1} {kind:20s} {scenario.name:20s} {result['rps']:9.1f} req/s "
+                          f"p50 {result['p50_ms']:7.2f} ms p99 {result['p99_ms']:7.2f} ms errors {result['errors']}",
+                          flush=True)
+        finally:
+            for server in servers.values():
+                server.stop()
+    print()
+    print(f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
+          f"Python {platform.python_version()}, {platform.system()} {platform.release()}")
+    print(f"Method: wrk on 127.0.0.1, {args.repeats} runs x {args.duration:g} s per scenario and server (after a "
+          "1 s warm-up), the three servers' runs interleaved, 1 worker each; medians shown. Batching on: "
+          f"{BATCHING_ENV}.")
+    print()
+    print("| scenario | server | req/s | x azmlinfsrv | p50 ms | p99 ms | errors |")
+    print("|---|---|---:|---:|---:|---:|---:|")
+    for scenario in BATCHING_SCENARIOS:
+        rows = {kind: {key: statistics.median(r[key] for r in runs) for key in ("rps", "p50_ms", "p99_ms", "errors")}
+                for kind, runs in results[scenario.name].items()}
+        for kind, row in rows.items():
+            print(f"| {scenario.name} | {kind} | {row['rps']:.0f} | {row['rps'] / rows['azmlinfsrv']['rps']:.2f}x | "
+                  f"{row['p50_ms']:.2f} | {row['p99_ms']:.2f} | {row['errors']:.0f} |")
+    if args.json:
+        args.json.write_text(json.dumps({"batching": results}, indent=2))
+
+
 def main() -> int:
     """Run the benchmark and print the table of medians."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -258,6 +316,8 @@ def main() -> int:
     parser.add_argument("--repeats", type=int, default=3, help="rounds per server (default 3)")
     parser.add_argument("--venv-dir", type=Path, default=REPO / "benchmarks" / ".venvs")
     parser.add_argument("--json", type=Path, default=None, help="also write the raw results here")
+    parser.add_argument("--batching", action="store_true",
+                        help="run the adaptive-batching comparison (forest c=16, ridge c=1) instead")
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         parser.error("wrk is not on PATH; install it (apt-get install -y wrk)")
@@ -275,6 +335,10 @@ def main() -> int:
         scripts[name] = folder / "score.py"
     lua = work / "post.lua"
     lua.write_text(WRK_LUA)
+    if args.batching:
+        run_batching(args, pythons, work, models, scripts, lua)
+        shutil.rmtree(work, ignore_errors=True)
+        return 0
     results: dict[str, dict[str, list[dict[str, float]]]] = {s.name: {k: [] for k in pythons} for s in SCENARIOS}
     cold: dict[str, list[float]] = {k: [] for k in pythons}
     logs = {kind: work / f"{kind}.log" for kind in pythons}

@@ -293,3 +293,24 @@ def test_deployment_config_batching_round_trip_and_errors(tmp_path: Path) -> Non
         local_deploy_configuration(batching={"max_latency_ms": 5})
     with pytest.raises(InvalidArgument, match="unknown key 'size'"):
         local_deploy_configuration(batching={"size": 5})
+
+
+def test_scoring_variables_carry_batching_and_queue_limits_to_the_server(tmp_path: Path) -> None:
+    from types import SimpleNamespace
+
+    from jupyter_mldeploy.deploy.app_folder import AppFolder
+    from jupyter_mldeploy.deploy.plan import scoring_variables
+
+    app = AppFolder(root=tmp_path, source_dir=None, entry_script=tmp_path / "score.py",
+                    model_dir=tmp_path / "azureml-models", linked_files=0, copied_files=0)
+    no_env = SimpleNamespace(environment=None)
+    plain = scoring_variables(no_env, local_deploy_configuration(), app)  # type: ignore[arg-type]
+    assert not any(name.startswith(("MLDEPLOY_BATCH", "MLDEPLOY_MAX_")) for name in plain)
+    config = DeploymentConfiguration.from_dict({
+        "computeType": "local", "batching": {"maxBatchSize": 16, "maxLatencyMs": 5},
+        "maxQueueWaitMs": 500, "maxConcurrentRequestsPerContainer": 4,
+    })
+    env = scoring_variables(no_env, config, app)  # type: ignore[arg-type]
+    settings = ThroughputSettings.from_environ(env)
+    assert (settings.batch_max_size, settings.batch_max_latency_ms) == (16, 5.0)
+    assert (settings.max_queue_wait_ms, settings.max_concurrent_requests) == (500, 4)
