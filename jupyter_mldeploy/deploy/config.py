@@ -49,6 +49,7 @@ _KEY_MAP = {
     "namespace": "namespace",
     "gpuCores": "gpu_cores",
     "batching": "batching",
+    "dataCollection": "collect_model_data",
 }
 
 #: ``batching`` keys: the Python spelling (``batching={"max_batch_size": 32}``) -> deploymentconfig.json's.
@@ -89,6 +90,8 @@ class DeploymentConfiguration:
         batching: Ours: adaptive request batching, ``{"maxBatchSize": 32, "maxLatencyMs": 10}`` (also
             given as ``{"max_batch_size", "max_latency_ms"}``); None = off. Merges the rows of concurrent
             requests into one ``run()`` call (docs/throughput.md); ``run()`` must return one element per row.
+        collect_model_data: v1's flag: ``ModelDataCollector`` records go to ``<workspace>/modeldata/<service>``
+            (``"dataCollection": {"storageEnabled": true}`` in deploymentconfig.json; docs/monitoring.md).
 
     ``computeType: "aks"`` (or ``"kubernetes"``) selects the ``kubernetes`` runtime, and the Kubernetes
     target then checks v1's AKS rules (:meth:`ServiceTarget.check_configuration`).
@@ -118,6 +121,7 @@ class DeploymentConfiguration:
     namespace: str | None = None
     gpu_cores: int | None = None
     batching: dict[str, Any] | None = None
+    collect_model_data: bool | None = None
 
     def __post_init__(self) -> None:
         self.validate()
@@ -170,6 +174,13 @@ class DeploymentConfiguration:
                     raise InvalidArgument(f"containerResourceRequirements.{key} must be a number >= 0, not {value!r}.")
         if self.batching is not None:
             self.batching = _check_batching(self.batching)
+        if isinstance(self.collect_model_data, dict):  # deploymentconfig.json's {"storageEnabled": true}
+            self.collect_model_data = self.collect_model_data.get("storageEnabled")
+        if self.collect_model_data is not None and not isinstance(self.collect_model_data, bool):
+            raise InvalidArgument(
+                f"Invalid collect_model_data {self.collect_model_data!r}: use True or False "
+                '(deploymentconfig.json: "dataCollection": {"storageEnabled": true}).'
+            )
         if self.compute_type == "aks":
             get_target(self.runtime).check_configuration(self)
 
@@ -231,7 +242,7 @@ class DeploymentConfiguration:
                 continue
             if attr in ("host", "worker_count", "runtime") and value == getattr(DeploymentConfiguration(), attr):
                 continue
-            data[key] = value
+            data[key] = {"storageEnabled": value} if attr == "collect_model_data" else value
         return data
 
     def to_file(self, path: str | os.PathLike[str]) -> Path:
@@ -257,6 +268,7 @@ def local_deploy_configuration(
     cpu_cores: float | None = None,
     memory_gb: float | None = None,
     batching: dict[str, Any] | None = None,
+    collect_model_data: bool | None = None,
 ) -> DeploymentConfiguration:
     """Build a local deployment configuration (v1: ``LocalWebservice.deploy_configuration(port=None)``).
 
@@ -273,6 +285,8 @@ def local_deploy_configuration(
         cpu_cores: Docker runtime: CPU limit of the container (``containerResourceRequirements.cpu``).
         memory_gb: Docker runtime: memory limit of the container in GiB (``containerResourceRequirements.memoryInGB``).
         batching: Adaptive request batching, ``{"max_batch_size": 32, "max_latency_ms": 10}``; None = off.
+        collect_model_data: Record what ``ModelDataCollector`` collects in ``<workspace>/modeldata/<service>``
+            (v1's flag; off by default).
 
     Returns:
         DeploymentConfiguration: with ``compute_type="local"``.
@@ -294,6 +308,7 @@ def local_deploy_configuration(
         tags=tags,
         container_resource_requirements=_resources(cpu_cores, memory_gb),
         batching=batching,
+        collect_model_data=collect_model_data,
     )
 
 

@@ -21,7 +21,9 @@ from jupyter_mldeploy.deploy.no_code import no_code_inference_config
 from jupyter_mldeploy.deploy.state import ModelRef, ServiceRecord, utc_now
 from jupyter_mldeploy.errors import DeploymentError, InvalidArgument, NotFound
 from jupyter_mldeploy.inference_config import InferenceConfig
+from jupyter_mldeploy.monitoring.store import model_data_folder
 from jupyter_mldeploy.names import validate_name
+from jupyter_mldeploy.server import data_collector
 from jupyter_mldeploy.server.config import (
     ENV_BATCH_MAX_LATENCY_MS,
     ENV_BATCH_MAX_SIZE,
@@ -83,6 +85,8 @@ def scoring_variables(
     deployment_config: DeploymentConfiguration | None,
     app: AppFolder,
     place: Callable[[Path], str] | None = None,
+    service_name: str | None = None,
+    model_data_dir: str | None = None,
 ) -> dict[str, str]:
     """Return the variables the scoring server gets, with the names azureml-inference-server-http 1.5 reads.
 
@@ -99,6 +103,10 @@ def scoring_variables(
         app: The laid-out app folder.
         place: Maps a host path of the app folder to where the server sees it (a container's mount or
             ``/var/azureml-app`` in an image); default: the path itself.
+        service_name: The service (written on collected model data rows).
+        model_data_dir: Where the server writes collected model data (as it sees the folder); with the
+            configuration's ``collect_model_data`` it turns collection on (``AML_MODEL_DC_STORAGE_ENABLED``,
+            ``MLDEPLOY_MODEL_DATA_DIR``, ``MLDEPLOY_SERVICE_NAME``; see :mod:`jupyter_mldeploy.monitoring`).
 
     Returns:
         dict[str, str]: Variable name -> value.
@@ -117,6 +125,10 @@ def scoring_variables(
         if deployment_config.cors_origins:
             env["AML_CORS_ORIGINS"] = ",".join(deployment_config.cors_origins)
         env.update(_throughput_variables(deployment_config))
+        if deployment_config.collect_model_data and model_data_dir is not None:
+            env[data_collector.ENABLED_VARIABLE] = "true"
+            env[data_collector.FOLDER_VARIABLE] = model_data_dir
+            env[data_collector.SERVICE_VARIABLE] = service_name or ""
     return env
 
 
@@ -199,14 +211,23 @@ class DeploymentPlan:
             previous=previous,
         )
 
-    def scoring_variables(self, app: AppFolder, place: Callable[[Path], str] | None = None) -> dict[str, str]:
+    @property
+    def model_data_dir(self) -> Path:
+        """Where this service's collected model data goes on this machine: ``<workspace>/modeldata/<name>``."""
+        return model_data_folder(self.workspace, self.name)
+
+    def scoring_variables(
+        self, app: AppFolder, place: Callable[[Path], str] | None = None, model_data_at: str | None = None
+    ) -> dict[str, str]:
         """Return the scoring server's variables for this plan (see :func:`scoring_variables`).
 
         Args:
             app: The laid-out app folder.
             place: Maps a host path of the app folder to where the server sees it (a container's mount).
+            model_data_at: Where the server sees :attr:`model_data_dir` (a container's mount); default: there.
         """
-        return scoring_variables(self.inference_config, self.deployment_config, app, place)
+        return scoring_variables(self.inference_config, self.deployment_config, app, place, self.name,
+                                 model_data_at or str(self.model_data_dir))
 
     def record(
         self,

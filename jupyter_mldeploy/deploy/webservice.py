@@ -30,6 +30,7 @@ from jupyter_mldeploy.deploy.targets.registry import get_target
 from jupyter_mldeploy.deploy.targets.supervised import SWITCH_TIMEOUT_SEC
 from jupyter_mldeploy.errors import DeploymentError, InvalidArgument, NotFound
 from jupyter_mldeploy.inference_config import InferenceConfig
+from jupyter_mldeploy.monitoring.store import read_collected_data
 from jupyter_mldeploy.names import validate_name
 from jupyter_mldeploy.workspace import Workspace
 
@@ -250,6 +251,26 @@ class Webservice:
     def state_is(self, *states: str) -> bool:
         """Return True when the current state is any of ``states`` (v1 aliases such as ``running`` accepted)."""
         return self.state.is_(*states)
+
+    # -- collected model data --------------------------------------------------------------------------
+
+    def get_collected_data(self, designation: str = "inputs", since: Any = None) -> Any:
+        """Return what the service's ``ModelDataCollector`` recorded for ``designation``, as a DataFrame.
+
+        Records exist when the service was deployed with ``collect_model_data=True``; they are written about
+        once a second, and kept after the service is deleted (``<workspace>/modeldata/<service>``).
+
+        Args:
+            designation: ``"inputs"``, ``"predictions"``, ``"labels"``, ``"signals"`` or ``"general"``.
+            since: Only rows scored at or after this time (``datetime``, ``date`` or ISO 8601 string).
+
+        Returns:
+            pandas.DataFrame: See :func:`jupyter_mldeploy.monitoring.read_collected_data`.
+
+        Raises:
+            InvalidArgument: For an unknown designation or a bad ``since``.
+        """
+        return read_collected_data(self.workspace, self.name, designation, since)
 
     # -- waiting and logs -----------------------------------------------------------------------------
 

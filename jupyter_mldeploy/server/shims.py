@@ -33,7 +33,7 @@ from http.cookies import SimpleCookie
 from typing import Any, TypeVar
 from urllib.parse import parse_qsl
 
-from jupyter_mldeploy.server import model_path
+from jupyter_mldeploy.server import data_collector, model_path
 
 F = TypeVar("F", bound=Callable[..., Any])
 _logger = logging.getLogger("mldeploy.server")
@@ -871,6 +871,7 @@ def _module_contents() -> dict[str, dict[str, Any]]:
         "azureml.contrib.services.aml_response": response,
         "azureml.core": {"Model": Model},
         "azureml.core.model": {"Model": Model},
+        "azureml.monitoring": {"ModelDataCollector": data_collector.ModelDataCollector},
         "azureml_inference_server_http": {},
         "azureml_inference_server_http.api": {},
         "azureml_inference_server_http.api.aml_request": request,

@@ -3,7 +3,9 @@
 Request: ``POST /score`` with ``{"data": rows}``, where rows are a list of feature lists, a list of
 ``{feature: value}`` records or a ``{feature: [values]}`` table. The answer is the list ``model.predict``
 returns; ``?method=predict_proba`` (or ``predict_log_proba``, ``decision_function``) calls that method
-instead when the model has it.
+instead when the model has it. With ``collect_model_data=True`` in the deployment configuration, each
+request's rows and the model's answer are recorded (``ModelDataCollector``, designations ``inputs`` and
+``predictions``, joined by the request id).
 
 This is an ordinary entry script (``init()`` and ``@rawhttp run(request)``): copy it with
 ``mldeploy model scaffold-entry-script`` and change what you need.
@@ -11,12 +13,14 @@ This is an ordinary entry script (``init()`` and ``@rawhttp run(request)``): cop
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import joblib
 import numpy as np
 from azureml.contrib.services.aml_request import AMLRequest, rawhttp
 from azureml.contrib.services.aml_response import AMLResponse
+from azureml.monitoring import ModelDataCollector
 
 from jupyter_mldeploy.server.builtin.model_file import SKLEARN_SUFFIXES, find_model_file, served_model
 
@@ -24,12 +28,20 @@ from jupyter_mldeploy.server.builtin.model_file import SKLEARN_SUFFIXES, find_mo
 METHODS = ("predict", "predict_proba", "predict_log_proba", "decision_function")
 
 model: Any = None
+inputs_dc: Any = None
+predictions_dc: Any = None
 
 
 def init() -> None:
-    """Load the deployed model; ``joblib.load`` reads joblib files and plain pickles alike."""
-    global model
-    model = joblib.load(find_model_file(served_model(), SKLEARN_SUFFIXES, "scikit-learn"))
+    """Load the deployed model (``joblib.load`` reads joblib files and plain pickles alike); set up collection."""
+    global model, inputs_dc, predictions_dc
+    path = served_model()
+    model = joblib.load(find_model_file(path, SKLEARN_SUFFIXES, "scikit-learn"))
+    model_name = os.path.basename(os.path.dirname(os.path.dirname(path)))  # azureml-models/<name>/<version>/<entry>
+    names = getattr(model, "feature_names_in_", None)
+    inputs_dc = ModelDataCollector(model_name, designation="inputs",
+                                   feature_names=list(names) if names is not None else None)
+    predictions_dc = ModelDataCollector(model_name, designation="predictions")
 
 
 def rows_of(data: Any) -> Any:
@@ -58,4 +70,7 @@ def run(request: AMLRequest) -> Any:
         rows = rows_of(body["data"])
     except ValueError as exc:
         return AMLResponse(f"data cannot be read as rows: {exc}", 400)
-    return np.asarray(getattr(model, method)(rows)).tolist()
+    result = np.asarray(getattr(model, method)(rows))
+    inputs_dc.collect(rows)
+    predictions_dc.collect(result)
+    return result.tolist()

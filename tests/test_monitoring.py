@@ -1,0 +1,142 @@
+"""Model data collection: a real service deployed with collect_model_data=True records its inputs and
+predictions in the workspace under v1's layout, joined by correlation id; off, it records nothing; SIGTERM
+(a delete) flushes what is queued."""
+
+from __future__ import annotations
+
+import json
+import pickle
+import textwrap
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import numpy as np
+import pytest
+from sklearn.datasets import load_iris
+from sklearn.linear_model import LogisticRegression
+
+from jupyter_mldeploy import InvalidArgument, Model
+from jupyter_mldeploy.deploy import DeploymentConfiguration, LocalWebservice
+from jupyter_mldeploy.inference_config import InferenceConfig
+from jupyter_mldeploy.monitoring import ModelDataCollector, read_collected_data
+
+SCRIPT = textwrap.dedent('''
+    import json, os, pickle
+    import numpy as np
+    from azureml.core.model import Model
+    from azureml.monitoring import ModelDataCollector
+
+    def init():
+        global model, inputs_dc, predictions_dc
+        with open(Model.get_model_path("iris"), "rb") as f:
+            model = pickle.load(f)
+        inputs_dc = ModelDataCollector("iris", designation="inputs", feature_names=["sl", "sw", "pl", "pw"])
+        predictions_dc = ModelDataCollector("iris", designation="predictions", feature_names=["species"])
+
+    def run(raw):
+        data = np.array(json.loads(raw)["data"])
+        result = model.predict(data)
+        inputs_dc.collect(data)
+        predictions_dc.collect(result)
+        return result.tolist()
+''')
+
+
+@pytest.fixture(scope="module")
+def iris() -> tuple[LogisticRegression, np.ndarray]:
+    X, y = load_iris(return_X_y=True)
+    return LogisticRegression(max_iter=500).fit(X, y), X[::10]
+
+
+@pytest.fixture
+def registered(workspace, iris, tmp_path: Path) -> Model:
+    model, _ = iris
+    path = tmp_path / "iris.pkl"
+    path.write_bytes(pickle.dumps(model))
+    return Model.register(workspace, model_path=path, model_name="iris", model_framework=Model.Framework.SCIKITLEARN)
+
+
+def _script(tmp_path: Path) -> InferenceConfig:
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "score.py").write_text(SCRIPT)
+    return InferenceConfig("score.py", source_directory=src)
+
+
+def test_collection_on_records_inputs_and_predictions_joined_and_sigterm_flushes(
+    workspace, registered, iris, tmp_path: Path
+) -> None:
+    model, X = iris
+    config = LocalWebservice.deploy_configuration(collect_model_data=True)
+    service = Model.deploy(workspace, "collecting", [registered], _script(tmp_path), config)
+    try:
+        service.wait_for_deployment()
+        for i, row in enumerate(X):
+            service.run(json.dumps({"data": [row.tolist()]}), headers={"x-request-id": f"req-{i}"})
+    finally:
+        service.delete()  # SIGTERM: the writer flushes what is still queued before the worker exits
+    today = datetime.now(timezone.utc)
+    day = workspace.path / "modeldata" / "collecting" / "iris" / "1" / "inputs" / f"{today:%Y/%m/%d}"
+    assert (day / "inputs.csv").is_file()
+    inputs = read_collected_data(workspace, "collecting", "inputs")
+    predictions = read_collected_data(workspace, "collecting", "predictions")
+    assert len(inputs) == len(X) and len(predictions) == len(X)
+    assert list(inputs.columns[-4:]) == ["sl", "sw", "pl", "pw"]
+    assert set(inputs["$aml_request_id"]) == {f"req-{i}" for i in range(len(X))}
+    joined = inputs.merge(predictions, on="$aml_dc_correlation_id")
+    assert len(joined) == len(X)
+    joined = joined.sort_values("$aml_request_id_x", key=lambda s: s.str[4:].astype(int))
+    np.testing.assert_allclose(joined[["sl", "sw", "pl", "pw"]].to_numpy(), X)
+    assert joined["species"].tolist() == model.predict(X).tolist()
+    assert set(inputs["$aml_service_name"]) == {"collecting"} and set(inputs["$aml_model_version"]) == {"1"}
+    assert len(read_collected_data(workspace, "collecting", "inputs", since=today + timedelta(minutes=1))) == 0
+    assert len(service.get_collected_data("predictions", since=today.date())) == len(X)
+
+
+def test_collection_off_records_nothing_and_the_script_runs_unchanged(
+    workspace, registered, iris, tmp_path: Path
+) -> None:
+    _, X = iris
+    service = Model.deploy(workspace, "quiet", [registered], _script(tmp_path))
+    try:
+        service.wait_for_deployment()
+        assert len(service.run(json.dumps({"data": X.tolist()}))) == len(X)
+    finally:
+        service.delete()
+    assert not (workspace.path / "modeldata").exists()
+    assert read_collected_data(workspace, "quiet", "inputs").empty
+
+
+def test_no_code_service_collects_with_no_script(workspace, registered, iris) -> None:
+    model, X = iris
+    service = Model.deploy(workspace, "nocode-dc", [registered],
+                           deployment_config=LocalWebservice.deploy_configuration(collect_model_data=True))
+    try:
+        service.wait_for_deployment()
+        assert service.run({"data": X.tolist()}) == model.predict(X).tolist()
+    finally:
+        service.delete()
+    inputs = service.get_collected_data("inputs")
+    predictions = service.get_collected_data("predictions")
+    assert len(inputs) == len(X) and predictions["value"].tolist() == model.predict(X).tolist()
+    assert set(inputs["$aml_dc_correlation_id"]) == set(predictions["$aml_dc_correlation_id"])
+
+
+def test_collector_outside_a_service_is_a_no_op_returning_correlation_headers(monkeypatch) -> None:
+    monkeypatch.delenv("AML_MODEL_DC_STORAGE_ENABLED", raising=False)
+    headers = ModelDataCollector("m", designation="inputs").collect([[1, 2]], user_correlation_id="abc")
+    assert headers["$aml_dc_correlation_id"] == "abc" and headers["$aml_dc_scoring_timestamp"].endswith("Z")
+    with pytest.raises(ValueError, match="Unknown designation 'outputs'"):
+        ModelDataCollector("m", designation="outputs")
+
+
+def test_configuration_and_reader_errors(workspace) -> None:
+    config = DeploymentConfiguration.from_dict({"computeType": "local", "dataCollection": {"storageEnabled": True}})
+    assert config.collect_model_data is True
+    assert config.serialize()["dataCollection"] == {"storageEnabled": True}
+    with pytest.raises(InvalidArgument, match="Invalid collect_model_data 'yes'"):
+        LocalWebservice.deploy_configuration(collect_model_data="yes")
+    with pytest.raises(InvalidArgument, match="Unknown designation 'outputs'"):
+        read_collected_data(workspace, "svc", "outputs")
+    with pytest.raises(InvalidArgument, match="since must be a datetime"):
+        read_collected_data(workspace, "svc", "inputs", since="last tuesday")
