@@ -179,8 +179,10 @@ class Dispatcher:
         if wait_ms is not None:
             item.expiry = loop.call_later(wait_ms / 1000, self._expire, item)
         self._pending.append(item)
-        self._kick()
         try:
+            own = self._kick(item)
+            if own is not None:
+                await self._serve(own)
             return await item.future
         finally:
             if item.expiry is not None:
@@ -244,10 +246,18 @@ class Dispatcher:
             rows += len(item.rows)
         return count, rows
 
-    def _kick(self) -> None:
-        """Start the next call when the worker is idle, unless company is worth waiting for."""
+    def _kick(self, caller: _Item | None = None) -> list[_Item] | None:
+        """Start the next call when the worker is idle, unless company is worth waiting for.
+
+        Args:
+            caller: The request whose ``submit`` is asking: when the call is that request alone, it is
+                returned for the caller to serve in its own task (no extra task for a lone request).
+
+        Returns:
+            list | None: ``[caller]`` to serve now, else None (a call was started in a task, or none was).
+        """
         if self._busy or not self._pending:
-            return
+            return None
         head = self._pending[0]
         if self._batching and head.rows is not None:
             count, rows = self._ready_rows()
@@ -257,14 +267,17 @@ class Dispatcher:
             if rows < self._max_rows and count < expected and count == len(self._pending) and now < deadline:
                 if self._company_timer is None:
                     self._company_timer = asyncio.get_running_loop().call_later(deadline - now, self._company_due)
-                return
+                return None
         if self._company_timer is not None:
             self._company_timer.cancel()
             self._company_timer = None
         batch = self._take()
         self._busy = True
         self._running_count = self._last_count = len(batch)
+        if batch == [caller]:
+            return batch
         asyncio.get_running_loop().create_task(self._serve(batch))
+        return None
 
     def _company_due(self) -> None:
         self._company_timer = None
