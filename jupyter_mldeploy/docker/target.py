@@ -56,6 +56,7 @@ from jupyter_mldeploy.docker.dockerfile import CONTAINER_PORT, VENV_DIR, read_ex
 from jupyter_mldeploy.docker.engine import docker_client
 from jupyter_mldeploy.docker.notebook_env import notebook_requirements
 from jupyter_mldeploy.errors import Conflict, DeploymentError, MLDeployError, NotFound
+from jupyter_mldeploy.monitoring.store import model_data_folder
 from jupyter_mldeploy.server.protocol import SpecFile
 
 if TYPE_CHECKING:
@@ -64,6 +65,8 @@ if TYPE_CHECKING:
 
 SERVICE_MOUNT = "/var/mldeploy/service"
 RUN_MOUNT = "/var/mldeploy/run"
+#: Where the container writes collected model data: the workspace's ``modeldata/<service>`` (read-write).
+MODELDATA_MOUNT = "/var/mldeploy/modeldata"
 CONTAINER_PYTHON = f"{VENV_DIR}/bin/python"
 #: Container labels (``docker ps --filter label=mldeploy.service=NAME``).
 LABEL_SERVICE = "mldeploy.service"
@@ -216,7 +219,7 @@ class DockerTarget(SupervisedTarget):
 
     def _spec(self, plan: DeploymentPlan, folder: Path, app: AppFolder) -> SpecFile:
         place = self._place(folder)
-        env = plan.scoring_variables(app, place)
+        env = plan.scoring_variables(app, place, MODELDATA_MOUNT)
         env["HOME"] = "/tmp"
         return SpecFile(CONTAINER_PYTHON, place(app.root), env, plan.deployment_config.worker_count)
 
@@ -293,6 +296,11 @@ class DockerTarget(SupervisedTarget):
         if hasattr(os, "getuid"):
             # Files the server writes into run/ then belong to the user, who can delete the service folder.
             kwargs["user"] = f"{os.getuid()}:{os.getgid()}"
+        volumes = {str(folder): {"bind": SERVICE_MOUNT, "mode": "ro"}, str(run_dir): {"bind": RUN_MOUNT, "mode": "rw"}}
+        if config.collect_model_data:
+            data_dir = model_data_folder(store.workspace, record.name)
+            data_dir.mkdir(parents=True, exist_ok=True)
+            volumes[str(data_dir)] = {"bind": MODELDATA_MOUNT, "mode": "rw"}
         try:
             container = self.client.containers.run(
                 image_tag,
@@ -309,10 +317,7 @@ class DockerTarget(SupervisedTarget):
                 environment=spec.env,
                 working_dir=spec.cwd,
                 ports={f"{CONTAINER_PORT}/tcp": (record.host, record.port)},
-                volumes={
-                    str(folder): {"bind": SERVICE_MOUNT, "mode": "ro"},
-                    str(run_dir): {"bind": RUN_MOUNT, "mode": "rw"},
-                },
+                volumes=volumes,
                 **kwargs,
             )
         except APIError as exc:
@@ -346,6 +351,8 @@ class DockerTarget(SupervisedTarget):
             ref is not None and container is not None and container.status == "running" and image_id == ref.image_id
             and new_port == record.port and config.host == record.host
             and container_limits(config) == (ref.nano_cpus, ref.mem_limit)
+            # collection on or off changes the container's mounts
+            and config.collect_model_data == DeploymentConfiguration.from_dict(record.deployment_config).collect_model_data
             and self.observe(store, record).state == ServiceState.HEALTHY
         )
         if not in_place and new_port != record.port:
