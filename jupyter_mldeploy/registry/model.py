@@ -505,6 +505,31 @@ class Model:
 
         return package_models(workspace, models, inference_config, generate_dockerfile, image_name)
 
+    @staticmethod
+    def profile(
+        workspace: Workspace,
+        profile_name: str,
+        models: Sequence[Model | str],
+        inference_config: Any,
+        input_dataset: Any,
+        cpu: float | None = None,
+        memory_in_gb: float | None = None,
+        description: str | None = None,
+    ) -> Any:
+        """Profile models on a temporary service (v1 ``Model.profile``); see
+        :func:`jupyter_mldeploy.deploy.profile.profile_model`. Returns a ``ModelProfile``."""
+        from jupyter_mldeploy.deploy.profile import profile_model  # v1 façade forwarder
+
+        return profile_model(workspace, profile_name, models, inference_config, input_dataset, cpu, memory_in_gb,
+                             description)
+
+    @staticmethod
+    def list_profiles(workspace: Workspace) -> list[Any]:
+        """The workspace's stored model profiles, by name; see :func:`jupyter_mldeploy.deploy.profile.list_profiles`."""
+        from jupyter_mldeploy.deploy.profile import list_profiles  # v1 façade forwarder
+
+        return list_profiles(workspace)
+
     # -- display --------------------------------------------------------------------------------------
 
     def __repr__(self) -> str:
