@@ -192,3 +192,38 @@ def test_deploy_local_magic_without_entry(workspace, iris, tmp_path: Path, servi
         InteractiveShell.clear_instance()
     assert any("built-in entry script sklearn_score.py" in note for note in status.notes)
     assert service.run({"data": X.tolist()}) == model.predict(X).tolist()
+
+
+@pytest.mark.slow  # imports mlflow three times (save, plan, the server's init): ~35 s of the suite
+def test_mlflow_model_folder_deploys_with_its_own_requirements(workspace, iris, tmp_path: Path, services) -> None:
+    mlflow_sklearn = pytest.importorskip("mlflow.sklearn")
+    from mlflow.models import infer_signature
+
+    model, X = iris
+    folder = tmp_path / "mlflow-iris"
+    mlflow_sklearn.save_model(model, str(folder), signature=infer_signature(X, model.predict(X)),
+                              serialization_format="cloudpickle")
+    registered = Model.register(workspace, model_path=folder, model_name="iris-mlflow",
+                                model_framework=Model.Framework.MLFLOW)
+    ic = no_code_inference_config(workspace, registered)
+    packages = ic.environment.python.conda_dependencies.pip_packages
+    assert ic.environment.name == "mldeploy-mlflow"
+    assert any(p.startswith("mlflow-skinny==") for p in packages) and not any(p.startswith("mlflow==") for p in packages)
+    assert f"scikit-learn=={__import__('sklearn').__version__}" in packages
+    service = Model.deploy(workspace, "iris-mlflow", [registered])
+    services.append(service)
+    service.wait_for_deployment()
+    assert service.run({"data": X.tolist()}) == model.predict(X).tolist()
+    split = requests.post(service.scoring_uri.replace("/score", "/invocations"),
+                          json={"dataframe_split": {"data": X.tolist()}}, timeout=60)
+    assert split.status_code == 200, split.text
+    assert split.json() == {"predictions": model.predict(X).tolist()}
+
+
+def test_mlflow_folder_without_requirements_is_refused(workspace, tmp_path: Path) -> None:
+    folder = tmp_path / "m"
+    folder.mkdir()
+    (folder / "MLmodel").write_text("flavors: {}\n")
+    Model.register(workspace, model_path=folder, model_name="bare", model_framework="MLflow")
+    with pytest.raises(InvalidArgument, match="has no requirements.txt to build its environment from"):
+        Model.deploy(workspace, "bare", ["bare"])

@@ -7,7 +7,10 @@ environment chosen from the model's framework:
 
 - ``ScikitLearn``: the curated ``mldeploy-sklearn`` environment, scikit-learn pinned to the registered
   ``model_framework_version`` when there is one (else to the kernel's version, as the curated environment is);
-- ``Onnx``: ``mldeploy-onnx``, the minimal environment plus numpy and onnxruntime (pinned to the kernel's).
+- ``Onnx``: ``mldeploy-onnx``, the minimal environment plus numpy and onnxruntime (pinned to the kernel's);
+- ``MLflow`` (a folder with an ``MLmodel`` file): the model's own ``requirements.txt`` (what
+  ``mlflow.<flavor>.save_model`` wrote), ``mlflow`` replaced by ``mlflow-skinny`` of the same version (loading a
+  pyfunc model needs no tracking server), on this machine's Python.
 
 Anything else (no framework, TensorFlow, an unknown name, several models, a folder with two candidate files)
 is an :class:`~jupyter_mldeploy.errors.InvalidArgument` naming the way out: an entry script, or the file.
@@ -24,11 +27,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from jupyter_mldeploy.deploy.model_sources import as_model_list, resolve_model_sources
+from jupyter_mldeploy.environment.conda_dependencies import pip_package_name
 from jupyter_mldeploy.environment.curated import MINIMAL, SKLEARN, curated_environment
 from jupyter_mldeploy.errors import InvalidArgument
 from jupyter_mldeploy.inference_config import InferenceConfig
-from jupyter_mldeploy.server.builtin import BUILTIN_DIR, ONNX_SCRIPT, SKLEARN_SCRIPT
+from jupyter_mldeploy.server.builtin import BUILTIN_DIR, MLFLOW_SCRIPT, ONNX_SCRIPT, SKLEARN_SCRIPT
 from jupyter_mldeploy.server.builtin.model_file import (
+    MLFLOW_MARKER,
     ONNX_SUFFIXES,
     SKLEARN_SUFFIXES,
     ModelFileError,
@@ -41,6 +46,8 @@ if TYPE_CHECKING:  # pragma: no cover
 
 #: The environment a no-code ONNX deployment runs in.
 ONNX_ENVIRONMENT = "mldeploy-onnx"
+#: The environment a no-code MLflow deployment runs in (its packages come from the model).
+MLFLOW_ENVIRONMENT = "mldeploy-mlflow"
 
 #: v1 framework names a built-in script cannot serve here, with the reason.
 _UNSERVED = {"tensorflow": "TensorFlow", "tfkeras": "TensorFlow (Keras)", "pytorch": "PyTorch"}
@@ -55,7 +62,7 @@ def _pinned(package: str, wanted: str | None = None) -> str:
         return package
 
 
-def _sklearn_environment(framework_version: str | None) -> Environment:
+def _sklearn_environment(model_file: str, framework_version: str | None) -> Environment:
     env = curated_environment(SKLEARN)
     assert env is not None
     if framework_version:
@@ -63,12 +70,33 @@ def _sklearn_environment(framework_version: str | None) -> Environment:
     return env
 
 
-def _onnx_environment(framework_version: str | None) -> Environment:
+def _onnx_environment(model_file: str, framework_version: str | None) -> Environment:
     env = curated_environment(MINIMAL)
     assert env is not None
     env.name = ONNX_ENVIRONMENT
     for package in ("numpy", "onnxruntime"):
         env.python.conda_dependencies.add_pip_package(_pinned(package))
+    return env
+
+
+def _mlflow_environment(model_file: str, framework_version: str | None) -> Environment:
+    folder = Path(model_file).parent
+    requirements = folder / "requirements.txt"
+    if not requirements.is_file():
+        raise InvalidArgument(
+            f"MLflow model {folder} has no requirements.txt to build its environment from: save it again with "
+            "mlflow.<flavor>.save_model (which writes one), or deploy with an entry script and an environment."
+        )
+    env = curated_environment(MINIMAL)
+    assert env is not None
+    env.name = MLFLOW_ENVIRONMENT
+    for line in requirements.read_text(encoding="utf-8").splitlines():
+        line = line.split("#", 1)[0].strip()
+        if not line or line.startswith("-"):
+            continue
+        if pip_package_name(line) == "mlflow":  # the full package brings a tracking server; loading needs skinny
+            line = "mlflow-skinny" + line[len("mlflow"):]
+        env.python.conda_dependencies.add_pip_package(line)
     return env
 
 
@@ -80,19 +108,21 @@ class BuiltinFramework:
         label: Its name in messages (``"scikit-learn"``).
         script: The built-in entry script.
         suffixes: The file name endings of a candidate model file.
-        environment: Builds the environment from the registered ``model_framework_version`` (or None).
+        environment: Builds the environment from the model file found and the registered
+            ``model_framework_version`` (or None).
     """
 
     label: str
     script: Path
     suffixes: tuple[str, ...]
-    environment: Callable[[str | None], Environment]
+    environment: Callable[[str, str | None], Environment]
 
 
 #: Lower-cased v1 framework name -> how it is served.
 BUILTIN_FRAMEWORKS: dict[str, BuiltinFramework] = {
     "scikitlearn": BuiltinFramework("scikit-learn", SKLEARN_SCRIPT, SKLEARN_SUFFIXES, _sklearn_environment),
     "onnx": BuiltinFramework("ONNX", ONNX_SCRIPT, ONNX_SUFFIXES, _onnx_environment),
+    "mlflow": BuiltinFramework("MLflow", MLFLOW_SCRIPT, MLFLOW_MARKER, _mlflow_environment),
 }
 
 _WAY_OUT = "pass inference_config=InferenceConfig(entry_script='score.py', source_directory=..., environment=...)"
@@ -104,7 +134,7 @@ def no_code_inference_config(workspace: Workspace, models: Any) -> InferenceConf
     Args:
         workspace: The workspace holding the model.
         models: Exactly one registered ``Model`` or ``"name[:version]"``, registered with a supported
-            ``model_framework`` (``Model.Framework.SCIKITLEARN`` or ``ONNX``).
+            ``model_framework`` (``Model.Framework.SCIKITLEARN``, ``ONNX`` or ``MLFLOW``).
 
     Returns:
         InferenceConfig: The built-in entry script and the chosen environment (not yet built).
@@ -118,7 +148,7 @@ def no_code_inference_config(workspace: Workspace, models: Any) -> InferenceConf
     if len(items) != 1:
         raise InvalidArgument(
             f"inference_config is required to deploy {len(items)} models: no-code deployment serves exactly one "
-            f"model registered with model_framework=Model.Framework.SCIKITLEARN or ONNX; {_WAY_OUT}."
+            f"model registered with model_framework=Model.Framework.SCIKITLEARN, ONNX or MLFLOW; {_WAY_OUT}."
         )
     from jupyter_mldeploy.registry import Model  # the registry forwards Model.deploy here (see model_sources)
 
@@ -128,25 +158,25 @@ def no_code_inference_config(workspace: Workspace, models: Any) -> InferenceConf
     if not framework:
         raise InvalidArgument(
             f"inference_config is required: model {model.id} was registered without model_framework. Either "
-            f"{_WAY_OUT}, or register it with model_framework=Model.Framework.SCIKITLEARN (or ONNX) to deploy it "
+            f"{_WAY_OUT}, or register it with model_framework=Model.Framework.SCIKITLEARN (or ONNX, MLFLOW) to deploy it "
             "with no code."
         )
     served = BUILTIN_FRAMEWORKS.get(framework.lower())
     if served is None:
         raise InvalidArgument(_unserved_message(model.id, framework))
     try:
-        find_model_file(model.path, served.suffixes, served.label)
+        model_file = find_model_file(model.path, served.suffixes, served.label)
     except ModelFileError as exc:
         raise InvalidArgument(f"Cannot deploy model {model.id} with no code: {exc}") from exc
     return InferenceConfig(
         entry_script=served.script,
-        environment=served.environment(model.model_framework_version),
+        environment=served.environment(model_file, model.model_framework_version),
         description=f"No-code {served.label} deployment of {model.id} (built-in entry script {served.script.name})",
     )
 
 
 def _unserved_message(model_id: str, framework: str) -> str:
-    known = ", ".join(sorted({"ScikitLearn", "Onnx"}))
+    known = "MLflow, Onnx, ScikitLearn"
     unserved = _UNSERVED.get(framework.lower())
     if unserved is None:
         return (

@@ -17,3 +17,5 @@ BUILTIN_DIR = Path(__file__).resolve().parent
 SKLEARN_SCRIPT = BUILTIN_DIR / "sklearn_score.py"
 #: ONNX: an ``onnxruntime.InferenceSession``.
 ONNX_SCRIPT = BUILTIN_DIR / "onnx_score.py"
+#: MLflow: ``mlflow.pyfunc.load_model`` on the folder holding ``MLmodel``.
+MLFLOW_SCRIPT = BUILTIN_DIR / "mlflow_score.py"

@@ -13,6 +13,8 @@ import os
 SKLEARN_SUFFIXES: tuple[str, ...] = (".pkl", ".pickle", ".joblib", ".sav")
 #: File name ending of an ONNX model.
 ONNX_SUFFIXES: tuple[str, ...] = (".onnx",)
+#: The file that marks an MLflow model folder (its folder is the model).
+MLFLOW_MARKER: tuple[str, ...] = ("mlmodel",)
 
 
 class ModelFileError(ValueError):
@@ -24,7 +26,7 @@ def find_model_file(path: str, suffixes: tuple[str, ...], what: str) -> str:
 
     Args:
         path: The registered (or deployed) model file or folder.
-        suffixes: The file name endings that make a candidate, e.g. :data:`SKLEARN_SUFFIXES`.
+        suffixes: The (lower-case) file name endings that make a candidate, e.g. :data:`SKLEARN_SUFFIXES`.
         what: The framework, for messages (``"scikit-learn"``).
 
     Returns:
