@@ -95,3 +95,30 @@ def test_input_dataset_forms(tmp_path: Path) -> None:
     assert read_input_dataset(csv_file) == ['{"data": [[1, 2]]}', '{"data": [[3, 4]]}']
     assert read_input_dataset(pd.DataFrame({"b": ['{"data": 1}']})) == ['{"data": 1}']
     assert read_input_dataset([{"data": [[1]]}, b'{"x": 1}']) == ['{"data": [[1]]}', '{"x": 1}']
+
+
+def test_cli_profile_run_show_list(workspace, tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from jupyter_mldeploy.cli import main
+
+    path, _, samples = train_ridge(tmp_path / "train")
+    Model.register(workspace, model_path=str(path), model_name="diabetes")
+    source_dir(tmp_path, "score_ridge.py")
+    ic = tmp_path / "inferenceconfig.json"
+    ic.write_text(json.dumps({"entryScript": "score.py", "sourceDirectory": "src"}))
+    bodies = tmp_path / "bodies.csv"
+    pd.DataFrame({"body": [json.dumps({"data": [row]}) for row in samples]}).to_csv(bodies, index=False)
+    ws = str(workspace.path)
+    ran = CliRunner().invoke(main, ["model", "profile", "run", "-n", "cli-profile", "-m", "diabetes:1", "--ic", str(ic),
+                                    "--input", str(bodies), "-w", ws, "-o", "json"], catch_exceptions=False)
+    assert ran.exit_code == 0, ran.output
+    details = json.loads(ran.output)
+    assert details["state"] == "Succeeded" and details["successRate"] == 100.0
+    shown = CliRunner().invoke(main, ["model", "profile", "show", "cli-profile", "-w", ws], catch_exceptions=False)
+    assert shown.exit_code == 0 and "headroom" in shown.output and "cli-profile" in shown.output
+    listed = CliRunner().invoke(main, ["model", "profile", "list", "-w", ws, "-o", "json"], catch_exceptions=False)
+    assert [row["name"] for row in json.loads(listed.output)] == ["cli-profile"]
+    missing = CliRunner().invoke(main, ["model", "profile", "show", "nope", "-w", ws])
+    assert missing.exit_code == 1 and "No model profile 'nope'" in missing.output
+    assert Webservice.list(workspace) == []
