@@ -140,3 +140,59 @@ def test_configuration_and_reader_errors(workspace) -> None:
         read_collected_data(workspace, "svc", "outputs")
     with pytest.raises(InvalidArgument, match="since must be a datetime"):
         read_collected_data(workspace, "svc", "inputs", since="last tuesday")
+
+
+def _collect_in_process(workspace, monkeypatch, service: str, rows: np.ndarray) -> None:
+    """Collect ``rows`` as a service's worker does (same module, same files), flushed at once."""
+    from jupyter_mldeploy.server import data_collector
+
+    monkeypatch.setenv(data_collector.ENABLED_VARIABLE, "true")
+    monkeypatch.setenv(data_collector.FOLDER_VARIABLE, str(workspace.path / "modeldata" / service))
+    monkeypatch.setenv(data_collector.SERVICE_VARIABLE, service)
+    collector = ModelDataCollector("m", designation="inputs", feature_names=["a", "b"], model_version=3)
+    for start in range(0, len(rows), 50):
+        collector.collect(rows[start:start + 50])
+    data_collector.flush()
+
+
+def test_psi_and_the_drift_table(workspace, monkeypatch, tmp_path: Path) -> None:
+    from jupyter_mldeploy.monitoring.drift import drift_table, population_stability_index
+
+    rng = np.random.default_rng(0)
+    reference = rng.normal(size=(2000, 2))
+    assert population_stability_index(reference[:, 0], rng.normal(size=2000)) < 0.02
+    assert population_stability_index(reference[:, 0], rng.normal(loc=1.0, size=2000)) > 0.25
+    assert np.isnan(population_stability_index([], [1.0]))
+    current = np.column_stack([rng.normal(size=400), rng.normal(loc=1.5, size=400)])
+    _collect_in_process(workspace, monkeypatch, "drifting", current)
+    collected = read_collected_data(workspace, "drifting", "inputs")
+    assert len(collected) == 400 and set(collected["$aml_model_version"]) == {"3"}
+    table = drift_table(collected, {"data": reference.tolist()})  # a model's sample_input shape
+    assert table["feature"].tolist() == ["a", "b"] and table["rows"].tolist() == [400, 400]
+    assert table["drift"].tolist() == ["none", "large"]
+    with pytest.raises(InvalidArgument, match="none of the collected features"):
+        drift_table(collected, __import__("pandas").DataFrame({"x": [1.0]}))
+
+
+def test_cli_data_show(workspace, monkeypatch, tmp_path: Path) -> None:
+    import pandas as pd
+    from click.testing import CliRunner
+
+    from jupyter_mldeploy.cli import main
+
+    rng = np.random.default_rng(1)
+    _collect_in_process(workspace, monkeypatch, "svc", rng.normal(size=(100, 2)))
+    reference = tmp_path / "reference.csv"
+    pd.DataFrame(rng.normal(loc=[0.0, 2.0], size=(500, 2)), columns=["a", "b"]).to_csv(reference, index=False)
+    runner = CliRunner()
+    plain = runner.invoke(main, ["data", "show", "svc", "-w", str(workspace.path)])
+    assert plain.exit_code == 0, plain.output
+    assert "100" in plain.output and "No drift table: register the model with sample_input" in plain.output
+    shown = runner.invoke(main, ["data", "show", "svc", "-w", str(workspace.path), "--reference", str(reference),
+                                 "-o", "json"])
+    assert shown.exit_code == 0, shown.output
+    result = json.loads(shown.output)
+    assert [r["rows"] for r in result["rows_per_day"]] == [100]
+    assert {r["feature"]: r["drift"] for r in result["drift"]} == {"a": "none", "b": "large"}
+    empty = runner.invoke(main, ["data", "show", "nothing", "-w", str(workspace.path)])
+    assert empty.exit_code == 0 and "No inputs collected for service 'nothing'" in empty.output
