@@ -91,6 +91,8 @@ class BatchMagics(Magics):
     @argument("--scheduler", default=None, help="Dask: 'local' (default) or tcp://host:port.")
     @argument("--error-threshold", type=int, default=0, help="Failed items allowed; -1 ignores them (default 0).")
     @argument("--allowed-failed-count", type=int, default=None, help="Failed mini-batches allowed.")
+    @argument("--allowed-failed-percent", type=float, default=None, help="Failed mini-batches allowed, in percent.")
+    @argument("--append-row-file-name", default=None, help="Output file name (default parallel_run_step.txt).")
     @argument("--process-count", type=int, default=None, help="Worker processes (default: cores).")
     @argument("--run-invocation-timeout", type=int, default=60, help="Seconds per run() call (default 60).")
     @argument("--run-max-try", type=int, default=3, help="Tries of a failing mini-batch (default 3).")
@@ -118,6 +120,7 @@ class BatchMagics(Magics):
                 source_directory=args.source_dir, mini_batch_size=args.mini_batch_size,
                 process_count_per_node=args.process_count, run_invocation_timeout=args.run_invocation_timeout,
                 run_max_try=args.run_max_try, allowed_failed_count=args.allowed_failed_count,
+                allowed_failed_percent=args.allowed_failed_percent, append_row_file_name=args.append_row_file_name,
             )
             job = BatchJob.submit(self._workspace(), args.name, config, inputs, args.model, args.output,
                                   backend=args.backend, scheduler=args.scheduler)

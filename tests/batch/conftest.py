@@ -43,19 +43,24 @@ def scored_workspace(workspace: Workspace, diabetes: tuple[pd.DataFrame, Path, R
 
 
 @pytest.fixture
-def no_stray_workers() -> Iterator[None]:
-    """Fail when a loky worker or driver started during the test is still alive at its end."""
+def no_stray_workers(tmp_path: Path) -> Iterator[None]:
+    """Fail when a driver or loky worker of this test is still alive at its end.
+
+    This test's processes are told apart by their working folder, which lies under ``tmp_path`` (the
+    driver runs in the job folder, its workers inherit it, then move to the app folder): other pytest
+    sessions running batch jobs at the same time are not counted.
+    """
     def batch_processes() -> set[int]:
         found = set()
-        for proc in psutil.process_iter(["pid", "cmdline"]):
+        for proc in psutil.process_iter(["pid", "cmdline", "cwd"]):
             cmd = " ".join(proc.info.get("cmdline") or [])
-            if "jupyter_mldeploy.batch.driver" in cmd or "LokyProcess" in cmd:
+            mine = (proc.info.get("cwd") or "").startswith(str(tmp_path))
+            if mine and ("jupyter_mldeploy.batch.driver" in cmd or "LokyProcess" in cmd):
                 found.add(proc.pid)
         return found
 
-    before = batch_processes()
     yield
     deadline = time.monotonic() + 10
-    while (left := batch_processes() - before) and time.monotonic() < deadline:
+    while (left := batch_processes()) and time.monotonic() < deadline:
         time.sleep(0.2)
     assert not left, f"batch processes left behind: {sorted(left)}"

@@ -80,6 +80,9 @@ def test_batch_score_magic_returns_the_job(shell: InteractiveShell, scored_works
                                model.predict(frame.drop(columns="id")), rtol=1e-12)
     with pytest.raises(UsageError, match="already exists"):
         shell.run_line_magic("batch_score", "--entry score_batch.py --input data.csv --output out")
+    with pytest.raises(UsageError, match="allowed_failed_percent must be a number 0 to 100"):
+        shell.run_line_magic("batch_score", "--entry score_batch.py --input data.csv --output o3 "
+                             "--allowed-failed-percent 120")
     with pytest.raises(UsageError, match="entry_script .* does not exist"):
         shell.run_line_magic("batch_score", "--entry nope.py --input data.csv --output out2")
     assert "batch_score" in shell.magics_manager.magics["line"]
