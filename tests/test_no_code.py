@@ -227,3 +227,29 @@ def test_mlflow_folder_without_requirements_is_refused(workspace, tmp_path: Path
     Model.register(workspace, model_path=folder, model_name="bare", model_framework="MLflow")
     with pytest.raises(InvalidArgument, match="has no requirements.txt to build its environment from"):
         Model.deploy(workspace, "bare", ["bare"])
+
+
+def test_scaffolded_script_deploys_as_an_ordinary_entry_script(workspace, iris, tmp_path: Path, services) -> None:
+    from click.testing import CliRunner
+
+    from jupyter_mldeploy.cli import main
+    from jupyter_mldeploy.inference_config import InferenceConfig
+
+    model, X = iris
+    registered = Model.register(workspace, model_path=_pickle(model, tmp_path / "iris.pkl"), model_name="iris",
+                                model_framework=Model.Framework.SCIKITLEARN)
+    src = tmp_path / "src"
+    src.mkdir()
+    runner = CliRunner()
+    wrote = runner.invoke(main, ["model", "scaffold-entry-script", "--framework", "scikitlearn",
+                                 "--out", str(src / "score.py")])
+    assert wrote.exit_code == 0, wrote.output
+    assert (src / "score.py").read_text() == SKLEARN_SCRIPT.read_text()
+    again = runner.invoke(main, ["model", "scaffold-entry-script", "--framework", "Onnx", "--out", str(src / "score.py")])
+    assert again.exit_code != 0 and "exists: pass --overwrite" in again.output
+    unknown = runner.invoke(main, ["model", "scaffold-entry-script", "--framework", "Caffe"])
+    assert unknown.exit_code != 0 and "No built-in entry script for 'Caffe'" in unknown.output
+    service = Model.deploy(workspace, "scaffolded", [registered], InferenceConfig("score.py", source_directory=src))
+    services.append(service)
+    service.wait_for_deployment()
+    assert service.run({"data": X.tolist()}) == model.predict(X).tolist()

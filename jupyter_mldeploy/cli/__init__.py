@@ -11,7 +11,7 @@ import importlib
 
 from jupyter_mldeploy.cli._common import main
 
-for _module in ("workspace", "model", "environment", "service", "serve", "docker", "run", "pipeline", "kubernetes", "batch", "profile", "data"):
+for _module in ("workspace", "model", "environment", "service", "serve", "docker", "run", "pipeline", "kubernetes", "batch", "profile", "data", "scaffold"):
     try:
         importlib.import_module(f"jupyter_mldeploy.cli.{_module}")
     except ModuleNotFoundError as _exc:  # a command group not written yet in this checkout

@@ -128,6 +128,21 @@ BUILTIN_FRAMEWORKS: dict[str, BuiltinFramework] = {
 _WAY_OUT = "pass inference_config=InferenceConfig(entry_script='score.py', source_directory=..., environment=...)"
 
 
+def builtin_script(framework: str) -> Path:
+    """Return the built-in entry script of a framework (to read or copy it and customise it).
+
+    Args:
+        framework: A v1 framework name, case-insensitive: ``ScikitLearn``, ``Onnx`` or ``MLflow``.
+
+    Raises:
+        InvalidArgument: For a framework no built-in script serves.
+    """
+    served = BUILTIN_FRAMEWORKS.get(str(framework).lower())
+    if served is None:
+        raise InvalidArgument(f"No built-in entry script for {framework!r}: use ScikitLearn, Onnx or MLflow.")
+    return served.script
+
+
 def no_code_inference_config(workspace: Workspace, models: Any) -> InferenceConfig:
     """Return the inference configuration that serves ``models`` with no entry script (v1 no-code deployment).
 
