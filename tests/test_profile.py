@@ -35,7 +35,7 @@ def _servers_of(workspace) -> list[int]:
     return found
 
 
-def test_profile_measures_recommends_stores_and_cleans_up(workspace, tmp_path: Path) -> None:
+def test_profile_measures_recommends_stores_and_cleans_up(workspace, tmp_path: Path, capsys) -> None:
     path, _, samples = train_ridge(tmp_path / "train")
     registered = Model.register(workspace, model_path=str(path), model_name="diabetes")
     ic = InferenceConfig("score.py", source_directory=source_dir(tmp_path, "score_ridge.py"))
@@ -45,10 +45,12 @@ def test_profile_measures_recommends_stores_and_cleans_up(workspace, tmp_path: P
     assert profile.state == "Running"
     time.sleep(3)
     assert _servers_of(workspace), "the temporary service should be running during the profile"
-    profile.wait_for_completion(show_output=False)
+    profile.wait_for_completion(show_output=True)
     took = time.monotonic() - started
     details = profile.get_details()
     assert profile.state == "Succeeded", details
+    shown = capsys.readouterr().out
+    assert "load level 4/4: 8 concurrent requests" in shown and "Succeeded" in shown
     assert V1_KEYS <= set(details)
     assert details["error"] is None
     assert details["totalQueries"] > 50 and details["successQueries"] == details["totalQueries"]
@@ -68,6 +70,11 @@ def test_profile_measures_recommends_stores_and_cleans_up(workspace, tmp_path: P
     assert [p.name for p in stored] == ["ridge-profile"]
     assert stored[0].get_details()["recommendedCpu"] == details["recommendedCpu"]
     assert stored[0].description == "quickstart model"
+    # In a notebook: a table, the recommendation and the plot (latency/throughput, CPU/memory).
+    figure = stored[0].plot()
+    assert len(figure.axes) == 4  # two panels, each with a second y axis
+    page = stored[0]._repr_html_()
+    assert "recommendedCpu" in page and "headroom" in page and "data:image/png;base64," in page
 
 
 def test_profile_bad_inputs_give_clear_errors(workspace, tmp_path: Path) -> None:

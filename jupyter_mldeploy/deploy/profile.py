@@ -14,7 +14,10 @@ up to 0.1, and never above what was requested. ``get_details()`` has v1's keys.
 
 from __future__ import annotations
 
+import base64
 import csv
+import html
+import io
 import json
 import math
 import os
@@ -191,6 +194,7 @@ class ModelProfile:
         state: ``Running``, ``Succeeded`` or ``Failed``.
         details: v1's keys (see :meth:`get_details`); filled when the profile finished.
         created_time: ISO 8601 UTC.
+        progress: What the running profile is doing (shown by ``wait_for_completion(show_output=True)``).
     """
 
     workspace: Workspace
@@ -199,6 +203,7 @@ class ModelProfile:
     state: str = "Running"
     details: dict[str, Any] = field(default_factory=dict)
     created_time: str = field(default_factory=utc_now)
+    progress: str = ""
     _thread: threading.Thread | None = field(default=None, repr=False)
 
     def wait_for_completion(self, show_output: bool = False) -> None:
@@ -207,10 +212,12 @@ class ModelProfile:
         Args:
             show_output: Print the state while waiting and the recommendation at the end.
         """
+        shown = ""
         while self._thread is not None and self._thread.is_alive():
-            if show_output:
-                print(f"Profile {self.name}: {self.state} ...", flush=True)
-            self._thread.join(5)
+            if show_output and self.progress != shown:
+                shown = self.progress
+                print(f"Profile {self.name}: {shown}", flush=True)
+            self._thread.join(0.5)
         if show_output:
             print(f"Profile {self.name}: {self.state}. {self.details.get('recommendation', '')}".rstrip(), flush=True)
 
@@ -226,6 +233,64 @@ class ModelProfile:
     def serialize(self) -> dict[str, Any]:
         """The stored JSON object."""
         return self.get_details()
+
+    def plot(self) -> Any:
+        """Plot the profile with matplotlib: latency percentiles and throughput against concurrency, CPU and
+        memory over time.
+
+        Returns:
+            matplotlib.figure.Figure: Two panels.
+
+        Raises:
+            MLDeployError: matplotlib is not installed, or the profile has no measurements (not finished, or
+                failed).
+        """
+        try:
+            from matplotlib.figure import Figure
+        except ImportError:
+            raise MLDeployError("Plotting a profile needs matplotlib: pip install matplotlib.") from None
+        levels = self.details.get("levels") or []
+        if not levels:
+            raise MLDeployError(f"Profile {self.name} has no measurements (state {self.state}); nothing to plot.")
+        figure = Figure(figsize=(10, 3.6), tight_layout=True)
+        latency, usage = figure.subplots(1, 2)
+        connections = [level["connections"] for level in levels]
+        latency.plot(connections, [level["latencyPercentile50InMs"] for level in levels], "o-", label="p50 ms")
+        latency.plot(connections, [level["latencyPercentile99InMs"] for level in levels], "o-", label="p99 ms")
+        latency.set_xlabel("concurrent requests")
+        latency.set_ylabel("latency (ms)")
+        latency.set_xscale("log", base=2)
+        throughput = latency.twinx()
+        throughput.plot(connections, [level["queriesPerSecond"] for level in levels], "s--", color="gray", label="req/s")
+        throughput.set_ylabel("requests per second")
+        latency.legend(loc="upper left")
+        latency.set_title("Latency and throughput")
+        cpu, memory = self.details.get("cpuSamples") or [], self.details.get("memorySamplesInGB") or []
+        seconds = [index * SAMPLE_INTERVAL_S for index in range(len(cpu))]
+        usage.plot(seconds, cpu, label="CPU (cores)")
+        usage.set_xlabel("seconds under load")
+        usage.set_ylabel("CPU (cores)")
+        memory_axis = usage.twinx()
+        memory_axis.plot(seconds, memory, color="tab:red", label="memory (GB)")
+        memory_axis.set_ylabel("memory (GB)")
+        usage.set_title("CPU and memory")
+        return figure
+
+    def _repr_html_(self) -> str:
+        """A table of the main figures, the recommendation and (with matplotlib) the plot, for notebooks."""
+        details = self.get_details()
+        rows = "".join(f"<tr><th style='text-align:left'>{html.escape(key)}</th><td>{html.escape(str(details.get(key)))}</td></tr>"
+                       for key in _TABLE_KEYS)
+        text = f"<b>Model profile {html.escape(self.name)}</b> ({html.escape(self.state)})<table>{rows}</table>"
+        if details.get("recommendation"):
+            text += f"<p>{html.escape(details['recommendation'])}</p>"
+        try:
+            figure = self.plot()
+        except MLDeployError:
+            return text
+        buffer = io.BytesIO()
+        figure.savefig(buffer, format="png", dpi=80)
+        return text + f"<img src='data:image/png;base64,{base64.b64encode(buffer.getvalue()).decode()}'/>"
 
     def _store(self) -> Path:
         folder = self.workspace.path / "profiles"
@@ -251,6 +316,11 @@ class ModelProfile:
         details = {k: v for k, v in data.items() if k not in ("name", "state", "description", "createdTime")}
         return cls(workspace, name, data.get("description"), data.get("state", "Failed"), details,
                    data.get("createdTime") or utc_now())
+
+
+_TABLE_KEYS = ("recommendedCpu", "recommendedMemoryInGB", "maxUtilizedCpu", "maxUtilizedMemoryInGB",
+               "measuredQueriesPerSecond", "averageLatencyInMs", "latencyPercentile50InMs", "latencyPercentile99InMs",
+               "totalQueries", "successRate", "requestedCpu", "requestedMemoryInGB", "error")
 
 
 def list_profiles(workspace: Workspace) -> list[ModelProfile]:
@@ -311,24 +381,28 @@ def _run_profile(profile: ModelProfile, service: Webservice, bodies: list[str], 
                  memory_gb: float | None, docker: bool) -> None:
     details: dict[str, Any] = {"requestedCpu": cpu, "requestedMemoryInGB": memory_gb, "requestedQueriesPerSecond": None}
     try:
+        profile.progress = f"deploying the temporary service {service.name}"
         service.wait_for_deployment(timeout_sec=300)
-        details.update(_measure(service, bodies, cpu, memory_gb, docker))
+        details.update(_measure(service, bodies, cpu, memory_gb, docker, profile))
         profile.state = "Succeeded"
     except Exception as exc:  # the profile records why it failed; nothing is left running
         details["error"] = exc.summary if isinstance(exc, MLDeployError) else f"{type(exc).__name__}: {exc}"
         profile.state = "Failed"
     finally:
+        profile.progress = "deleting the temporary service"
         try:
             service.delete()
         finally:
+            profile.progress = profile.state
             profile.details = details
             profile._store()
 
 
 def _measure(service: Webservice, bodies: list[str], cpu: float | None, memory_gb: float | None,
-             docker: bool) -> dict[str, Any]:
+             docker: bool, profile: ModelProfile) -> dict[str, Any]:
     url = service.scoring_uri
     headers = {"Content-Type": "application/json"}
+    profile.progress = f"warming up with {len(bodies)} request bodies"
     with requests.Session() as session:
         for body in bodies:  # warm-up: every body once, not counted
             session.post(url, data=body.encode(), headers=headers, timeout=60)
@@ -337,7 +411,9 @@ def _measure(service: Webservice, bodies: list[str], cpu: float | None, memory_g
     sampler.start()
     levels = []
     try:
-        for connections in CONCURRENCY_LEVELS:
+        for number, connections in enumerate(CONCURRENCY_LEVELS, 1):
+            profile.progress = (f"load level {number}/{len(CONCURRENCY_LEVELS)}: {connections} concurrent requests "
+                                f"for {SECONDS_PER_LEVEL:g} s")
             levels.append(_load(url, bodies, connections, headers))
     finally:
         sampler.stop_event.set()
