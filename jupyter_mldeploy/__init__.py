@@ -28,6 +28,8 @@ _EXPORTS = {
     "LocalWebservice": "jupyter_mldeploy.deploy",
     "Webservice": "jupyter_mldeploy.deploy",
     "AksWebservice": "jupyter_mldeploy.kubernetes",
+    "ParallelRunConfig": "jupyter_mldeploy.batch",
+    "BatchJob": "jupyter_mldeploy.batch",
     "KubernetesCompute": "jupyter_mldeploy.kubernetes",
     "MLDeployError": "jupyter_mldeploy.errors",
     "InvalidArgument": "jupyter_mldeploy.errors",
@@ -40,6 +42,7 @@ _EXPORTS = {
 
 __all__ = [  # spelled out (not built from _EXPORTS) so linters and IDEs see the public names
     "AksWebservice",
+    "BatchJob",
     "BuiltEnvironment",
     "CondaDependencies",
     "Conflict",
@@ -55,6 +58,7 @@ __all__ = [  # spelled out (not built from _EXPORTS) so linters and IDEs see the
     "MLDeployError",
     "Model",
     "NotFound",
+    "ParallelRunConfig",
     "Run",
     "ScoringError",
     "Webservice",
@@ -66,6 +70,7 @@ __all__ = [  # spelled out (not built from _EXPORTS) so linters and IDEs see the
 assert set(__all__) >= set(_EXPORTS)
 
 if TYPE_CHECKING:  # pragma: no cover
+    from jupyter_mldeploy.batch import BatchJob, ParallelRunConfig
     from jupyter_mldeploy.deploy import DeploymentConfiguration, LocalWebservice, Webservice
     from jupyter_mldeploy.environment import BuiltEnvironment, CondaDependencies, Environment
     from jupyter_mldeploy.errors import (
