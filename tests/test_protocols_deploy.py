@@ -3,6 +3,7 @@ predictions; each called by its own client (v1's service.run, Triton's client, M
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -10,10 +11,16 @@ import numpy as np
 import pandas as pd
 import pytest
 import tritonclient.http as triton
+from click.testing import CliRunner
 from fixtures.deploy_support import source_dir, train_ridge
+from IPython.core.error import UsageError
+from IPython.core.interactiveshell import InteractiveShell
 from mlflow.pyfunc.scoring_server.client import ScoringServerClient
+from traitlets.config import Config
 
-from jupyter_mldeploy import Model
+from jupyter_mldeploy import InvalidArgument, Model
+from jupyter_mldeploy.actions import call_endpoint
+from jupyter_mldeploy.cli import main
 from jupyter_mldeploy.deploy import LocalWebservice
 from jupyter_mldeploy.inference_config import InferenceConfig
 
@@ -46,5 +53,34 @@ def test_one_service_answers_three_protocols(workspace, tmp_path: Path) -> None:
         frame = pd.DataFrame(rows, columns=[f"x{i}" for i in range(rows.shape[1])])
         predictions = mlflow.invoke(frame).get_predictions()
         assert predictions.iloc[:, 0].tolist() == pytest.approx(expected)
+
+        # the faces: actions.call_endpoint (behind the panel and the sidebar), the CLI and %test_endpoint
+        v2_body = {"inputs": [{"name": "data", "shape": list(rows.shape), "datatype": "FP64", "data": samples}]}
+        call = call_endpoint("three-protocols", v2_body, workspace, protocol="v2")
+        assert call.target == f"{service.v2_uri}/models/diabetes/infer"
+        assert call.response.body["outputs"][0]["data"] == pytest.approx(expected)
+        cli = CliRunner().invoke(main, ["service", "run", "three-protocols", "-w", str(workspace.path), "--protocol",
+                                        "mlflow", "-d", json.dumps({"inputs": samples})], catch_exceptions=False)
+        assert cli.exit_code == 0 and json.loads(cli.output)["predictions"] == pytest.approx(expected)
+        with pytest.raises(InvalidArgument, match="needs the service name"):
+            call_endpoint(service.scoring_uri, v2_body, protocol="v2")
+
+        shell = InteractiveShell.instance(config=_shell_config())
+        try:
+            shell.run_line_magic("load_ext", "jupyter_mldeploy")
+            shell.run_line_magic("mldeploy_workspace", str(workspace.path))
+            shell.user_ns["body"] = {"dataframe_split": {"data": samples}}
+            answer = shell.run_line_magic("test_endpoint", "three-protocols --protocol mlflow --data body")
+            assert answer["predictions"] == pytest.approx(expected)
+            with pytest.raises(UsageError, match="--protocol v2 needs a body in that protocol's format"):
+                shell.run_line_magic("test_endpoint", "three-protocols --protocol v2")
+        finally:
+            InteractiveShell.clear_instance()
     finally:
         service.delete()
+
+
+def _shell_config() -> Config:
+    config = Config()
+    config.HistoryManager.hist_file = ":memory:"
+    return config

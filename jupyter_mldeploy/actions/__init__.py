@@ -25,6 +25,7 @@ from __future__ import annotations
 from jupyter_mldeploy.actions.endpoint import (
     MAX_CONCURRENCY,
     MAX_REPEAT,
+    PROTOCOLS,
     Endpoint,
     EndpointCall,
     RequestMismatch,
@@ -34,6 +35,7 @@ from jupyter_mldeploy.actions.endpoint import (
     example_payload,
     input_schema,
     is_scoring_uri,
+    protocol_uri,
     resolve_endpoint,
 )
 from jupyter_mldeploy.actions.environments import choose_environment, environment_dicts
@@ -76,6 +78,7 @@ __all__ = [
     "MAX_RECENT_WORKSPACES",
     "MAX_REPEAT",
     "MAX_RUNS",
+    "PROTOCOLS",
     "Endpoint",
     "EndpointCall",
     "ModelRow",
@@ -111,6 +114,7 @@ __all__ = [
     "parse_key_values",
     "parse_tags",
     "parse_time",
+    "protocol_uri",
     "recent_workspace_dicts",
     "recent_workspaces",
     "register_model",

@@ -79,6 +79,40 @@ def is_scoring_uri(target: str) -> bool:
     return target.startswith(("http://", "https://"))
 
 
+#: The wire protocols a service answers (docs/protocols.md): ``/score``, Open Inference Protocol V2, MLflow.
+PROTOCOLS = ("azureml", "v2", "mlflow")
+
+
+def protocol_uri(endpoint: Endpoint, protocol: str = "azureml") -> str:
+    """The URI a request of ``protocol`` goes to: ``/score``, ``/v2/models/<model>/infer`` or ``/invocations``.
+
+    Args:
+        endpoint: The service or scoring URI.
+        protocol: One of :data:`PROTOCOLS`.
+
+    Raises:
+        InvalidArgument: For an unknown protocol, a URI that does not end in ``/score``, or ``v2`` with a bare
+            URI (the model name is not known).
+    """
+    if protocol not in PROTOCOLS:
+        raise InvalidArgument(f"Unknown protocol {protocol!r}: use one of {', '.join(PROTOCOLS)}.")
+    uri = endpoint.scoring_uri
+    if protocol == "azureml":
+        return uri
+    if not uri.endswith("/score"):
+        raise InvalidArgument(f"{uri} does not end in /score: give the service name or its scoring URI for "
+                              f"--protocol {protocol}.")
+    base = uri[: -len("/score")]
+    if protocol == "mlflow":
+        return f"{base}/invocations"
+    if endpoint.service is None:
+        raise InvalidArgument("--protocol v2 needs the service name (a bare URI does not say which model to call).")
+    models = endpoint.service.model_ids
+    # the server names a service without a registered model "model" (server/protocol_v2.py)
+    name = models[0].split(":", 1)[0] if models else "model"
+    return f"{base}/v2/models/{name}/infer"
+
+
 def resolve_endpoint(target: str, workspace: Workspace | None = None) -> Endpoint:
     """Turn a service name (of ``workspace``) or a scoring URI into an :class:`Endpoint`.
 
@@ -227,7 +261,8 @@ def _unreachable(endpoint: Endpoint, exc: Exception) -> ServiceUnreachable:
 
 def call_endpoint(target: str | Endpoint, payload: Any, workspace: Workspace | None = None, validate: bool = True,
                   repeat: int = 1, concurrency: int = 1, headers: dict[str, str] | None = None,
-                  timeout: float = DEFAULT_TIMEOUT_S, schema: InputSchema | None = None) -> EndpointCall:
+                  timeout: float = DEFAULT_TIMEOUT_S, schema: InputSchema | None = None,
+                  protocol: str = "azureml") -> EndpointCall:
     """Check a body against the service's input schema, then send it once or ``repeat`` times.
 
     Args:
@@ -238,10 +273,14 @@ def call_endpoint(target: str | Endpoint, payload: Any, workspace: Workspace | N
             decorated ``run``); a service without one, or whose swagger does not answer, is not checked.
         repeat: Requests to send, 1..:data:`MAX_REPEAT`; above 1 this is a load test.
         concurrency: Parallel clients of a load test, 1..:data:`MAX_CONCURRENCY`.
-        headers: Extra request headers (``Content-Type: application/json`` unless given).
+        headers: Extra request headers (``Content-Type: application/json`` unless given); a service with key
+            auth gets ``Authorization: Bearer <primary key>`` unless the headers carry their own.
         timeout: Seconds to wait for each answer.
         schema: The input schema when the caller already fetched it (to prefill the body); else it is
             fetched when ``validate`` is True.
+        protocol: ``"azureml"`` (``/score``), ``"v2"`` (``/v2/models/<first model>/infer``) or ``"mlflow"``
+            (``/invocations``); the body must be in that protocol's format. Only ``/score`` bodies are
+            checked against the input schema.
 
     Returns:
         EndpointCall: whatever status the service answered (a ``3xx`` is reported, never followed).
@@ -257,21 +296,25 @@ def call_endpoint(target: str | Endpoint, payload: Any, workspace: Workspace | N
     if isinstance(concurrency, bool) or not 1 <= concurrency <= MAX_CONCURRENCY:
         raise InvalidArgument(f"concurrency ({concurrency!r}) must be from 1 to {MAX_CONCURRENCY}.")
     endpoint = target if isinstance(target, Endpoint) else resolve_endpoint(target, workspace)
-    if validate:
+    uri = protocol_uri(endpoint, protocol)
+    if endpoint.service is not None:
+        headers = endpoint.service.auth_headers(headers)  # a service with key auth: its primary key
+    if validate and protocol == "azureml":
         check_request(schema if schema is not None else input_schema(endpoint), payload)
     if repeat > 1:
-        report = load_test(endpoint.scoring_uri, payload, repeat, concurrency, headers=headers, timeout=timeout)
-        return EndpointCall(endpoint.scoring_uri, report.last, report)
+        report = load_test(uri, payload, repeat, concurrency, headers=headers, timeout=timeout)
+        return EndpointCall(uri, report.last, report)
     try:
-        response = send_request(endpoint.scoring_uri, payload, headers=headers, timeout=timeout)
+        response = send_request(uri, payload, headers=headers, timeout=timeout)
     except requests.RequestException as exc:
         raise _unreachable(endpoint, exc) from exc
-    return EndpointCall(endpoint.scoring_uri, response)
+    return EndpointCall(uri, response)
 
 
 __all__ = [
     "MAX_CONCURRENCY",
     "MAX_REPEAT",
+    "PROTOCOLS",
     "SAMPLE_SIGNIFICANT_DIGITS",
     "Endpoint",
     "EndpointCall",
@@ -282,6 +325,7 @@ __all__ = [
     "example_payload",
     "input_schema",
     "is_scoring_uri",
+    "protocol_uri",
     "resolve_endpoint",
     "round_floats",
 ]

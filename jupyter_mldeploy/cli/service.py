@@ -81,13 +81,16 @@ def service_logs(workspace: Workspace, name: str, num_lines: int) -> None:
 @click.option("-f", "--input-file", type=click.Path(exists=True, dir_okay=False), default=None,
               help="A file whose content is the request body.")
 @click.option("--no-validate", is_flag=True, help="Send even when the body does not match the input schema.")
+@click.option("--protocol", type=click.Choice(actions.PROTOCOLS), default="azureml", show_default=True,
+              help="azureml (/score), v2 (/v2/models/<model>/infer) or mlflow (/invocations); the body must be in "
+                   "that protocol's format.")
 @click.option("--repeat", type=click.IntRange(1, actions.MAX_REPEAT), default=1, show_default=True,
               help="Send it N times and print p50/p99 latency instead of the answer.")
 @click.option("--concurrency", type=click.IntRange(1, actions.MAX_CONCURRENCY), default=1, show_default=True,
               help="Parallel clients for --repeat.")
 @existing_workspace_option
 def run_service(workspace: Workspace, name: str, input_data: str | None, input_file: str | None,
-                no_validate: bool, repeat: int, concurrency: int) -> None:
+                no_validate: bool, protocol: str, repeat: int, concurrency: int) -> None:
     """Call the service's /score with a request body and print the answer.
 
     The body is checked against the service's input schema first, as %test_endpoint and the sidebar do.
@@ -98,7 +101,7 @@ def run_service(workspace: Workspace, name: str, input_data: str | None, input_f
         raise click.UsageError("Give exactly one of --input-data JSON or --input-file PATH.")
     body: str | bytes = input_data if input_file is None else Path(input_file).read_bytes()
     call = actions.call_endpoint(name, body, workspace, validate=not no_validate, repeat=repeat,
-                                 concurrency=concurrency)
+                                 concurrency=concurrency, protocol=protocol)
     if call.report is not None:
         errors = f"; errors: {'; '.join(call.report.errors)}" if call.report.errors else ""
         if not call.ok:

@@ -9,6 +9,7 @@ checked and kept, so one file serves every runtime and survives a round trip.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 from dataclasses import dataclass, field
@@ -16,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from jupyter_mldeploy.deploy.ports import validate_port
+from jupyter_mldeploy.deploy.service_keys import check_key
 from jupyter_mldeploy.deploy.targets.registry import check_target_name, get_target
 from jupyter_mldeploy.errors import InvalidArgument
 from jupyter_mldeploy.inference_config import read_config_file
@@ -46,6 +48,7 @@ _KEY_MAP = {
     "livenessProbeRequirements": "liveness_probe_requirements",
     "maxQueueWaitMs": "max_queue_wait_ms",
     "keys": "keys",
+    "allowUnauthenticated": "allow_unauthenticated",
     "namespace": "namespace",
     "gpuCores": "gpu_cores",
     "batching": "batching",
@@ -75,7 +78,8 @@ class DeploymentConfiguration:
             limits (``cpuLimit``/``memoryInGBLimit`` win when given); kept for Kubernetes.
         auto_scaler: v1 autoscaler settings, kept for Kubernetes.
         num_replicas: v1 replica count, kept for Kubernetes.
-        auth_enabled: v1 key auth flag (kept; not enforced by the process runtime).
+        auth_enabled: v1 key auth: callers need ``Authorization: Bearer <key>`` (default off for local and
+            Docker services, as v1 local; on for Kubernetes, as v1 AKS). See docs/protocols.md#service-keys.
         token_auth_enabled: v1 token auth flag (kept).
         max_concurrent_requests_per_container: v1 setting (kept).
         app_insights_enabled: v1 setting (kept).
@@ -84,7 +88,9 @@ class DeploymentConfiguration:
         properties: Free ``str -> str`` facts.
         liveness_probe_requirements: v1 ``{"periodSeconds", "initialDelaySeconds", ...}`` (Kubernetes).
         max_queue_wait_ms: v1 ``maxQueueWaitMs`` (Kubernetes).
-        keys: v1 ``{"primaryKey", "secondaryKey"}`` (Kubernetes key auth).
+        keys: v1 ``{"primaryKey", "secondaryKey"}``; a key left out is generated (32 random bytes). A local
+            service's keys are stored owner-only in its folder and never saved with the record.
+        allow_unauthenticated: Ours: allow a local service without key auth on a non-loopback host.
         namespace: Kubernetes namespace (v1 ``namespace``).
         gpu_cores: v1 ``gpuCores`` (Kubernetes).
         batching: Ours: adaptive request batching, ``{"maxBatchSize": 32, "maxLatencyMs": 10}`` (also
@@ -121,6 +127,7 @@ class DeploymentConfiguration:
     namespace: str | None = None
     gpu_cores: int | None = None
     batching: dict[str, Any] | None = None
+    allow_unauthenticated: bool = False
     collect_model_data: bool | None = None
 
     def __post_init__(self) -> None:
@@ -181,8 +188,26 @@ class DeploymentConfiguration:
                 f"Invalid collect_model_data {self.collect_model_data!r}: use True or False "
                 '(deploymentconfig.json: "dataCollection": {"storageEnabled": true}).'
             )
+        if self.compute_type == "local":
+            self._check_local_auth()
         if self.compute_type == "aks":
             get_target(self.runtime).check_configuration(self)
+
+    def _check_local_auth(self) -> None:
+        if self.keys is not None:
+            if not isinstance(self.keys, dict) or set(self.keys) - {"primaryKey", "secondaryKey"}:
+                raise InvalidArgument('keys must be {"primaryKey": ..., "secondaryKey": ...} (either may be left out).')
+            for name, value in self.keys.items():
+                check_key(value, name)
+            if not self.auth_enabled:
+                raise InvalidArgument("Keys were given but auth_enabled is not True: pass auth_enabled=True "
+                                      '("authEnabled": true) to use them, or leave the keys out.')
+        if not self.auth_enabled and not self.allow_unauthenticated and not _is_loopback(self.host):
+            raise InvalidArgument(
+                f"Refusing to serve on {self.host!r} without key auth: anyone who can reach that address could call "
+                "the model. Pass auth_enabled=True (callers then send 'Authorization: Bearer <key>'), bind to "
+                "'127.0.0.1', or pass allow_unauthenticated=True if the network is trusted."
+            )
 
     def check_runnable(self) -> None:
         """Raise unless this configuration can be deployed here.
@@ -240,6 +265,10 @@ class DeploymentConfiguration:
             value = getattr(self, attr)
             if value is None or (attr == "environment_variables" and not value):
                 continue
+            if attr == "keys" and self.compute_type == "local":
+                continue  # a local service's keys live in its owner-only keys file only
+            if attr == "allow_unauthenticated" and not value:
+                continue
             if attr in ("host", "worker_count", "runtime") and value == getattr(DeploymentConfiguration(), attr):
                 continue
             data[key] = {"storageEnabled": value} if attr == "collect_model_data" else value
@@ -269,6 +298,10 @@ def local_deploy_configuration(
     memory_gb: float | None = None,
     batching: dict[str, Any] | None = None,
     collect_model_data: bool | None = None,
+    auth_enabled: bool = False,
+    primary_key: str | None = None,
+    secondary_key: str | None = None,
+    allow_unauthenticated: bool = False,
 ) -> DeploymentConfiguration:
     """Build a local deployment configuration (v1: ``LocalWebservice.deploy_configuration(port=None)``).
 
@@ -287,6 +320,11 @@ def local_deploy_configuration(
         batching: Adaptive request batching, ``{"max_batch_size": 32, "max_latency_ms": 10}``; None = off.
         collect_model_data: Record what ``ModelDataCollector`` collects in ``<workspace>/modeldata/<service>``
             (v1's flag; off by default).
+        auth_enabled: Key auth (v1): every route that runs the model needs ``Authorization: Bearer <key>``;
+            ``service.get_keys()`` returns the keys. Off by default, as v1 local services.
+        primary_key: The primary key (16+ URL-safe characters); None generates one (32 random bytes).
+        secondary_key: The secondary key; None generates one.
+        allow_unauthenticated: Serve on a non-loopback ``host`` without key auth anyway (refused otherwise).
 
     Returns:
         DeploymentConfiguration: with ``compute_type="local"``.
@@ -309,7 +347,25 @@ def local_deploy_configuration(
         container_resource_requirements=_resources(cpu_cores, memory_gb),
         batching=batching,
         collect_model_data=collect_model_data,
+        auth_enabled=auth_enabled or None,  # None: left out of deploymentconfig.json, as before
+        keys=_keys(primary_key, secondary_key),
+        allow_unauthenticated=allow_unauthenticated,
     )
+
+
+def _keys(primary_key: str | None, secondary_key: str | None) -> dict[str, str] | None:
+    given = {"primaryKey": primary_key, "secondaryKey": secondary_key}
+    keys = {name: value for name, value in given.items() if value is not None}
+    return keys or None
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def _check_batching(value: Any) -> dict[str, Any]:

@@ -23,6 +23,7 @@ import requests
 from jupyter_mldeploy.deploy.client import send_request
 from jupyter_mldeploy.deploy.config import DeploymentConfiguration, local_deploy_configuration
 from jupyter_mldeploy.deploy.plan import plan_update
+from jupyter_mldeploy.deploy.service_keys import check_key, generate_key, read_keys, write_keys
 from jupyter_mldeploy.deploy.service_store import ServiceStore
 from jupyter_mldeploy.deploy.state import ServiceRecord, ServiceState
 from jupyter_mldeploy.deploy.targets.base import Observation, ServiceTarget
@@ -362,6 +363,7 @@ class Webservice:
         timeout_ms = record.deployment_config.get("scoringTimeoutMs") or 3_600_000
         read_timeout = timeout if timeout is not None else timeout_ms / 1000 + 10
         uri = get_target(record.target).scoring_uri(record)
+        headers = self.auth_headers(headers)
         try:
             response = send_request(uri, input_data, headers, read_timeout)
         except requests.RequestException as exc:
@@ -373,6 +375,51 @@ class Webservice:
             ) from exc
         response.raise_for_status()
         return response.body
+
+    # -- keys -----------------------------------------------------------------------------------------
+
+    def get_keys(self) -> tuple[str, str]:
+        """Return ``(primary_key, secondary_key)`` (v1 ``get_keys``).
+
+        Raises:
+            DeploymentError: When key auth is off for this service.
+        """
+        return read_keys(self._store.folder(self.name), self.name)
+
+    def regen_key(self, key: str, set_key: str | None = None) -> None:
+        """Replace one key on the running service, with no restart (v1 ``regen_key``).
+
+        The server re-reads the keys file on the next request: the new key works at once and callers using the
+        other key see no failed request.
+
+        Args:
+            key: ``"Primary"`` or ``"Secondary"``.
+            set_key: The new value (16+ URL-safe characters); None generates one (32 random bytes).
+
+        Raises:
+            InvalidArgument: For another ``key`` name or a bad ``set_key``.
+            DeploymentError: When key auth is off for this service.
+        """
+        if key not in ("Primary", "Secondary"):
+            raise InvalidArgument(f"Invalid key {key!r}: use 'Primary' or 'Secondary'.")
+        new = check_key(set_key, "set_key") if set_key is not None else generate_key()
+        folder = self._store.folder(self.name)
+        with self._store.lock(self.name):
+            primary, secondary = read_keys(folder, self.name)
+            write_keys(folder, new if key == "Primary" else primary, new if key == "Secondary" else secondary)
+
+    def auth_headers(self, headers: dict[str, str] | None = None) -> dict[str, str] | None:
+        """``headers`` plus ``Authorization: Bearer <primary key>`` when the service has key auth.
+
+        Every face calls a service through this, so none has to know where keys are kept. A caller's own
+        ``Authorization`` header wins.
+        """
+        if not self._record().deployment_config.get("authEnabled"):
+            return headers
+        given = dict(headers or {})
+        if not any(name.lower() == "authorization" for name in given):
+            given["Authorization"] = f"Bearer {self.get_keys()[0]}"
+        return given
 
     # -- changes --------------------------------------------------------------------------------------
 

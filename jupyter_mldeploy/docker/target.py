@@ -37,6 +37,7 @@ from jupyter_mldeploy.deploy.app_folder import AppFolder, remove_app_folder
 from jupyter_mldeploy.deploy.config import DeploymentConfiguration
 from jupyter_mldeploy.deploy.plan import DeploymentPlan
 from jupyter_mldeploy.deploy.ports import ensure_port_free, free_port
+from jupyter_mldeploy.deploy.service_keys import ensure_keys, keys_variables
 from jupyter_mldeploy.deploy.service_store import ServiceStore
 from jupyter_mldeploy.deploy.state import ServiceRecord, ServiceState, read_json
 from jupyter_mldeploy.deploy.targets.base import Observation
@@ -221,6 +222,9 @@ class DockerTarget(SupervisedTarget):
         place = self._place(folder)
         env = plan.scoring_variables(app, place, MODELDATA_MOUNT)
         env["HOME"] = "/tmp"
+        # The keys file sits in the service folder, which the container sees through its read-only mount.
+        ensure_keys(folder, plan.deployment_config)
+        env.update(keys_variables(plan.deployment_config, folder, place))
         return SpecFile(CONTAINER_PYTHON, place(app.root), env, plan.deployment_config.worker_count)
 
     # -- create ----------------------------------------------------------------------------------------

@@ -538,6 +538,9 @@ class MLDeployMagics(Magics):
     @argument("--repeat", type=int, default=1, metavar="N", help="Send it N times and report p50/p99 latency.")
     @argument("--concurrency", type=int, default=1, metavar="C", help="Parallel clients for --repeat.")
     @argument("--no-validate", action="store_true", help="Skip the check against the service's input schema.")
+    @argument("--protocol", choices=actions.PROTOCOLS, default="azureml",
+              help="azureml (/score, the default), v2 (/v2/models/<model>/infer) or mlflow (/invocations); the "
+                   "body must be in that protocol's format (docs/protocols.md).")
     @argument("-o", "--output-result", action="store_true",
               help="Return the whole result (status, latency, load-test report) instead of the parsed response, "
                    "as %%timeit -o does.")
@@ -568,10 +571,11 @@ class MLDeployMagics(Magics):
             raise UsageError(f"{' and '.join(sources)} both give a request body: keep one.")
         workspace = None if actions.is_scoring_uri(args.target) else self.workspace
         endpoint = actions.resolve_endpoint(args.target, workspace)
-        schema = None if args.no_validate else actions.input_schema(endpoint)
+        schema = None if args.no_validate or args.protocol != "azureml" else actions.input_schema(endpoint)
         payload = self._payload(args, cell, endpoint, schema)
         try:
             call = actions.call_endpoint(endpoint, payload, schema=schema, validate=not args.no_validate,
+                                         protocol=args.protocol,
                                          repeat=args.repeat, concurrency=args.concurrency)
         except actions.RequestMismatch as exc:
             raise UsageError(f"{exc.summary} (--no-validate sends it anyway).") from exc
@@ -594,6 +598,9 @@ class MLDeployMagics(Magics):
                 return json.loads(cell)
             except json.JSONDecodeError as exc:
                 raise UsageError(f"The cell is not JSON: {exc.msg} at line {exc.lineno} column {exc.colno}.") from exc
+        if args.protocol != "azureml":
+            raise UsageError(f"--protocol {args.protocol} needs a body in that protocol's format: pass --data EXPR "
+                             "or --file PATH, or put it in the cell (docs/protocols.md).")
         example = actions.example_payload(endpoint, schema)
         if example is not None:
             return example

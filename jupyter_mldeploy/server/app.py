@@ -23,6 +23,7 @@ from jupyter_mldeploy.server import logs, protocol_mlflow, protocol_v2
 from jupyter_mldeploy.server.batching import Dispatcher
 from jupyter_mldeploy.server.config import ThroughputSettings
 from jupyter_mldeploy.server.encoding import encode_result
+from jupyter_mldeploy.server.keys import OPEN_PATHS, UNAUTHORIZED_MESSAGE, ServiceKeys
 from jupyter_mldeploy.server.run_parameters import run_output_schema, run_parameter_schemas
 from jupyter_mldeploy.server.runner import Runner, RunOutcome
 from jupyter_mldeploy.server.shims import Headers
@@ -56,7 +57,7 @@ class _Request:
     """What one request carried, gathered in a single pass over the ASGI headers."""
 
     __slots__ = ("scope", "method", "path", "raw_headers", "content_type", "content_length", "request_id",
-                 "id_headers", "start", "legacy_id", "client_id")
+                 "id_headers", "start", "legacy_id", "client_id", "authorization")
 
     def __init__(self, scope: Scope) -> None:
         self.scope = scope
@@ -66,6 +67,7 @@ class _Request:
         self.start = time.perf_counter()
         self.content_type = ""
         self.content_length: int | None = None
+        self.authorization: bytes | None = None
         rid = legacy = client = trace = ""
         for name, value in self.raw_headers:
             if name == b"content-type":
@@ -83,6 +85,8 @@ class _Request:
                 client = value.decode("latin-1")
             elif name == b"traceid":
                 trace = value.decode("latin-1")
+            elif name == b"authorization":
+                self.authorization = value
         self.id_headers: list[tuple[bytes, bytes]] = []
         if trace:
             self.id_headers.append((b"TraceId", trace.encode("latin-1")))
@@ -152,6 +156,7 @@ class ScoringApp:
         self._wire_paths: dict[str, WireProtocol] = dict.fromkeys(protocol_mlflow.PATHS, mlflow)
         self._v2 = protocol_v2.V2Protocol(parameters, run_output_schema(script.run, decorated, protocol_v2.OUTPUT_NAME),
                                           protocol_v2.served_models(os.environ))
+        self._keys = ServiceKeys.from_environ(os.environ)
 
     def watch_requests(self, tasks: Collection[Any]) -> None:
         """Count in-flight requests from the HTTP server's own set of request tasks.
@@ -177,7 +182,10 @@ class ScoringApp:
         failed: bool | None = None
         try:
             request.check_ids()
-            if request.path == "/score":
+            if self._keys is not None and not self._open(request) and not self._keys.allows(request.authorization):
+                status, headers, body = self._unauthorized(request)
+                failed = False
+            elif request.path == "/score":
                 status, headers, body, fn_ms, failed = await self._score(request, receive)
             elif request.path == "/":
                 if request.method not in ("GET", "HEAD"):
@@ -215,6 +223,23 @@ class ScoringApp:
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": body_out})
         self._access_log(request, status, len(body))
+
+    def _open(self, request: _Request) -> bool:
+        # Probes stay open; so does a CORS preflight the app answers itself (browsers send no key with it).
+        path = request.path
+        return path in OPEN_PATHS or (path == "/score" and request.method == "OPTIONS" and self.script.mode != RAW)
+
+    def _unauthorized(self, request: _Request) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+        """401 with ``WWW-Authenticate: Bearer``, in the error format of the protocol the path belongs to."""
+        wire = self._wire_paths.get(request.path)
+        if wire is None and (request.path == protocol_v2.PREFIX or request.path.startswith(protocol_v2.PREFIX + "/")):
+            wire = self._v2
+        if wire is not None:
+            refusal = wire.error(401, UNAUTHORIZED_MESSAGE)
+            content_type, body = refusal.content_type, refusal.body
+        else:
+            content_type, body = _JSON, _error_body(UNAUTHORIZED_MESSAGE)
+        return 401, [(b"content-type", content_type), (b"www-authenticate", b"Bearer")], body
 
     def _access_log(self, request: _Request, status: int, length: int) -> None:
         # Health probes are polled constantly; as azmlinfsrv, they are not access-logged.

@@ -44,7 +44,8 @@ FORMATS = ("dataframe_split", "dataframe_records", "instances", "inputs")
 PATHS = frozenset({"/invocations", "/ping", "/health", "/version"})
 _CONTENT_TYPES = ["text/csv", "application/json"]
 _REQUIRED = f"The input must be a JSON dictionary with exactly one of the input fields {set(FORMATS)}"
-_ERROR_CODES = {400: "BAD_REQUEST", 404: "ENDPOINT_NOT_FOUND", 413: "BAD_REQUEST", 415: "BAD_REQUEST"}
+_ERROR_CODES = {400: "BAD_REQUEST", 401: "UNAUTHENTICATED", 404: "ENDPOINT_NOT_FOUND", 413: "BAD_REQUEST",
+                415: "BAD_REQUEST"}
 
 
 def error(status: int, message: str) -> WireError:

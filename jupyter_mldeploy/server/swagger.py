@@ -1,6 +1,7 @@
 """``GET /swagger.json?version=2|3|3.1``: the service's OpenAPI document, as azmlinfsrv 1.5 builds it.
 
-The document describes ``/``, ``/score`` and ``/swagger.json``; the score body and result are the
+The document describes ``/``, ``/score`` and ``/swagger.json``, then the Open Inference Protocol V2 and MLflow
+routes of the same server (generically: their bodies are the protocols' own); the score body and result are the
 ``ServiceInput`` / ``ServiceOutput`` definitions (``components/schemas`` in 3.x), taken from
 inference-schema's own ``get_input_schema`` / ``get_output_schema`` when ``run`` is decorated (with the
 samples as examples), else generic objects. Versions the decorators do not support (inference-schema's
@@ -35,6 +36,50 @@ _ERROR_DESCRIPTION = "The service failed to execute due to an error."
 
 class SwaggerError(Exception):
     """An unknown or unsupported version was asked for (answered with 404)."""
+
+
+#: The other wire protocols' routes (docs/protocols.md): path -> (method, operationId, description, needs a key).
+_PROTOCOL_ROUTES: tuple[tuple[str, str, str, str, bool], ...] = (
+    ("/v2/health/live", "get", "V2ServerLive", "Open Inference Protocol V2: server liveness.", False),
+    ("/v2/health/ready", "get", "V2ServerReady", "Open Inference Protocol V2: server readiness.", False),
+    ("/v2", "get", "V2ServerMetadata", "Open Inference Protocol V2: server metadata.", True),
+    ("/v2/models/{model_name}", "get", "V2ModelMetadata",
+     "Open Inference Protocol V2: model metadata (inputs and outputs with datatype and shape).", True),
+    ("/v2/models/{model_name}/ready", "get", "V2ModelReady", "Open Inference Protocol V2: model readiness.", True),
+    ("/v2/models/{model_name}/infer", "post", "V2ModelInfer",
+     "Open Inference Protocol V2: run the model on input tensors (name, shape, datatype, data).", True),
+    ("/v2/models/{model_name}/versions/{model_version}", "get", "V2ModelVersionMetadata",
+     "Open Inference Protocol V2: metadata of one model version.", True),
+    ("/v2/models/{model_name}/versions/{model_version}/ready", "get", "V2ModelVersionReady",
+     "Open Inference Protocol V2: readiness of one model version.", True),
+    ("/v2/models/{model_name}/versions/{model_version}/infer", "post", "V2ModelVersionInfer",
+     "Open Inference Protocol V2: run one model version on input tensors.", True),
+    ("/invocations", "post", "MLflowInvocations",
+     "MLflow scoring protocol: dataframe_split, dataframe_records, instances or inputs (JSON), or text/csv.", True),
+    ("/ping", "get", "MLflowPing", "MLflow scoring protocol: health.", False),
+    ("/health", "get", "MLflowHealth", "MLflow scoring protocol: health.", False),
+    ("/version", "get", "MLflowVersion", "MLflow scoring protocol: server version.", True),
+)
+
+
+def _protocol_paths(prefix: str, openapi3: bool) -> dict[str, Any]:
+    """The V2 and MLflow routes, described generically (their bodies are the protocols' own)."""
+    paths: dict[str, Any] = {}
+    for path, method, operation_id, description, keyed in _PROTOCOL_ROUTES:
+        operation: dict[str, Any] = {"operationId": operation_id, "description": description,
+                                     "responses": {"200": {"description": "Success."},
+                                                   "default": {"description": _ERROR_DESCRIPTION}}}
+        names = [part[1:-1] for part in path.split("/") if part.startswith("{")]
+        if names:
+            operation["parameters"] = [
+                {"name": name, "in": "path", "required": True,
+                 **({"schema": {"type": "string"}} if openapi3 else {"type": "string"})}
+                for name in names
+            ]
+        if keyed:
+            operation["security"] = [{"Bearer": []}]
+        paths[f"{prefix}{path}"] = {method: operation}
+    return paths
 
 
 def _openapi2(title: str, version: str, prefix: str, schemas: tuple[Any, Any]) -> dict[str, Any]:
@@ -74,6 +119,7 @@ def _openapi2(title: str, version: str, prefix: str, schemas: tuple[Any, Any]) -
                 "responses": {"200": {"description": "The Swagger specification.", "schema": {"type": "string"}},
                               "default": error},
             }},
+            **_protocol_paths(prefix, openapi3=False),
         },
         "definitions": {"ServiceInput": schemas[0], "ServiceOutput": schemas[1], "ErrorResponse": _ERROR_SCHEMA},
     }
@@ -116,6 +162,7 @@ def _openapi3(title: str, version: str, prefix: str, schemas: tuple[Any, Any], o
                                       "content": {"text/plain": {"schema": {"type": "string"}}}},
                               "default": error},
             }},
+            **_protocol_paths(prefix, openapi3=True),
         },
         "components": {
             "schemas": {"ServiceInput": schemas[0], "ServiceOutput": schemas[1], "ErrorResponse": _ERROR_SCHEMA},

@@ -209,3 +209,15 @@ def test_bad_routes_models_and_json(classic: Server, decorated: Server) -> None:
         400, "Input 'features' is not an input of model 'iris'; its inputs are: data.")
     with pytest.raises(InferenceServerException, match="Model 'mnist' is not served here"):
         _client(classic).get_model_metadata("mnist")
+
+
+@pytest.mark.parametrize("version", ["2", "3"])
+def test_swagger_lists_every_protocols_routes(decorated: Server, version: str) -> None:
+    document = requests.get(f"{decorated.url}/swagger.json", params={"version": version}, timeout=10).json()
+    paths = document["paths"]
+    for path in ("/score", "/v2", "/v2/health/ready", "/v2/models/{model_name}/infer",
+                 "/v2/models/{model_name}/versions/{model_version}/infer", "/invocations", "/ping", "/version"):
+        assert path in paths, path
+    infer = paths["/v2/models/{model_name}/versions/{model_version}/infer"]["post"]
+    assert [p["name"] for p in infer["parameters"]] == ["model_name", "model_version"]
+    assert infer["security"] == [{"Bearer": []}] and "security" not in paths["/v2/health/live"]["get"]

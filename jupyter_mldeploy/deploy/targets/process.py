@@ -32,6 +32,7 @@ from typing import Any
 from jupyter_mldeploy.deploy.app_folder import remove_app_folder
 from jupyter_mldeploy.deploy.plan import DeploymentPlan
 from jupyter_mldeploy.deploy.ports import ensure_port_free, free_port
+from jupyter_mldeploy.deploy.service_keys import ensure_keys, keys_variables
 from jupyter_mldeploy.deploy.service_store import ServiceStore
 from jupyter_mldeploy.deploy.state import ServiceRecord, ServiceState, read_json
 from jupyter_mldeploy.deploy.targets import local_process
@@ -118,8 +119,9 @@ class ProcessTarget(SupervisedTarget):
             app = plan.layout(folder / "app-1")
             state = SupervisedState(python=python, log_offset=_log_size(store, plan.name))
             record = plan.record(port, environment, state.to_json())
-            write_spec(folder / state.spec_file, SpecFile(python, str(app.root), plan.scoring_variables(app),
-                                                          plan.deployment_config.worker_count))
+            ensure_keys(folder, plan.deployment_config)
+            env = {**plan.scoring_variables(app), **keys_variables(plan.deployment_config, folder)}
+            write_spec(folder / state.spec_file, SpecFile(python, str(app.root), env, plan.deployment_config.worker_count))
             store.save(record)  # before the start: a crash from here on leaves a record naming the folder
             record = self._start(store, record, app.root, app.entry_script)
         except BaseException:
@@ -170,7 +172,10 @@ class ProcessTarget(SupervisedTarget):
             log_offset=state.log_offset,
         )
         new_record = plan.record(new_port, environment, new_state.to_json(), previous=record)
-        spec = SpecFile(python, str(app.root), plan.scoring_variables(app), plan.deployment_config.worker_count)
+        folder = store.folder(record.name)
+        ensure_keys(folder, plan.deployment_config)
+        env = {**plan.scoring_variables(app), **keys_variables(plan.deployment_config, folder)}
+        spec = SpecFile(python, str(app.root), env, plan.deployment_config.worker_count)
         try:
             if running and not restart:
                 self.switch_in_place(store, record, new_record, spec, wait)

@@ -1,0 +1,127 @@
+"""Key auth in the scoring server (MLDEPLOY_KEYS_FILE): 401/200 on every protocol, open probes, keys replaced
+on a running server with no failed request for the other key, and a missing keys file refusing everything."""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from pathlib import Path
+
+import pytest
+import requests
+from server_harness import ServeFactory, Server
+
+SCORE = """
+import json
+
+def init():
+    pass
+
+def run(raw_data):
+    return [sum(row) for row in json.loads(raw_data)["data"]]
+"""
+
+PRIMARY = "primary-key-0123456789abcdef"
+SECONDARY = "secondary-key-0123456789abcdef"
+V2_BODY = {"inputs": [{"name": "x", "shape": [1, 2], "datatype": "FP64", "data": [1, 2]}]}
+
+
+def write_keys(path: Path, primary: str, secondary: str) -> None:
+    # as the deploy layer does: a new file renamed over the old one
+    tmp = path.with_name(".keys.tmp")
+    tmp.write_text(json.dumps({"primaryKey": primary, "secondaryKey": secondary}))
+    os.replace(tmp, path)
+
+
+@pytest.fixture(scope="module")
+def keys_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("keys") / "keys.json"
+    write_keys(path, PRIMARY, SECONDARY)
+    return path
+
+
+@pytest.fixture(scope="module")
+def server(serve_module: ServeFactory, keys_path: Path) -> Server:
+    return serve_module(SCORE, env={"MLDEPLOY_KEYS_FILE": str(keys_path)},
+                        files={"azureml-models/m/1/model.txt": "x"})
+
+
+def bearer(key: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key}"}
+
+
+CALLS = [
+    ("POST", "/score", {"json": {"data": [[1, 2]]}}, "message"),
+    ("POST", "/v2/models/m/infer", {"json": V2_BODY}, "error"),
+    ("GET", "/v2/models/m", {}, "error"),
+    ("POST", "/invocations", {"json": {"inputs": [[1, 2]]}}, "message"),
+]
+
+
+@pytest.mark.parametrize("method, path, kwargs, message_field", CALLS)
+def test_every_route_that_runs_the_model_needs_a_key(server: Server, method: str, path: str, kwargs: dict,
+                                                      message_field: str) -> None:
+    for headers in ({}, bearer("wrong-key-0123456789abcdef"), {"Authorization": PRIMARY}, bearer(PRIMARY[:-1])):
+        answer = requests.request(method, server.url + path, headers=headers, timeout=10, **kwargs)
+        assert answer.status_code == 401, (headers, answer.text)
+        assert answer.headers["WWW-Authenticate"] == "Bearer"
+        assert "Authorization: Bearer <key>" in answer.json()[message_field]
+    for key in (PRIMARY, SECONDARY):
+        answer = requests.request(method, server.url + path, headers=bearer(key), timeout=10, **kwargs)
+        assert answer.status_code == 200, answer.text
+    assert requests.request(method, server.url + path, headers={"Authorization": f"bearer {PRIMARY}"}, timeout=10,
+                            **kwargs).status_code == 200
+
+
+def test_mlflow_refusal_is_in_mlflows_format(server: Server) -> None:
+    answer = requests.post(f"{server.url}/invocations", json={"inputs": [[1]]}, timeout=10)
+    assert answer.status_code == 401 and answer.json()["error_code"] == "UNAUTHENTICATED"
+
+
+@pytest.mark.parametrize("path", ["/", "/ping", "/health", "/v2/health/live", "/v2/health/ready", "/swagger.json"])
+def test_probes_stay_open(server: Server, path: str) -> None:
+    assert requests.get(server.url + path, timeout=10).status_code == 200
+
+
+def test_regenerating_a_key_fails_no_request_of_the_other(server: Server, keys_path: Path) -> None:
+    outcomes: list[int] = []
+    stop = threading.Event()
+
+    def caller() -> None:
+        while not stop.is_set():
+            answer = requests.post(f"{server.url}/score", json={"data": [[1]]}, headers=bearer(SECONDARY), timeout=10)
+            outcomes.append(answer.status_code)
+
+    thread = threading.Thread(target=caller)
+    thread.start()
+    try:
+        primary = PRIMARY
+        for round_ in range(20):
+            new = f"regenerated-primary-{round_:04d}-abcdef"
+            write_keys(keys_path, new, SECONDARY)
+            # the new key is in force from the next request, the old one no longer
+            assert requests.post(f"{server.url}/score", json={"data": [[1]]}, headers=bearer(new),
+                                 timeout=10).status_code == 200
+            assert requests.post(f"{server.url}/score", json={"data": [[1]]}, headers=bearer(primary),
+                                 timeout=10).status_code == 401
+            primary = new
+    finally:
+        stop.set()
+        thread.join(30)
+        write_keys(keys_path, PRIMARY, SECONDARY)
+    assert len(outcomes) > 20 and set(outcomes) == {200}
+
+
+def test_missing_keys_file_refuses_everything_and_no_key_is_logged(serve: ServeFactory, tmp_path: Path) -> None:
+    missing = tmp_path / "absent" / "keys.json"
+    server = serve(SCORE, env={"MLDEPLOY_KEYS_FILE": str(missing)})
+    answer = requests.post(f"{server.url}/score", json={"data": [[1]]}, headers=bearer(PRIMARY), timeout=10)
+    assert answer.status_code == 401
+    missing.parent.mkdir()
+    write_keys(missing, PRIMARY, SECONDARY)
+    answer = requests.post(f"{server.url}/score", json={"data": [[1]]}, headers=bearer(PRIMARY), timeout=10)
+    assert answer.status_code == 200
+    log = server.log()
+    assert "Key auth is on but cannot read the keys file" in log
+    assert PRIMARY not in log and SECONDARY not in log
