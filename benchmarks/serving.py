@@ -273,10 +273,13 @@ def run_batching(args: argparse.Namespace, pythons: dict[str, Path], work: Path,
     results: dict[str, dict[str, list[dict[str, float]]]] = {s.name: {k: [] for k in kinds} for s in BATCHING_SCENARIOS}
     for scenario in BATCHING_SCENARIOS:
         body = body_file(work, scenario.rows, scenario.features)
-        servers = {kind: RunningServer("azmlinfsrv" if kind == "azmlinfsrv" else "mldeploy", python, scripts[scenario.script],
-                                       models, scenario, work / f"batching-{index}.log", body, env)
-                   for index, (kind, (python, env)) in enumerate(kinds.items())}
+        servers: dict[str, RunningServer] = {}
         try:
+            # Started one by one inside the try, so a server that fails to start does not leak the others.
+            for index, (kind, (python, env)) in enumerate(kinds.items()):
+                servers[kind] = RunningServer("azmlinfsrv" if kind == "azmlinfsrv" else "mldeploy", python,
+                                              scripts[scenario.script], models, scenario,
+                                              work / f"batching-{index}.log", body, env)
             for server in servers.values():
                 run_wrk(server.url, body, scenario.connections, 1, lua)
             for round_index in range(args.repeats):
