@@ -39,6 +39,7 @@ from jupyter_mldeploy.actions.endpoint import (
     resolve_endpoint,
 )
 from jupyter_mldeploy.actions.environments import choose_environment, environment_dicts
+from jupyter_mldeploy.actions.jobs import list_jobs
 from jupyter_mldeploy.actions.formats import format_duration, format_size, format_time, parse_time
 from jupyter_mldeploy.actions.models import (
     ModelRow,
@@ -74,6 +75,7 @@ from jupyter_mldeploy.actions.workspaces import (
 from jupyter_mldeploy.workspace import WorkspaceLocation, locate_workspace
 
 __all__ = [
+    "list_jobs",
     "MAX_CONCURRENCY",
     "MAX_RECENT_WORKSPACES",
     "MAX_REPEAT",

@@ -34,6 +34,10 @@ STATE_COLORS = {
 }
 
 
+#: The service state whose color a run's or a batch job's status takes (the panel's Runs tab and job list).
+STATUS_STATES = {"Running": "Transitioning", "Completed": "Healthy", "Failed": "Failed", "Canceled": "Deleted"}
+
+
 def state_badge_html(state: str, label: str | None = None) -> str:
     """Return an HTML badge (a colored pill) in a service state's color, reading ``label`` (default: the
     state); a run's status takes the color of the state it corresponds to (the panel's Runs tab)."""
@@ -42,6 +46,12 @@ def state_badge_html(state: str, label: str | None = None) -> str:
         f"<span class='mldeploy-badge' style='background:{color};color:white;border-radius:8px;"
         f"padding:1px 8px;font-size:0.85em'>{html.escape(label if label is not None else state)}</span>"
     )
+
+
+def status_badge_html(status: str) -> str:
+    """A run's or a batch job's status as a badge in the color of the matching service state
+    (:data:`STATUS_STATES`); an unknown status is escaped and shown in the neutral color."""
+    return state_badge_html(STATUS_STATES.get(status, status), label=status)
 
 
 def _html_table(headers: list[str], rows: list[list[str]], css_class: str) -> str:

@@ -87,3 +87,28 @@ def test_batch_score_magic_returns_the_job(shell: InteractiveShell, scored_works
         shell.run_line_magic("batch_score", "--entry nope.py --input data.csv --output out2")
     assert "batch_score" in shell.magics_manager.magics["line"]
     assert "--mini-batch-size" in shell.magics_manager.magics["line"]["batch_score"].__doc__
+
+
+def test_the_deployments_panel_lists_jobs_with_their_progress(
+    scored_workspace: Workspace, diabetes: tuple[pd.DataFrame, Path, Ridge], tmp_path: Path
+) -> None:
+    from jupyter_mldeploy.batch import ParallelRunConfig
+    from jupyter_mldeploy.notebook.widgets import DeploymentsPanel
+
+    frame, _, _ = diabetes
+    frame.to_csv(tmp_path / "data.csv", index=False)
+    write_script(tmp_path, SCORE_BATCH)
+    panel = DeploymentsPanel(scored_workspace, auto_refresh=False)
+    try:
+        assert panel.jobs_view.value == ""  # no job yet: nothing shown
+        config = ParallelRunConfig(entry_script=str(tmp_path / "score_batch.py"), error_threshold=-1,
+                                   output_action="append_row", mini_batch_size="8KB", process_count_per_node=1)
+        job = BatchJob.submit(scored_workspace, "nightly", config, str(tmp_path / "data.csv"), ["diabetes:1"],
+                              tmp_path / "out")
+        job.wait_for_completion(show_output=False)
+        panel.refresh()
+        shown = panel.jobs_view.value
+        assert "nightly" in shown and job.id in shown and ">Completed<" in shown
+        assert "value='100'" in shown and f"{len(frame)} items, 0 failed" in shown
+    finally:
+        panel.close()

@@ -1,4 +1,5 @@
-"""``DeploymentsPanel``: every service with a live state badge, its URI, port and models; logs, reload, delete.
+"""``DeploymentsPanel``: every service with a live state badge, its URI, port and models; logs, reload, delete;
+and the workspace's batch jobs with their progress.
 
 States are refreshed by a background thread (every ``interval`` seconds) that only reads the services'
 files and asks ``GET /``, then sets widget values; the kernel stays free for other cells. ``stop()`` (or
@@ -17,7 +18,7 @@ import ipywidgets as widgets
 from jupyter_mldeploy import actions
 from jupyter_mldeploy.actions import format_duration
 from jupyter_mldeploy.errors import MLDeployError
-from jupyter_mldeploy.notebook.summaries import state_badge_html
+from jupyter_mldeploy.notebook.summaries import state_badge_html, status_badge_html
 from jupyter_mldeploy.notebook.widgets._common import MessageLine, button, reported, resolve_workspace
 from jupyter_mldeploy.workspace import Workspace
 
@@ -91,6 +92,25 @@ class ServiceRow(widgets.VBox):
         self.confirm_box.layout.display = "none"
 
 
+def jobs_html(jobs: list[dict[str, Any]]) -> str:
+    """Batch jobs as a table: status badge, name and id, a progress bar, items, failures, rows/s, error."""
+    if not jobs:
+        return ""
+    rows = []
+    for job in jobs:
+        percent = round(100 * float(job.get("progress") or 0.0))
+        rate = job.get("rowsPerSecond")
+        error = f"<br><small style='color:#cf222e'>{html.escape(str(job['error'])[:300])}</small>" if job.get("error") else ""
+        rows.append(
+            f"<tr><td>{status_badge_html(str(job['state']))}</td>"
+            f"<td><b>{html.escape(str(job['name']))}</b> <small>{html.escape(str(job['id']))}</small>{error}</td>"
+            f"<td><progress max='100' value='{percent}'></progress> {html.escape(str(job['miniBatches']))}</td>"
+            f"<td>{job.get('items') or 0} items, {job.get('failed') or 0} failed</td>"
+            f"<td>{f'{rate:,.0f} rows/s' if isinstance(rate, (int, float)) else '-'}</td></tr>"
+        )
+    return "<b>Batch jobs</b><table class='mldeploy-jobs'>" + "".join(rows) + "</table>"
+
+
 class DeploymentsPanel(widgets.VBox):
     """The services of a workspace, refreshed live, with a log viewer that follows the tail.
 
@@ -101,6 +121,7 @@ class DeploymentsPanel(widgets.VBox):
 
     Attributes:
         rows (dict[str, ServiceRow]): One row per service, by name.
+        jobs_view (HTML): The workspace's batch jobs with their progress (empty when there are none).
         log_view (HTML): The log of the service whose "Logs" button was pressed last, scrolled to its end.
         follow (Checkbox): Keep the log viewer at the log's tail on every refresh.
         message (MessageLine): What the last action did, or its error.
@@ -128,11 +149,13 @@ class DeploymentsPanel(widgets.VBox):
         self.follow = widgets.Checkbox(value=True, description="Follow the log tail", indent=False)
         self.log_title = widgets.HTML()
         self.log_view = widgets.HTML(value="", layout=widgets.Layout(width="100%"))
+        self.jobs_view = widgets.HTML()
         self.message = MessageLine()
         super().__init__(children=[
             widgets.HBox([self.refresh_button, self.follow]),
             self.empty,
             self.rows_box,
+            self.jobs_view,
             self.message,
             self.log_title,
             self.log_view,
@@ -167,6 +190,9 @@ class DeploymentsPanel(widgets.VBox):
             if self.rows_box.children != children:
                 self.rows_box.children = children
             self.empty.layout.display = "none" if names else "block"
+            jobs = jobs_html(actions.list_jobs(self.workspace))
+            if self.jobs_view.value != jobs:
+                self.jobs_view.value = jobs
             if self.follow.value and self.log_service is not None:
                 self._load_logs(self.log_service)
             self.refresh_count += 1

@@ -17,23 +17,17 @@ import ipywidgets as widgets
 from jupyter_mldeploy import actions
 from jupyter_mldeploy.actions import format_duration, format_time
 from jupyter_mldeploy.errors import MLDeployError
-from jupyter_mldeploy.notebook.summaries import state_badge_html
+from jupyter_mldeploy.notebook.summaries import STATUS_STATES, status_badge_html
 from jupyter_mldeploy.notebook.widgets._common import MessageLine, button, reported, resolve_workspace
 from jupyter_mldeploy.workspace import Workspace
 
 #: The service state whose badge color a run status takes: in progress, fine, broken, stopped by hand.
-STATUS_STATES = {"Running": "Transitioning", "Completed": "Healthy", "Failed": "Failed", "Canceled": "Deleted"}
 #: Runs listed at most (the newest); the experiment filter reaches older ones.
 DEFAULT_LIMIT = 100
 #: Characters of a metric value (a list, a table) shown before it is cut with an ellipsis.
 VALUE_CHARS = 200
 
 _ALL = ""
-
-
-def status_badge_html(status: str) -> str:
-    """A run status as a badge in the color of the matching service state (:data:`STATUS_STATES`)."""
-    return state_badge_html(STATUS_STATES.get(status, status), label=status)
 
 
 def value_text(value: Any) -> str:
