@@ -196,3 +196,24 @@ def test_cli_data_show(workspace, monkeypatch, tmp_path: Path) -> None:
     assert {r["feature"]: r["drift"] for r in result["drift"]} == {"a": "none", "b": "large"}
     empty = runner.invoke(main, ["data", "show", "nothing", "-w", str(workspace.path)])
     assert empty.exit_code == 0 and "No inputs collected for service 'nothing'" in empty.output
+
+
+def test_drift_panel(workspace, monkeypatch) -> None:
+    import pandas as pd
+
+    from jupyter_mldeploy.notebook.widgets.drift import DriftPanel
+
+    empty = DriftPanel(workspace)
+    assert "No service has collected data yet" in empty.message.text
+    rng = np.random.default_rng(2)
+    _collect_in_process(workspace, monkeypatch, "svc", np.column_stack([rng.normal(size=300),
+                                                                        rng.normal(loc=2.0, size=300)]))
+    panel = DriftPanel(workspace)
+    assert panel.service_select.options == ("svc",) and panel.last is not None
+    assert "No drift table" in panel.summary.value and bytes(panel.plot.value) == b""
+    panel.set_reference(pd.DataFrame(rng.normal(size=(1000, 2)), columns=["a", "b"]))
+    assert panel.last.drift["drift"].tolist() == ["none", "large"]
+    assert "mldeploy-drift" in panel.summary.value and "300" in panel.summary.value
+    assert bytes(panel.plot.value).startswith(b"\x89PNG")
+    panel.set_reference(pd.DataFrame({"x": [1.0]}))
+    assert panel.message.is_error and "none of the collected features" in panel.message.text
