@@ -363,7 +363,14 @@ class ScoringApp:
                 raise protocol.error(exc.status, exc.message) from None
             call = routed(raw, request.content_type, request.raw_headers)
             kwargs = {"body": call.body, "headers": call.headers, "path": request.path}
-            outcome = await self.runner.call(self.script.invoke_run, kwargs, request.request_id, alone=self._alone())
+            if self.dispatcher is not None:
+                # The same queue (and queue limits) as /score; other protocols' bodies are not merged.
+                try:
+                    outcome = (await self.dispatcher.submit(kwargs, request.request_id)).outcome
+                except ClientError as exc:
+                    raise protocol.error(exc.status, exc.message) from None
+            else:
+                outcome = await self.runner.call(self.script.invoke_run, kwargs, request.request_id, alone=self._alone())
             if isinstance(outcome.error, ClientError):
                 raise protocol.error(outcome.error.status, outcome.error.message)
             if outcome.timed_out:

@@ -166,6 +166,11 @@ def test_schema_numpy_run_is_batched(serve: ServeFactory, weights: np.ndarray) -
         assert answer.status_code == 200, answer.text
         assert answer.json() == pytest.approx((np.array(sent[index]) @ weights).tolist())
         assert int(answer.headers["x-ms-batch-size"]) == total  # all eight rode in one run() call
+    # The documents are unchanged by batching.
+    plain = _start(serve, SCHEMA, weights, {})
+    swagger = requests.get(f"{server.url}/swagger.json", timeout=30)
+    assert swagger.status_code == 200 and "x-ms-batch-size" not in swagger.headers
+    assert swagger.json() == requests.get(f"{plain.url}/swagger.json", timeout=30).json()
 
 
 def test_a_bad_row_poisons_only_its_own_request(serve: ServeFactory, weights: np.ndarray) -> None:
@@ -314,3 +319,14 @@ def test_scoring_variables_carry_batching_and_queue_limits_to_the_server(tmp_pat
     settings = ThroughputSettings.from_environ(env)
     assert (settings.batch_max_size, settings.batch_max_latency_ms) == (16, 5.0)
     assert (settings.max_queue_wait_ms, settings.max_concurrent_requests) == (500, 4)
+
+
+def test_queue_limits_cover_the_other_wire_protocols(serve: ServeFactory) -> None:
+    server = _start(serve, SLOW, None, {"MLDEPLOY_MAX_CONCURRENT_REQUESTS": "1"})
+    with ThreadPoolExecutor(2) as pool:
+        first = pool.submit(requests.post, f"{server.url}/score", data="x", timeout=30)
+        time.sleep(0.15)
+        refused = requests.post(f"{server.url}/invocations", json={"inputs": [[1, 2]]}, timeout=30)
+        assert first.result().status_code == 200
+    assert refused.status_code == 503
+    assert "MLDEPLOY_MAX_CONCURRENT_REQUESTS = 1" in refused.text
