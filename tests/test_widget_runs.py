@@ -147,7 +147,7 @@ def test_values_and_badges() -> None:
 def test_the_panel_has_a_runs_tab(workspace, recorded) -> None:
     panel = MLDeployPanel(workspace)
     try:
-        assert panel.titles == ("Registry", "Deployments", "Test endpoint", "Runs")
+        assert panel.titles == ("Registry", "Deployments", "Test endpoint", "Runs", "Data drift")
         assert panel.children[3] is panel.runs and recorded.completed.id in panel.runs.rows
     finally:
         panel.close()

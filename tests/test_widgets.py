@@ -232,7 +232,7 @@ def test_panel_tabs_and_deploy_refreshes_the_others(ws: Workspace) -> None:
     shown = panel(ws, interval=0.2)
     try:
         assert isinstance(shown, MLDeployPanel)
-        assert shown.titles == ("Registry", "Deployments", "Test endpoint", "Runs")
+        assert shown.titles == ("Registry", "Deployments", "Test endpoint", "Runs", "Data drift")
         shown.registry.deploy_service.value = "from-panel"
         shown.registry.deploy_button.click()
         assert "from-panel" in shown.deployments.rows

@@ -1,12 +1,13 @@
-"""Notebook panels (ipywidgets 8): the registry, the deployments with live states, an endpoint tester, runs.
+"""Notebook panels (ipywidgets 8): the registry, the deployments with live states, an endpoint tester, runs,
+collected model data (drift).
 
-``jupyter_mldeploy.panel()`` (or ``%mldeploy``) shows the four as tabs::
+``jupyter_mldeploy.panel()`` (or ``%mldeploy``) shows the five as tabs::
 
     import jupyter_mldeploy
     jupyter_mldeploy.panel()          # Workspace.from_config(), or panel("path/to/workspace")
 
 Each panel is also usable alone (``RegistryPanel(ws)``, ``DeploymentsPanel(ws)``, ``EndpointTester(ws)``,
-``RunsPanel(ws)``).
+``RunsPanel(ws)``, ``DriftPanel(ws)``).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import ipywidgets as widgets
 
 from jupyter_mldeploy.notebook.widgets._common import resolve_workspace
 from jupyter_mldeploy.notebook.widgets.deployments import DeploymentsPanel, ServiceRow
+from jupyter_mldeploy.notebook.widgets.drift import DriftPanel
 from jupyter_mldeploy.notebook.widgets.registry import RegistryPanel
 from jupyter_mldeploy.notebook.widgets.runs import RunsPanel
 from jupyter_mldeploy.notebook.widgets.tester import EndpointTester
@@ -25,7 +27,7 @@ from jupyter_mldeploy.workspace import Workspace
 
 
 class MLDeployPanel(widgets.Tab):
-    """The four panels as tabs: Registry, Deployments, Test endpoint, Runs.
+    """The five panels as tabs: Registry, Deployments, Test endpoint, Runs, Data drift.
 
     Deploying from the Registry tab refreshes the other two. ``close()`` stops the live refresh.
 
@@ -34,8 +36,8 @@ class MLDeployPanel(widgets.Tab):
         interval: Seconds between live refreshes of the Deployments tab.
 
     Attributes:
-        registry (RegistryPanel), deployments (DeploymentsPanel), tester (EndpointTester), runs (RunsPanel):
-            The tabs.
+        registry (RegistryPanel), deployments (DeploymentsPanel), tester (EndpointTester), runs (RunsPanel),
+            drift (DriftPanel): The tabs.
     """
 
     def __init__(self, workspace: Workspace | str | Path | None = None, interval: float = 2.0) -> None:
@@ -46,9 +48,11 @@ class MLDeployPanel(widgets.Tab):
         self.deployments = DeploymentsPanel(self.workspace, interval=interval)
         self.tester = EndpointTester(self.workspace)
         self.runs = RunsPanel(self.workspace)
-        self._tabs = [self.registry, self.deployments, self.tester, self.runs]
+        self.drift = DriftPanel(self.workspace)
+        self._tabs = [self.registry, self.deployments, self.tester, self.runs, self.drift]
         self.registry.on_deploy(self._deployed)
-        super().__init__(children=list(self._tabs), titles=("Registry", "Deployments", "Test endpoint", "Runs"))
+        super().__init__(children=list(self._tabs), titles=("Registry", "Deployments", "Test endpoint", "Runs",
+                                                                  "Data drift"))
 
     def _deployed(self, service: Any) -> None:
         self.deployments.refresh()
@@ -75,4 +79,4 @@ def panel(workspace: Workspace | str | Path | None = None, interval: float = 2.0
     return MLDeployPanel(workspace, interval=interval)
 
 
-__all__ = ["DeploymentsPanel", "EndpointTester", "MLDeployPanel", "RegistryPanel", "RunsPanel", "ServiceRow", "panel"]
+__all__ = ["DeploymentsPanel", "DriftPanel", "EndpointTester", "MLDeployPanel", "RegistryPanel", "RunsPanel", "ServiceRow", "panel"]
