@@ -253,3 +253,19 @@ def test_scaffolded_script_deploys_as_an_ordinary_entry_script(workspace, iris, 
     services.append(service)
     service.wait_for_deployment()
     assert service.run({"data": X.tolist()}) == model.predict(X).tolist()
+
+
+def test_panel_deploys_with_an_empty_entry(workspace, iris, tmp_path: Path, services) -> None:
+    from jupyter_mldeploy.notebook.widgets.registry import RegistryPanel
+
+    model, X = iris
+    Model.register(workspace, model_path=_pickle(model, tmp_path / "iris.pkl"), model_name="iris",
+                   model_framework=Model.Framework.SCIKITLEARN)
+    registry = RegistryPanel(workspace)
+    assert registry.model_select.value == "iris"
+    registry.deploy_entry.value = ""
+    registry.deploy_service.value = "iris-panel"
+    registry.deploy_button.click()
+    services.append(Webservice(workspace, "iris-panel"))
+    assert not registry.message.is_error, registry.message.text
+    assert Webservice(workspace, "iris-panel").run({"data": X.tolist()}) == model.predict(X).tolist()

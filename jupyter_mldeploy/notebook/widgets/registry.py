@@ -60,7 +60,8 @@ class RegistryPanel(widgets.VBox):
                                         layout=widgets.Layout(display="none"))
 
         self.deploy_service = widgets.Text(description="Service", placeholder="service name")
-        self.deploy_entry = widgets.Text(description="Entry", value="score.py")
+        self.deploy_entry = widgets.Text(description="Entry", value="score.py",
+                                         placeholder="empty: no-code (model registered with a framework)")
         self.deploy_source_dir = widgets.Text(description="Source dir", placeholder="(optional)")
         self.deploy_button = button("Deploy this version", self._on_deploy, style="success", icon="rocket")
 
@@ -219,7 +220,9 @@ class RegistryPanel(widgets.VBox):
         with reported(self.message):
             name = self.deploy_service.value.strip()
             source_dir = self.deploy_source_dir.value.strip() or None
-            config = InferenceConfig(self.deploy_entry.value.strip() or "score.py", source_directory=source_dir)
+            entry = self.deploy_entry.value.strip()
+            # An empty Entry field deploys a model registered with a supported framework with no code.
+            config = InferenceConfig(entry or "score.py", source_directory=source_dir) if entry or source_dir else None
             exists = name in actions.service_names(self.workspace)
             self.message.info(f"{'Updating' if exists else 'Deploying'} {name} with {model.id}…")
             service = deploy_model(self.workspace, name, [model.id], config, overwrite=True)
