@@ -118,7 +118,7 @@ def test_cli_profile_run_show_list(workspace, tmp_path: Path) -> None:
     pd.DataFrame({"body": [json.dumps({"data": [row]}) for row in samples]}).to_csv(bodies, index=False)
     ws = str(workspace.path)
     ran = CliRunner().invoke(main, ["model", "profile", "run", "-n", "cli-profile", "-m", "diabetes:1", "--ic", str(ic),
-                                    "--input", str(bodies), "-w", ws, "-o", "json"], catch_exceptions=False)
+                                    "--input", str(bodies), "--seconds-per-level", "0.5", "-w", ws, "-o", "json"], catch_exceptions=False)
     assert ran.exit_code == 0, ran.output
     details = json.loads(ran.output)
     assert details["state"] == "Succeeded" and details["successRate"] == 100.0
@@ -129,3 +129,34 @@ def test_cli_profile_run_show_list(workspace, tmp_path: Path) -> None:
     missing = CliRunner().invoke(main, ["model", "profile", "show", "nope", "-w", ws])
     assert missing.exit_code == 1 and "No model profile 'nope'" in missing.output
     assert Webservice.list(workspace) == []
+
+
+def test_profile_model_magic_shows_progress_and_returns_the_profile(tmp_path: Path, monkeypatch, capsys) -> None:
+    from IPython.core.error import UsageError
+    from IPython.core.interactiveshell import InteractiveShell
+    from traitlets.config import Config
+
+    from jupyter_mldeploy.workspace import Workspace
+
+    monkeypatch.chdir(tmp_path)
+    config = Config()
+    config.HistoryManager.hist_file = ":memory:"
+    shell = InteractiveShell.instance(config=config, history_length=0)
+    try:
+        shell.run_line_magic("load_ext", "jupyter_mldeploy")
+        shell.run_line_magic("mldeploy_workspace", str(tmp_path / "ws"))
+        workspace = Workspace(tmp_path / "ws")
+        path, _, samples = train_ridge(tmp_path / "train")
+        Model.register(workspace, model_path=str(path), model_name="diabetes")
+        source_dir(tmp_path, "score_ridge.py")
+        shell.user_ns["bodies"] = [json.dumps({"data": [row]}) for row in samples]
+        with pytest.raises(UsageError, match="input_dataset is empty"):
+            shell.run_line_magic("profile_model", "p --model diabetes:1 --source-dir src --input []")
+        profile = shell.run_line_magic(
+            "profile_model", "magic-profile --model diabetes:1 --source-dir src --input bodies --seconds-per-level 0.5")
+        assert isinstance(profile, ModelProfile) and profile.state == "Succeeded"
+        assert "load level 1/4" in capsys.readouterr().out
+        assert "data:image/png;base64," in profile._repr_html_()
+        assert Webservice.list(workspace) == []
+    finally:
+        InteractiveShell.clear_instance()

@@ -10,7 +10,7 @@ import click
 
 from jupyter_mldeploy.cli._common import emit, existing_workspace_option, output_option
 from jupyter_mldeploy.cli.model import model_group
-from jupyter_mldeploy.deploy.profile import ModelProfile, list_profiles, profile_model
+from jupyter_mldeploy.deploy.profile import SECONDS_PER_LEVEL, ModelProfile, list_profiles, profile_model
 from jupyter_mldeploy.inference_config import InferenceConfig
 from jupyter_mldeploy.workspace import Workspace
 
@@ -44,14 +44,17 @@ def _emit_profile(profile: ModelProfile, output: str) -> None:
 @click.option("--cpu", type=float, default=None, help="CPU cores (a real limit: the Docker target).")
 @click.option("--memory-gb", type=float, default=None, help="Memory in GB (a real limit: the Docker target).")
 @click.option("--description", default=None, help="Free text.")
+@click.option("--seconds-per-level", type=float, default=SECONDS_PER_LEVEL, show_default=True,
+              help="How long each concurrency level (1, 2, 4, 8) runs.")
 @output_option
 @existing_workspace_option
 def run_command(workspace: Workspace, profile_name: str, models: tuple[str, ...], inference_config: str,
                 input_path: str, cpu: float | None, memory_gb: float | None, description: str | None,
-                output: str) -> None:
+                seconds_per_level: float, output: str) -> None:
     """Deploy a temporary service, load it at 1-8 connections, store and print the profile."""
     ic = InferenceConfig.from_file(inference_config, workspace)
-    profile = profile_model(workspace, profile_name, list(models), ic, input_path, cpu, memory_gb, description)
+    profile = profile_model(workspace, profile_name, list(models), ic, input_path, cpu, memory_gb, description,
+                            seconds_per_level=seconds_per_level)
     profile.wait_for_completion(show_output=output == "table")
     _emit_profile(profile, output)
     if profile.state != "Succeeded":

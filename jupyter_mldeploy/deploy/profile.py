@@ -339,6 +339,8 @@ def profile_model(
     cpu: float | None = None,
     memory_in_gb: float | None = None,
     description: str | None = None,
+    *,
+    seconds_per_level: float = SECONDS_PER_LEVEL,
 ) -> ModelProfile:
     """Profile models on a temporary service (v1 ``Model.profile``); returns while the profile runs.
 
@@ -351,6 +353,7 @@ def profile_model(
         cpu: CPU cores for the service (Docker target, a real limit); None = the process target.
         memory_in_gb: Memory for the service in GB (Docker target); None = the process target.
         description: Free text.
+        seconds_per_level: Ours: how long each concurrency level runs (default 2.5 s).
 
     Returns:
         ModelProfile: Call ``wait_for_completion()`` then ``get_details()``.
@@ -364,6 +367,8 @@ def profile_model(
     for label, value in (("cpu", cpu), ("memory_in_gb", memory_in_gb)):
         if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0):
             raise InvalidArgument(f"{label} must be a positive number, not {value!r}.")
+    if not (isinstance(seconds_per_level, (int, float)) and seconds_per_level > 0):
+        raise InvalidArgument(f"seconds_per_level must be a positive number of seconds, not {seconds_per_level!r}.")
     bodies = read_input_dataset(input_dataset)
     docker = cpu is not None or memory_in_gb is not None
     config = local_deploy_configuration(runtime="docker" if docker else "process", cpu_cores=cpu,
@@ -371,19 +376,21 @@ def profile_model(
     service_name = f"profile-{profile_name}-{uuid.uuid4().hex[:6]}"[:60]
     service = deploy_model(workspace, service_name, models, inference_config, config)
     profile = ModelProfile(workspace, profile_name, description)
-    profile._thread = threading.Thread(target=_run_profile, args=(profile, service, bodies, cpu, memory_in_gb, docker),
-                                       name="mldeploy-profile", daemon=True)
+    profile._thread = threading.Thread(
+        target=_run_profile, args=(profile, service, bodies, cpu, memory_in_gb, docker, seconds_per_level),
+        name="mldeploy-profile", daemon=True,
+    )
     profile._thread.start()
     return profile
 
 
 def _run_profile(profile: ModelProfile, service: Webservice, bodies: list[str], cpu: float | None,
-                 memory_gb: float | None, docker: bool) -> None:
+                 memory_gb: float | None, docker: bool, seconds_per_level: float) -> None:
     details: dict[str, Any] = {"requestedCpu": cpu, "requestedMemoryInGB": memory_gb, "requestedQueriesPerSecond": None}
     try:
         profile.progress = f"deploying the temporary service {service.name}"
         service.wait_for_deployment(timeout_sec=300)
-        details.update(_measure(service, bodies, cpu, memory_gb, docker, profile))
+        details.update(_measure(service, bodies, cpu, memory_gb, docker, profile, seconds_per_level))
         profile.state = "Succeeded"
     except Exception as exc:  # the profile records why it failed; nothing is left running
         details["error"] = exc.summary if isinstance(exc, MLDeployError) else f"{type(exc).__name__}: {exc}"
@@ -399,7 +406,7 @@ def _run_profile(profile: ModelProfile, service: Webservice, bodies: list[str], 
 
 
 def _measure(service: Webservice, bodies: list[str], cpu: float | None, memory_gb: float | None,
-             docker: bool, profile: ModelProfile) -> dict[str, Any]:
+             docker: bool, profile: ModelProfile, seconds_per_level: float) -> dict[str, Any]:
     url = service.scoring_uri
     headers = {"Content-Type": "application/json"}
     profile.progress = f"warming up with {len(bodies)} request bodies"
@@ -413,8 +420,8 @@ def _measure(service: Webservice, bodies: list[str], cpu: float | None, memory_g
     try:
         for number, connections in enumerate(CONCURRENCY_LEVELS, 1):
             profile.progress = (f"load level {number}/{len(CONCURRENCY_LEVELS)}: {connections} concurrent requests "
-                                f"for {SECONDS_PER_LEVEL:g} s")
-            levels.append(_load(url, bodies, connections, headers))
+                                f"for {seconds_per_level:g} s")
+            levels.append(_load(url, bodies, connections, headers, seconds_per_level))
     finally:
         sampler.stop_event.set()
         sampler.join(30)
@@ -460,10 +467,10 @@ def _measure(service: Webservice, bodies: list[str], cpu: float | None, memory_g
     return result
 
 
-def _load(url: str, bodies: list[str], connections: int, headers: dict[str, str]) -> _Level:
+def _load(url: str, bodies: list[str], connections: int, headers: dict[str, str], seconds: float) -> _Level:
     level = _Level(connections)
     lock = threading.Lock()
-    deadline = time.perf_counter() + SECONDS_PER_LEVEL
+    deadline = time.perf_counter() + seconds
     start = time.perf_counter()
 
     def client(offset: int) -> None:

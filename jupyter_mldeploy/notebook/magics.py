@@ -382,6 +382,41 @@ class MLDeployMagics(Magics):
         args = _parse(self.models, line)
         return ModelTable.of(self.workspace, args.name)
 
+    @line_magic
+    @magic_arguments()
+    @argument("name", help="Profile name.")
+    @argument("--model", metavar="NAME[:VER]", action="append", default=[], help="A model version to serve (repeatable).")
+    @argument("--entry", default="score.py", help="The entry script (default score.py; relative to --source-dir).")
+    @argument("--source-dir", default=None, help="A folder copied whole next to the entry script.")
+    @argument("--input", required=True, metavar="CSV|EXPR",
+              help="Request bodies: a one-column CSV file, or a Python expression giving a list or a DataFrame.")
+    @argument("--cpu", type=float, default=None, help="CPU cores (a real limit: the Docker target).")
+    @argument("--memory-gb", type=float, default=None, help="Memory in GB (a real limit: the Docker target).")
+    @argument("--seconds-per-level", type=float, default=2.5, help="How long each concurrency level runs.")
+    @_user_errors
+    def profile_model(self, line: str) -> Any:
+        """Profile models on a temporary service (v1 ``Model.profile``) and show the profile: progress while
+        it runs, then a table, the recommendation and a plot of latency, throughput, CPU and memory.
+
+        Example::
+
+            %profile_model diabetes-profile --model diabetes:1 --entry score.py --input bodies
+        """
+        from jupyter_mldeploy.deploy.profile import profile_model
+
+        args = _parse(self.profile_model, line)
+        source_dir = Path(args.source_dir).expanduser() if args.source_dir else None
+        entry = Path(args.entry).expanduser()
+        script = entry if entry.is_absolute() or source_dir is None else source_dir / entry
+        if not script.is_file():
+            raise UsageError(f"Entry script {script} does not exist: write it first (%%score_script {script}).")
+        dataset = args.input if Path(args.input).expanduser().is_file() else self._eval(args.input, "--input")
+        inference_config = InferenceConfig(entry, source_directory=source_dir)
+        profile = profile_model(self.workspace, args.name, args.model, inference_config, dataset, args.cpu,
+                                args.memory_gb, seconds_per_level=args.seconds_per_level)
+        profile.wait_for_completion(show_output=True)
+        return profile
+
     # -- deployment -----------------------------------------------------------------------------------
 
     @line_magic

@@ -13,7 +13,7 @@ def test_profile_with_limits_runs_in_a_container_and_stays_within_them(diabetes,
     config = InferenceConfig("score.py", source_directory=diabetes.source)
     bodies = [json.dumps({"data": [row]}) for row in diabetes.samples]
     profile = Model.profile(diabetes.workspace, "docker-profile", [diabetes.model_id], config, bodies,
-                            cpu=1, memory_in_gb=1)
+                            cpu=1, memory_in_gb=1, seconds_per_level=1)
     profile.wait_for_completion()
     details = profile.get_details()
     assert profile.state == "Succeeded", details
