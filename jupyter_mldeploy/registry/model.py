@@ -515,13 +515,15 @@ class Model:
         cpu: float | None = None,
         memory_in_gb: float | None = None,
         description: str | None = None,
+        **options: Any,
     ) -> Any:
         """Profile models on a temporary service (v1 ``Model.profile``); see
-        :func:`jupyter_mldeploy.deploy.profile.profile_model`. Returns a ``ModelProfile``."""
+        :func:`jupyter_mldeploy.deploy.profile.profile_model` (``options``: ours, e.g. ``seconds_per_level``).
+        Returns a ``ModelProfile``."""
         from jupyter_mldeploy.deploy.profile import profile_model  # v1 façade forwarder
 
         return profile_model(workspace, profile_name, models, inference_config, input_dataset, cpu, memory_in_gb,
-                             description)
+                             description, **options)
 
     @staticmethod
     def list_profiles(workspace: Workspace) -> list[Any]:
