@@ -22,6 +22,11 @@ ours/azmlinfsrv (for cold start: azmlinfsrv/ours, so above 1 means ours is faste
 Run: ``python benchmarks/serving.py [--duration 10] [--repeats 3]`` (needs ``wrk`` on PATH:
 ``apt-get install -y wrk``).
 
+``--protocols`` compares, on our server only, ``/score`` with the Open Inference Protocol V2
+(``/v2/models/model/infer``) and MLflow (``/invocations``) for the same rows and model (Ridge, 1 row at 16
+connections and 1000 rows at 4), and ``/score`` on a server with key auth (``MLDEPLOY_KEYS_FILE``, a Bearer
+key on every request) to price the key check (docs/protocols.md).
+
 ``--batching`` runs the adaptive-batching comparison instead (issue #15, docs/throughput.md): azmlinfsrv,
 ours with batching off and ours with ``MLDEPLOY_BATCH_MAX_SIZE=32``, ``MLDEPLOY_BATCH_MAX_LATENCY_MS=10``
 (what ``batching={"max_batch_size": 32, "max_latency_ms": 10}`` sets), on RandomForest(100) / digits with
@@ -103,6 +108,8 @@ joblib.dump(RandomForestClassifier(n_estimators=100, random_state=0).fit(X, y), 
 WRK_LUA = """
 wrk.method = "POST"
 wrk.headers["Content-Type"] = "application/json"
+local auth = os.getenv("BENCH_AUTH")
+if auth and auth ~= "" then wrk.headers["Authorization"] = auth end
 local f = assert(io.open(os.getenv("BENCH_BODY"), "rb"))
 wrk.body = f:read("*a")
 f:close()
@@ -200,7 +207,7 @@ class RunningServer:
     """One server process, started fresh, with its cold-start time measured."""
 
     def __init__(self, kind: str, python: Path, script: Path, model_dir: Path, scenario: Scenario,
-                 log_path: Path, probe: Path, extra_env: dict[str, str] | None = None) -> None:
+                 log_path: Path, probe: Path, extra_env: dict[str, str] | None = None, auth: str = "") -> None:
         self.port = free_port()
         env = dict(os.environ, MODEL_FILE=scenario.model, N_FEATURES=str(scenario.features),
                    AML_APP_ROOT=str(script.parent), PYTHONUNBUFFERED="1", **(extra_env or {}))
@@ -220,7 +227,8 @@ class RunningServer:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"{kind} exited with {self.proc.returncode}; see {log_path}")
             try:
-                response = requests.post(url, data=payload, headers={"Content-Type": "application/json"}, timeout=5)
+                response = requests.post(url, data=payload, timeout=5,
+                                         headers={"Content-Type": "application/json", "Authorization": auth})
                 if response.status_code == 200:
                     break
                 raise RuntimeError(f"{kind} answered {response.status_code}: {response.text[:200]}")
@@ -242,12 +250,12 @@ class RunningServer:
         self.log.close()
 
 
-def run_wrk(url: str, body: Path, connections: int, duration: float, lua: Path) -> dict[str, float]:
-    """Run wrk once; return req/s, p50/p99 latency (ms) and the error count."""
+def run_wrk(url: str, body: Path, connections: int, duration: float, lua: Path, auth: str = "") -> dict[str, float]:
+    """Run wrk once; return req/s, p50/p99 latency (ms) and the error count (HTTP 4xx/5xx answers included)."""
     threads = 1 if connections == 1 else 2
     out = subprocess.run(
         ["wrk", f"-t{threads}", f"-c{connections}", f"-d{duration:g}s", "--timeout", "30s", "-s", str(lua), url],
-        check=True, capture_output=True, text=True, env=dict(os.environ, BENCH_BODY=str(body)),
+        check=True, capture_output=True, text=True, env=dict(os.environ, BENCH_BODY=str(body), BENCH_AUTH=auth),
     ).stdout
     match = re.search(r"RESULT (\d+) (\d+) ([\d.]+) ([\d.]+) (\d+)", out)
     if not match:
@@ -312,6 +320,80 @@ def run_batching(args: argparse.Namespace, pythons: dict[str, Path], work: Path,
         args.json.write_text(json.dumps({"batching": results}, indent=2))
 
 
+PROTOCOL_SCENARIOS = [
+    Scenario("ridge 1 row, c=16", "classic", "ridge.pkl", 10, 1, 16),
+    Scenario("ridge 1000 rows, c=4", "classic", "ridge.pkl", 10, 1000, 4),
+]
+BENCH_KEY = "benchmark-key-0123456789abcdefghij"
+
+
+def protocol_bodies(folder: Path, rows: int, features: int) -> dict[str, Path]:
+    """The same rows as a /score body, an Open Inference Protocol V2 request and an MLflow ``inputs`` body."""
+    data = json.loads(body_file(folder, rows, features).read_text())["data"]
+    v2 = folder / f"v2_{rows}x{features}.json"
+    v2.write_text(json.dumps({"inputs": [{"name": "data", "shape": [rows, features], "datatype": "FP64",
+                                          "data": data}]}))
+    mlflow = folder / f"mlflow_{rows}x{features}.json"
+    mlflow.write_text(json.dumps({"inputs": data}))
+    return {"/score": body_file(folder, rows, features), "/v2 infer": v2, "/invocations": mlflow}
+
+
+def run_protocols(args: argparse.Namespace, python: Path, work: Path, models: Path, scripts: dict[str, Path],
+                  lua: Path) -> None:
+    """Ours only: /score against /v2/models/model/infer and /invocations on one server, and /score with key
+    auth on a second server (Authorization: Bearer checked on every request); print the table of medians."""
+    keys = work / "keys.json"
+    keys.write_text(json.dumps({"primaryKey": BENCH_KEY, "secondaryKey": BENCH_KEY[::-1]}))
+    kinds = ["/score", "/v2 infer", "/invocations", "/score with key"]
+    results: dict[str, dict[str, list[dict[str, float]]]] = {s.name: {k: [] for k in kinds} for s in PROTOCOL_SCENARIOS}
+    for scenario in PROTOCOL_SCENARIOS:
+        bodies = protocol_bodies(work, scenario.rows, scenario.features)
+        plain = RunningServer("mldeploy", python, scripts["classic"], models, scenario, work / "protocols.log",
+                              bodies["/score"])
+        keyed = RunningServer("mldeploy", python, scripts["classic"], models, scenario, work / "protocols-keyed.log",
+                              bodies["/score"], {"MLDEPLOY_KEYS_FILE": str(keys)}, f"Bearer {BENCH_KEY}")
+        base = plain.url[: -len("/score")]
+        # (url, body, Authorization) per kind; each is checked to answer 200 before it is measured.
+        targets = {"/score": (plain.url, bodies["/score"], ""),
+                   "/v2 infer": (f"{base}/v2/models/model/infer", bodies["/v2 infer"], ""),
+                   "/invocations": (f"{base}/invocations", bodies["/invocations"], ""),
+                   "/score with key": (keyed.url, bodies["/score"], f"Bearer {BENCH_KEY}")}
+        try:
+            for url, body, auth in targets.values():
+                check = requests.post(url, data=body.read_bytes(), timeout=30,
+                                      headers={"Content-Type": "application/json", "Authorization": auth})
+                check.raise_for_status()
+                run_wrk(url, body, scenario.connections, 1, lua, auth)
+            for round_index in range(args.repeats):
+                for kind in (kinds if round_index % 2 == 0 else list(reversed(kinds))):
+                    url, body, auth = targets[kind]
+                    result = run_wrk(url, body, scenario.connections, args.duration, lua, auth)
+                    results[scenario.name][kind].append(result)
+                    print(f"round {round_index + 1} {kind:16s} {scenario.name:22s} {result['rps']:9.1f} req/s "
+                          f"p50 {result['p50_ms']:7.2f} ms p99 {result['p99_ms']:7.2f} ms errors {result['errors']}",
+                          flush=True)
+        finally:
+            plain.stop()
+            keyed.stop()
+    print()
+    print(f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
+          f"Python {platform.python_version()}, {platform.system()} {platform.release()}")
+    print(f"Method: wrk on 127.0.0.1, {args.repeats} runs x {args.duration:g} s per scenario and route (after a 1 s "
+          "warm-up), runs interleaved, 1 worker per server; classic score.py (json.loads -> np.array -> predict); "
+          "medians shown.")
+    print()
+    print("| scenario | route | req/s | x /score | p50 ms | p99 ms | errors |")
+    print("|---|---|---:|---:|---:|---:|---:|")
+    for scenario in PROTOCOL_SCENARIOS:
+        rows = {kind: {key: statistics.median(r[key] for r in runs) for key in ("rps", "p50_ms", "p99_ms", "errors")}
+                for kind, runs in results[scenario.name].items()}
+        for kind, row in rows.items():
+            print(f"| {scenario.name} | {kind} | {row['rps']:.0f} | {row['rps'] / rows['/score']['rps']:.2f} | "
+                  f"{row['p50_ms']:.2f} | {row['p99_ms']:.2f} | {row['errors']:.0f} |")
+    if args.json:
+        args.json.write_text(json.dumps({"protocols": results}, indent=2))
+
+
 def main() -> int:
     """Run the benchmark and print the table of medians."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -321,6 +403,8 @@ def main() -> int:
     parser.add_argument("--json", type=Path, default=None, help="also write the raw results here")
     parser.add_argument("--batching", action="store_true",
                         help="run the adaptive-batching comparison (forest c=16, ridge c=1) instead")
+    parser.add_argument("--protocols", action="store_true",
+                        help="compare /score, /v2 infer, /invocations and /score with key auth (ours only) instead")
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         parser.error("wrk is not on PATH; install it (apt-get install -y wrk)")
@@ -340,6 +424,10 @@ def main() -> int:
     lua.write_text(WRK_LUA)
     if args.batching:
         run_batching(args, pythons, work, models, scripts, lua)
+        shutil.rmtree(work, ignore_errors=True)
+        return 0
+    if args.protocols:
+        run_protocols(args, ours, work, models, scripts, lua)
         shutil.rmtree(work, ignore_errors=True)
         return 0
     results: dict[str, dict[str, list[dict[str, float]]]] = {s.name: {k: [] for k in pythons} for s in SCENARIOS}
