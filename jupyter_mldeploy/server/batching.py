@@ -29,7 +29,8 @@ A batch never exceeds the size in rows; a single request larger than it runs alo
 
 **Queue limits**: a request not started within ``MLDEPLOY_MAX_QUEUE_WAIT_MS`` (v1's
 ``max_request_wait_time`` / ``maxQueueWaitMs``), or arriving when the worker already holds
-``MLDEPLOY_MAX_CONCURRENT_REQUESTS`` requests (v1's ``replica_max_concurrent_requests``), is answered 503
+``MLDEPLOY_MAX_CONCURRENT_REQUESTS`` requests (v1's ``replica_max_concurrent_requests``; only without a
+wait limit: with one, such a request waits as it would behind v1's front end), is answered 503
 ``{"message": ...}`` naming the limit, instead of piling up.
 """
 
@@ -166,7 +167,9 @@ class Dispatcher:
             ClientError: 503 when a queue limit refused it.
         """
         limit = self.settings.max_concurrent_requests
-        if limit is not None and self.held() >= limit:
+        # With a wait limit too, a request over the concurrency limit waits (at most that long), as behind v1's
+        # front end; without one, it is refused at once.
+        if limit is not None and self.settings.max_queue_wait_ms is None and self.held() >= limit:
             raise ClientError(
                 503,
                 f"The worker already holds {limit} requests, its limit (replica_max_concurrent_requests / "

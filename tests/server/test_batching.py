@@ -330,3 +330,13 @@ def test_queue_limits_cover_the_other_wire_protocols(serve: ServeFactory) -> Non
         assert first.result().status_code == 200
     assert refused.status_code == 503
     assert "MLDEPLOY_MAX_CONCURRENT_REQUESTS = 1" in refused.text
+
+
+def test_with_a_wait_limit_the_concurrency_limit_queues_as_v1(serve: ServeFactory) -> None:
+    server = _start(serve, SLOW, None, {"MLDEPLOY_MAX_CONCURRENT_REQUESTS": "1", "MLDEPLOY_MAX_QUEUE_WAIT_MS": "3000"})
+    with ThreadPoolExecutor(2) as pool:
+        first = pool.submit(requests.post, f"{server.url}/score", data="x", timeout=30)
+        time.sleep(0.15)
+        second = requests.post(f"{server.url}/score", data="y", timeout=30)  # waits about 0.85 s, then runs
+        assert first.result().status_code == 200
+    assert second.status_code == 200 and second.json() == "done"
