@@ -70,6 +70,11 @@ def test_keys_guard_the_service_and_regenerate_without_a_failed_request(keyed, w
         service.run({"data": samples}, headers={"Authorization": f"Bearer {primary}"})
     assert refused.value.status_code == 401
     assert service.run({"data": samples}) == pytest.approx(expected)
+    # a reload (new app folder, new workers) keeps the keys in force
+    service.reload()
+    assert requests.post(service.scoring_uri, json={"data": samples}, timeout=10).status_code == 401
+    assert service.run({"data": samples}) == pytest.approx(expected)
+    assert service.get_keys() == (new_primary, secondary)
     # every face calls through actions.call_endpoint, which sends the key too (single call and load test)
     assert call_endpoint("keyed", {"data": samples}, workspace, validate=False).response.status_code == 200
     report = call_endpoint("keyed", {"data": samples}, workspace, validate=False, repeat=4, concurrency=2).report
