@@ -49,7 +49,9 @@ def scoring_environment(plan: DeploymentPlan) -> dict[str, str]:
 
     v1's AKS settings reach the server as its own settings: ``scoring_timeout_ms`` (default 60000) as
     ``SCORING_TIMEOUT_MS`` and ``replica_max_concurrent_requests`` as ``WORKER_COUNT`` (each worker runs one
-    ``run()`` at a time). The app folder is laid out (hard links, in the workspace) only to name its paths.
+    ``run()`` at a time), with v1's queue wait (``max_request_wait_time``, default 500 ms) so a request over the
+    concurrency limit waits as behind v1's front end instead of being refused at once. The app folder is laid
+    out (hard links, in the workspace) only to name its paths.
 
     Raises:
         InvalidArgument, IntegrityError, DeploymentError: As :meth:`DeploymentPlan.layout`.
@@ -59,6 +61,8 @@ def scoring_environment(plan: DeploymentPlan) -> dict[str, str]:
     server_config = replace(
         config,
         scoring_timeout_ms=settings.scoring_timeout_ms,
+        max_queue_wait_ms=settings.max_queue_wait_ms if config.max_concurrent_requests_per_container is not None
+        else config.max_queue_wait_ms,
         worker_count=min(MAX_WORKERS, config.worker_count if config.max_concurrent_requests_per_container is None
                          else settings.max_concurrent_requests),
     )

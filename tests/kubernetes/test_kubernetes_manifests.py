@@ -237,6 +237,8 @@ def test_export_writes_a_kustomization_and_the_image_context(diabetes: Diabetes,
     assert container["image"] == result.image and result.image.startswith("mldeploy-package:")
     assert env["AML_APP_ROOT"] == "/var/azureml-app" and env["AZUREML_MODEL_DIR"] == "/var/azureml-app/azureml-models/diabetes/1"
     assert (env["SCORING_TIMEOUT_MS"], env["WORKER_COUNT"], env["HOME"]) == ("3000", "3", "/tmp")
+    # over the concurrency limit a request waits v1's default 500 ms (as behind v1's front end), not a 503 at once
+    assert (env["MLDEPLOY_MAX_CONCURRENT_REQUESTS"], env["MLDEPLOY_MAX_QUEUE_WAIT_MS"]) == ("3", "500")
     assert (result.build_context / "Dockerfile").is_file()  # type: ignore[operator]
     assert deployment["metadata"]["annotations"]["mldeploy.io/models"] == diabetes.model_id
 
