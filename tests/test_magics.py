@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 import requests
+from fixtures.deploy_support import wait_for
 from IPython.core.error import UsageError
 from IPython.core.interactiveshell import InteractiveShell
 from traitlets.config import Config
@@ -203,12 +204,10 @@ def test_deploy_call_update_and_list(nb: InteractiveShell, tmp_path: Path) -> No
     caller = threading.Thread(target=keep_calling)
     caller.start()
     try:
-        while len(seen) < 20:  # the old version is answering before the update starts
-            time.sleep(0.01)
+        wait_for(lambda: len(seen) >= 20, what="20 answers before the update")  # the old version answers first
         nb.run_line_magic("deploy_local", "svc --model factor-model:2 --entry score.py --overwrite")
         count = len(seen)
-        while len(seen) < count + 20:
-            time.sleep(0.01)
+        wait_for(lambda: len(seen) >= count + 20, what="20 answers after the update")
     finally:
         stop.set()
         caller.join(30)

@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from batch_helpers import SCORE_BATCH, children_of, write_script
+from fixtures.deploy_support import wait_for
 from sklearn.linear_model import Ridge
 
 from jupyter_mldeploy.batch import BatchJob, FileInput, JobFailed, ParallelRunConfig, list_jobs
@@ -241,8 +242,7 @@ def test_a_failing_init_fails_the_job_at_once(scored_workspace: Workspace, tmp_p
 def test_a_killed_driver_resumes_with_every_row_once(scored_workspace: Workspace, tmp_path: Path) -> None:
     config = _config(write_script(tmp_path, STEADY), process_count_per_node=2)
     job = BatchJob.submit(scored_workspace, "killed", config, str(_ids_csv(tmp_path, 3000)), None, tmp_path / "out")
-    while job.get_details()["miniBatches"]["done"] < 6:
-        time.sleep(0.05)
+    wait_for(lambda: job.get_details()["miniBatches"]["done"] >= 6, timeout=120, what="6 mini-batches done")
     driver = json.loads((job.folder.path / "driver.json").read_text())
     workers = children_of(driver["pid"])
     os.kill(driver["pid"], signal.SIGKILL)
@@ -267,8 +267,7 @@ def test_cancel_then_resume(scored_workspace: Workspace, tmp_path: Path) -> None
     job = BatchJob.submit(scored_workspace, "cancelled", config, str(_ids_csv(tmp_path, 1500)), None, tmp_path / "out")
     with pytest.raises(Conflict, match="still running"):
         BatchJob.resume(scored_workspace, job.id)
-    while job.get_details()["miniBatches"]["done"] < 2:
-        time.sleep(0.05)
+    wait_for(lambda: job.get_details()["miniBatches"]["done"] >= 2, timeout=120, what="2 mini-batches done")
     job.cancel()
     assert job.state == "Canceled" and "resume" in job.get_details()["error"]
     assert not (tmp_path / "out").exists()
@@ -321,8 +320,7 @@ def test_a_killed_worker_fails_the_job_and_resume_finishes_it(scored_workspace: 
     config = _config(write_script(tmp_path, STEADY), process_count_per_node=2)
     job = BatchJob.submit(scored_workspace, "worker-killed", config, str(_ids_csv(tmp_path, 2000)), None,
                           tmp_path / "out")
-    while job.get_details()["miniBatches"]["done"] < 3:
-        time.sleep(0.05)
+    wait_for(lambda: job.get_details()["miniBatches"]["done"] >= 3, timeout=120, what="3 mini-batches done")
     driver = json.loads((job.folder.path / "driver.json").read_text())
     [worker, *_] = [p for p in children_of(driver["pid"]) if "LokyProcess" in " ".join(p.cmdline())]
     os.kill(worker.pid, signal.SIGKILL)
