@@ -39,8 +39,8 @@ from jupyter_mldeploy.actions.endpoint import (
     resolve_endpoint,
 )
 from jupyter_mldeploy.actions.environments import choose_environment, environment_dicts
-from jupyter_mldeploy.actions.jobs import list_jobs
 from jupyter_mldeploy.actions.formats import format_duration, format_size, format_time, parse_time
+from jupyter_mldeploy.actions.jobs import list_jobs
 from jupyter_mldeploy.actions.models import (
     ModelRow,
     check_model_path,

@@ -526,7 +526,7 @@ class Environment:
         del workspace
         if useDocker or use_docker:
             # The Docker runtime's image of this environment (dependencies only), tagged by its content hash.
-            from jupyter_mldeploy.docker.build import build_image  # v1 façade forwarder (docker imports environments)
+            from jupyter_mldeploy.docker.build import build_image  # v1 façade forwarder
 
             return build_image(self, show_output=show_output)  # type: ignore[return-value]
         from jupyter_mldeploy.environment.build import build_environment

@@ -39,8 +39,8 @@ from jupyter_mldeploy.actions.workspaces import remember_workspace
 from jupyter_mldeploy.deploy import deploy_model, local_deploy_configuration
 from jupyter_mldeploy.deploy.no_code import no_code_inference_config, no_code_note
 from jupyter_mldeploy.deploy.plan import no_model_note
-from jupyter_mldeploy.entry.static_check import EntryScriptCheck, check_source
 from jupyter_mldeploy.deploy.trial_run import run_entry_check
+from jupyter_mldeploy.entry.static_check import EntryScriptCheck, check_source
 from jupyter_mldeploy.errors import DeploymentError, MLDeployError, headline
 from jupyter_mldeploy.inference_config import InferenceConfig
 from jupyter_mldeploy.names import validate_name

@@ -486,7 +486,7 @@ class Model:
         deployment_target: Any = None,
     ) -> Webservice:
         """Deploy models as a service (v1 ``Model.deploy``); see :func:`jupyter_mldeploy.deploy.deploy_model`."""
-        from jupyter_mldeploy.deploy import deploy_model  # v1 façade forwarder: the deploy layer imports the registry
+        from jupyter_mldeploy.deploy import deploy_model  # v1 façade forwarder
 
         return deploy_model(workspace, name, models, inference_config, deployment_config, overwrite, show_output,
                             deployment_target)
@@ -501,7 +501,7 @@ class Model:
     ) -> ModelPackage:
         """Package models, code and environment as a Docker image (v1 ``Model.package``); see
         :func:`jupyter_mldeploy.docker.package.package_models`."""
-        from jupyter_mldeploy.docker.package import package_models  # v1 façade forwarder (docker imports the registry)
+        from jupyter_mldeploy.docker.package import package_models  # v1 façade forwarder
 
         return package_models(workspace, models, inference_config, generate_dockerfile, image_name)
 
