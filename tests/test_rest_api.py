@@ -75,6 +75,7 @@ PROTECTED = [
     ("GET", "services/s/logs"),
     ("POST", "services/s/score"),
     ("GET", "services/s/example"),
+    ("GET", "services/s/keys"),
     ("GET", "environments"),
 ]
 

@@ -510,6 +510,7 @@ class Webservice:
             "swaggerUri": self.swagger_uri,
             "v2Uri": self.v2_uri,
             "invocationsUri": self.invocations_uri,
+            "authEnabled": bool(record.deployment_config.get("authEnabled")),
             "port": record.port,
             "models": record.model_ids,
             "environment": record.environment,

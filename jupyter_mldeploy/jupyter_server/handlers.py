@@ -15,6 +15,7 @@ DELETE     ``services/{name}``                         ``{deleted: name}``
 GET        ``services/{name}/logs?tail=N``             ``{name, tail, logs}``
 POST       ``services/{name}/score[?validate=false]``  ``{status, body, latency_ms, headers, location}``
 GET        ``services/{name}/example``                 ``{body}``: the tester's prefill, floats rounded
+GET        ``services/{name}/keys``                    ``{primaryKey, secondaryKey}``; an error without key auth
 GET        ``environments``                            ``{environments: [Environment.serialize()]}``
 =========  ==========================================  ============================================
 
@@ -305,6 +306,20 @@ class ServiceExampleHandler(MLDeployHandler):
         self.write_json({"body": await self.core(actions.example_payload, endpoint, rounded=True)})
 
 
+class ServiceKeysHandler(MLDeployHandler):
+    """``GET services/{name}/keys``: the service's keys, for the sidebar's copy button (never in a listing)."""
+
+    @tornado.web.authenticated
+    async def get(self, name: str) -> None:
+        """Answer ``{"primaryKey", "secondaryKey"}``; the core's error (with how to turn key auth on) when the
+        service has none. 404 for an unknown service."""
+        ws = await self.workspace()
+        service = await self.core(actions.get_service, ws, name)
+        primary, secondary = await self.core(service.get_keys)
+        self.set_header("Cache-Control", "no-store")
+        self.write_json({"primaryKey": primary, "secondaryKey": secondary})
+
+
 # -- environments ---------------------------------------------------------------------------------------
 
 
@@ -336,6 +351,7 @@ def route_table() -> list[tuple[str, type[MLDeployHandler]]]:
         (f"services/{_NAME}/logs", ServiceLogsHandler),
         (f"services/{_NAME}/score", ServiceScoreHandler),
         (f"services/{_NAME}/example", ServiceExampleHandler),
+        (f"services/{_NAME}/keys", ServiceKeysHandler),
         ("environments", EnvironmentsHandler),
     ]
     return [(f"{API_PREFIX}/{pattern}", handler) for pattern, handler in routes]

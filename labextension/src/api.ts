@@ -31,6 +31,11 @@ export interface IService {
   state: string;
   scoringUri?: string;
   swaggerUri?: string;
+  /** Open Inference Protocol V2 root and MLflow's /invocations of the same server. */
+  v2Uri?: string;
+  invocationsUri?: string;
+  /** Key auth is on: callers need `Authorization: Bearer <key>` (the keys come from `services/<name>/keys`). */
+  authEnabled?: boolean;
   models?: string[];
   error?: string | null;
 }

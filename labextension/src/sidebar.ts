@@ -251,6 +251,22 @@ export class MLDeploySidebar extends Widget {
         );
         item.appendChild(uri);
       }
+      if (service.authEnabled) {
+        // The key is never put in the page: it is fetched when Copy is clicked and goes to the clipboard only.
+        const keyRow = el('div', 'jp-MLDeploy-uri jp-MLDeploy-keyRow');
+        const masked = el('code', 'jp-MLDeploy-keyText', 'Key: \u2022\u2022\u2022\u2022\u2022\u2022\u2022\u2022');
+        masked.title = 'Key auth is on: callers send Authorization: Bearer <key>';
+        keyRow.appendChild(masked);
+        const name = service.name;
+        keyRow.appendChild(
+          button('Copy key', 'Copy the primary key', () => {
+            requestAPI<{ primaryKey: string }>(`services/${seg(name)}/keys`)
+              .then(keys => Clipboard.copyToSystem(keys.primaryKey))
+              .catch(error => this._report(error));
+          })
+        );
+        item.appendChild(keyRow);
+      }
       const actions = el('div', 'jp-MLDeploy-actions');
       actions.appendChild(
         button('Reload', 'Serve the current score.py without downtime', () => {
