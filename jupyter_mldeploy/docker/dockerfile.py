@@ -277,10 +277,9 @@ def generate_context(
             "# The app: entry script folder and models (copied, so the image is self-contained).",
             f"COPY app/ {APP_ROOT}/",
             f"ENV {_quoted_env(app.environment)}" if app.environment else "",
-            "CMD " + json.dumps([
-                "python", "-m", "jupyter_mldeploy.server", "--entry_script", app.entry_script,
-                "--port", str(CONTAINER_PORT), "--host", "0.0.0.0",
-            ]),
+            # No --entry_script: azmlinfsrv would export it as an absolute path, while a v1 image's
+            # AZUREML_ENTRY_SCRIPT (set above) is relative to AML_APP_ROOT, as every target gives it.
+            "CMD " + json.dumps(["python", "-m", "jupyter_mldeploy.server", "--port", str(CONTAINER_PORT), "--host", "0.0.0.0"]),
         ]
     else:
         lines.append("CMD " + json.dumps(["python", "-m", "jupyter_mldeploy.server", "--help"]))
