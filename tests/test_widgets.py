@@ -263,3 +263,20 @@ def test_the_panel_never_creates_a_workspace(tmp_path: Path, monkeypatch: pytest
         with pytest.raises(NotFound, match="No workspace found"):
             build()
     assert not (tmp_path / ".mldeploy").exists()
+
+
+def test_profile_this_version_recommends_and_leaves_no_service(ws: Workspace) -> None:
+    """The panel's Profile action (v1's Model.profile with the version's sample_input)."""
+    from jupyter_mldeploy.deploy.profile import list_profiles
+
+    registry = RegistryPanel(ws)
+    registry.profile_button.click()
+    assert not registry.message.is_error, registry.message.text
+    assert registry.message.text.startswith("factor:1: ") and "CPU" in registry.message.text
+    assert Webservice.list(ws) == []  # the temporary service is gone
+    assert [p.name for p in list_profiles(ws)] == ["factor-1-panel"]
+    Model.register(ws, "factor.json", "nosample")
+    registry.refresh()
+    registry.model_select.value = "nosample"
+    registry.profile_button.click()
+    assert registry.message.is_error and "no sample_input" in registry.message.text

@@ -13,8 +13,10 @@ import ipywidgets as widgets
 from jupyter_mldeploy import actions
 from jupyter_mldeploy.actions import format_size, format_time
 from jupyter_mldeploy.deploy import deploy_model
+from jupyter_mldeploy.errors import DeploymentError, InvalidArgument
 from jupyter_mldeploy.inference_config import InferenceConfig
 from jupyter_mldeploy.notebook.widgets._common import MessageLine, button, reported, resolve_workspace
+from jupyter_mldeploy.registry import Model
 from jupyter_mldeploy.workspace import Workspace
 
 
@@ -64,6 +66,9 @@ class RegistryPanel(widgets.VBox):
                                          placeholder="empty: no-code (model registered with a framework)")
         self.deploy_source_dir = widgets.Text(description="Source dir", placeholder="(optional)")
         self.deploy_button = button("Deploy this version", self._on_deploy, style="success", icon="rocket")
+        self.profile_button = button("Profile", self._on_profile, icon="tachometer",
+                                     tooltip="v1's Model.profile: a temporary service under load, sent the "
+                                             "version's sample_input; recommends CPU and memory")
 
         self.model_select.observe(self._on_model, names="value")
         self.version_select.observe(self._on_version, names="value")
@@ -76,8 +81,8 @@ class RegistryPanel(widgets.VBox):
                          "that name)"),
             # Three 300 px fields and the button are wider than a notebook at common widths: wrap, so the
             # button stays inside the tab instead of scrolling the row sideways.
-            widgets.HBox([self.deploy_service, self.deploy_entry, self.deploy_source_dir, self.deploy_button],
-                         layout=widgets.Layout(flex_flow="row wrap")),
+            widgets.HBox([self.deploy_service, self.deploy_entry, self.deploy_source_dir, self.deploy_button,
+                          self.profile_button], layout=widgets.Layout(flex_flow="row wrap")),
             widgets.HTML("<b>Register a new version</b>"),
             # Wrapped as the deploy row: two fields and the button overflow a 1000 px window otherwise.
             widgets.HBox([self.register_path, self.register_name], layout=widgets.Layout(flex_flow="row wrap")),
@@ -209,6 +214,32 @@ class RegistryPanel(widgets.VBox):
             self.refresh()
             self.message.ok(f"Deleted {model.id}.")
 
+    def _inference_config(self) -> InferenceConfig | None:
+        """The deploy row's entry script and source folder (None: no-code, for a model with a framework)."""
+        source_dir = self.deploy_source_dir.value.strip() or None
+        entry = self.deploy_entry.value.strip()
+        return InferenceConfig(entry or "score.py", source_directory=source_dir) if entry or source_dir else None
+
+    def _on_profile(self, _button: Any = None) -> None:
+        model = self._chosen_model()
+        if model is None:
+            return
+        with reported(self.message):
+            if model.sample_input is None:
+                raise InvalidArgument(
+                    f"{model.id} has no sample_input to send: register it with one, or run "
+                    "%profile_model / Model.profile with an input_dataset."
+                )
+            self.message.info(f"Profiling {model.id} (a temporary service under load, about 15 s)…")
+            body = json.dumps(model.sample_input)
+            profile = Model.profile(self.workspace, f"{model.name}-{model.version}-panel", [model.id],
+                                    self._inference_config(), [body] * 20)
+            profile.wait_for_completion()
+            details = profile.get_details()
+            if details.get("error"):
+                raise DeploymentError(f"Profile of {model.id} failed: {details['error']}")
+            self.message.ok(f"{model.id}: {details.get('recommendation', '')}".strip())
+
     def on_deploy(self, callback: Callable[[Any], None]) -> None:
         """Call ``callback(service)`` after "Deploy this version" deployed a service."""
         self._deploy_callbacks.append(callback)
@@ -219,10 +250,8 @@ class RegistryPanel(widgets.VBox):
             return
         with reported(self.message):
             name = self.deploy_service.value.strip()
-            source_dir = self.deploy_source_dir.value.strip() or None
-            entry = self.deploy_entry.value.strip()
             # An empty Entry field deploys a model registered with a supported framework with no code.
-            config = InferenceConfig(entry or "score.py", source_directory=source_dir) if entry or source_dir else None
+            config = self._inference_config()
             exists = name in actions.service_names(self.workspace)
             self.message.info(f"{'Updating' if exists else 'Deploying'} {name} with {model.id}…")
             service = deploy_model(self.workspace, name, [model.id], config, overwrite=True)
