@@ -305,7 +305,7 @@ def test_usage_error_is_one_line_without_traceback(nb: InteractiveShell, capsys:
 def test_mldeploy_shows_the_panel(nb: InteractiveShell, tmp_path: Path) -> None:
     panel = nb.run_line_magic("mldeploy", "")
     try:
-        assert panel.titles == ("Registry", "Deployments", "Test endpoint", "Runs")
+        assert panel.titles == ("Registry", "Deployments", "Test endpoint", "Runs", "Data drift")
         assert panel.workspace == Workspace(tmp_path / "ws")
         assert panel.deployments.running
     finally:
