@@ -14,7 +14,7 @@ from pathlib import Path
 
 import psutil
 import pytest
-from fixtures.deploy_support import source_dir, train_ridge
+from fixtures.deploy_support import source_dir, train_ridge, wait_for
 
 from jupyter_mldeploy import InferenceConfig, InvalidArgument, LocalWebservice, Model, NotFound, Webservice
 from jupyter_mldeploy.deploy.targets import local_process
@@ -216,10 +216,9 @@ def test_a_status_file_written_by_another_pid_is_not_trusted(workspace, register
     service = Model.deploy(workspace, "trust", [model], InferenceConfig("score.py", source_directory=source_dir(
         tmp_path, "score_init_fails.py")))
     try:
-        deadline = time.monotonic() + 60
-        while service.state != "Failed":
-            assert time.monotonic() < deadline
-            time.sleep(0.1)
+        wait_for(lambda: service.state == "Failed", timeout=180, what="the init() failure read as Failed")
+        pid = service.pid
+        wait_for(lambda: not local_process.is_running(pid, None), timeout=60, what="the failed server exited")
         status_file = workspace.deployments_dir / "trust" / "status.json"
         forged = json.loads(status_file.read_text())
         forged.update({"state": "Healthy", "pid": 1, "error": None})
