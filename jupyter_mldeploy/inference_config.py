@@ -1,7 +1,7 @@
 """``InferenceConfig``: what to serve (entry script, source directory, environment), as in Azure ML SDK v1.
 
 The same object deploys to every runtime; only the deployment configuration changes. ``from_file`` and
-``to_file`` read and write CLI v1's ``inferenceconfig.json`` (DESIGN §7), so a v1 project keeps working::
+``to_file`` read and write CLI v1's ``inferenceconfig.json``, so a v1 project keeps working::
 
     {
       "entryScript": "score.py",

@@ -1,4 +1,4 @@
-"""The workspace: one folder holding the registry, environments, deployments and logs (DESIGN §5).
+"""The workspace: one folder holding the registry, environments, deployments and logs.
 
 Layout::
 

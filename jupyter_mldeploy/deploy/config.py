@@ -1,5 +1,5 @@
 """``DeploymentConfiguration``: where and how a service runs, read from and written to v1's
-``deploymentconfig.json`` (DESIGN §7).
+``deploymentconfig.json`` (the v1 file format, see docs/deploy.md).
 
 Services run as local processes (``runtime="process"``) or in Docker containers (``runtime="docker"``,
 see :mod:`jupyter_mldeploy.docker.target`, which also turns ``containerResourceRequirements`` into container

@@ -1,6 +1,6 @@
 """Storage of registered models: rows in the workspace's SQLite registry plus read-only files on disk.
 
-Layout inside the workspace (DESIGN §5)::
+Layout inside the workspace (see workspace.py)::
 
     models/<name>/<version>/<root>      the registered file, or the registered folder under its own name
     models/.staging/<uuid>/lock         flock'd by the process that owns the staging folder

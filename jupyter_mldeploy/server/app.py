@@ -3,7 +3,7 @@ other wire protocols' routes (MLflow's ``/invocations``, Open Inference Protocol
 :mod:`~jupyter_mldeploy.server.wire`).
 
 Statuses, messages and headers follow azmlinfsrv 1.5 (``server/routes.py`` and ``input_parsers.py``
-there); see CONTRACT.md. It is a plain ASGI callable rather than a routed framework app because ``/score``
+there); see docs/server.md. It is a plain ASGI callable rather than a routed framework app because ``/score``
 is the hot path: one pass over the headers, one body read, one orjson call.
 """
 

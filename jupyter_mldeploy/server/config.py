@@ -22,7 +22,7 @@ from typing import Any
 DEFAULT_PORT = 5001
 DEFAULT_WORKER_COUNT = 1
 DEFAULT_SCORING_TIMEOUT_MS = 3_600_000
-#: Ours: azmlinfsrv binds 0.0.0.0; we bind loopback unless told otherwise (DESIGN.md §9).
+#: Ours: azmlinfsrv binds 0.0.0.0; we bind loopback unless told otherwise, so a service is private to the machine.
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_MAX_REQUEST_MB = 100.0
 #: Ours: runs shorter than this (ms) may be called on the event-loop thread (see ``runner.Runner``).
