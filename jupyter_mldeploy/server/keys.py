@@ -3,9 +3,16 @@
 The deploy layer writes the keys to an owner-only JSON file (``{"primaryKey": ..., "secondaryKey": ...}``)
 and gives the server its path in ``MLDEPLOY_KEYS_FILE``; the keys themselves never pass through the
 environment, the command line or a log. The file is replaced atomically when a key is regenerated; each
-check compares the file's identity (inode, size, modification time) with the one read and re-reads it
-when it changed, so a new key is in force from the next request, with no restart, while the other key
-keeps working throughout. A keys file that is missing or unreadable refuses every key (fail closed).
+check compares the identity of the file the path leads to (device, inode, size, modification and change
+times, following symbolic links) with the one read and re-reads it when it changed, so a new key is in
+force from the next request, with no restart, while the other key keeps working throughout. A keys file
+that is missing or unreadable refuses every key (fail closed).
+
+The same check follows a Kubernetes Secret mounted as a volume: kubelet publishes a changed Secret by
+writing a new ``..<timestamp>`` folder, swapping the ``..data`` symbolic link to it (a rename) and then
+deleting the old folder, and ``keys.json`` is a link through ``..data``; the path then leads to another
+file, so the keys are re-read. A read that races the swap (the old folder deleted while the path was being
+followed) is retried, so the swap never fails a request.
 
 Liveness and readiness routes stay open for probes (:data:`OPEN_PATHS`); everything that runs the model
 needs a key. Keys are compared with :func:`hmac.compare_digest` (constant time), each against both keys.
@@ -30,6 +37,14 @@ UNAUTHORIZED_MESSAGE = (
 
 logger = logging.getLogger("mldeploy.server")
 
+#: Reads of a changed keys file before it counts as missing (a kubelet swap can remove a folder mid-lookup).
+_READ_ATTEMPTS = 3
+
+
+def _stamp(st: os.stat_result) -> tuple[int, ...]:
+    """What tells one version of the keys file from another: its identity and times."""
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+
 
 class ServiceKeys:
     """The keys a request may carry, read from the keys file and re-read when it changes.
@@ -40,7 +55,7 @@ class ServiceKeys:
 
     def __init__(self, path: str) -> None:
         self.path = path
-        self._stamp: tuple[int, int, int] | None = None
+        self._stamp: tuple[int, ...] | None = None
         self._keys: tuple[bytes, ...] = ()
         self._warned = False
 
@@ -51,23 +66,31 @@ class ServiceKeys:
         return cls(path) if path else None
 
     def _refresh(self) -> None:
-        try:
-            st = os.stat(self.path)
-        except OSError as exc:
-            self._fail(f"cannot read the keys file: {exc.strerror}")
+        for attempt in range(_READ_ATTEMPTS):
+            try:
+                if _stamp(os.stat(self.path)) == self._stamp:
+                    return
+                with open(self.path, "rb") as handle:
+                    # The identity of what was read, not of what the path led to a moment earlier.
+                    stamp = _stamp(os.fstat(handle.fileno()))
+                    content = handle.read()
+            except FileNotFoundError as exc:
+                if attempt + 1 < _READ_ATTEMPTS:
+                    continue  # kubelet removed the old folder while the path was followed: follow it again
+                self._fail(f"cannot read the keys file: {exc.strerror}")
+                return
+            except OSError as exc:
+                self._fail(f"cannot read the keys file: {exc.strerror}")
+                return
+            try:
+                data = json.loads(content)
+                keys = tuple(str(data[name]).encode() for name in ("primaryKey", "secondaryKey") if data.get(name))
+            except (ValueError, TypeError, AttributeError) as exc:
+                # Never log the content: only what is wrong with it.
+                self._fail(f"the keys file is not a JSON object with primaryKey/secondaryKey ({type(exc).__name__})")
+                return
+            self._stamp, self._keys, self._warned = stamp, keys, False
             return
-        stamp = (st.st_ino, st.st_size, st.st_mtime_ns)
-        if stamp == self._stamp:
-            return
-        try:
-            with open(self.path, encoding="utf-8") as handle:
-                data = json.load(handle)
-            keys = tuple(str(data[name]).encode() for name in ("primaryKey", "secondaryKey") if data.get(name))
-        except (OSError, ValueError, TypeError, AttributeError) as exc:
-            # Never log the content: only what is wrong with it.
-            self._fail(f"the keys file is not a JSON object with primaryKey/secondaryKey ({type(exc).__name__})")
-            return
-        self._stamp, self._keys, self._warned = stamp, keys, False
 
     def _fail(self, why: str) -> None:
         self._stamp, self._keys = None, ()

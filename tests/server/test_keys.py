@@ -1,16 +1,24 @@
 """Key auth in the scoring server (MLDEPLOY_KEYS_FILE): 401/200 on every protocol, open probes, keys replaced
-on a running server with no failed request for the other key, and a missing keys file refusing everything."""
+on a running server with no failed request for the other key (a file renamed over the old one, and a Kubernetes
+Secret volume updated by kubelet's symbolic-link swap), and a missing keys file refusing everything."""
 
 from __future__ import annotations
 
 import json
 import os
+import sys
 import threading
 from pathlib import Path
 
 import pytest
 import requests
 from server_harness import ServeFactory, Server
+
+from jupyter_mldeploy.server.keys import ServiceKeys
+
+# The kubelet Secret-volume emulation lives with the Kubernetes tests, which use it too.
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "kubernetes"))
+from kubelet_volume import publish  # noqa: E402
 
 SCORE = """
 import json
@@ -125,3 +133,71 @@ def test_missing_keys_file_refuses_everything_and_no_key_is_logged(serve: ServeF
     log = server.log()
     assert "Key auth is on but cannot read the keys file" in log
     assert PRIMARY not in log and SECONDARY not in log
+
+
+def _secret(primary: str, secondary: str) -> dict[str, bytes]:
+    return {"keys.json": json.dumps({"primaryKey": primary, "secondaryKey": secondary}).encode()}
+
+
+def test_a_secret_volume_swapped_by_kubelet_is_followed_with_no_failed_check(tmp_path: Path) -> None:
+    """In process, as fast as it goes: one thread swaps ``..data`` 300 times while another checks the other key.
+
+    Each swap deletes the old folder right after the rename, so a check can follow the path into a folder that
+    is being removed; it must retry, never refuse."""
+    volume = tmp_path / "keys"
+    publish(volume, _secret(PRIMARY, SECONDARY))
+    keys = ServiceKeys(str(volume / "keys.json"))
+    assert keys.allows(b"Bearer " + PRIMARY.encode())
+    failures: list[int] = []
+    checks = 0
+    done = threading.Event()
+
+    def swapper() -> None:
+        try:
+            for round_ in range(300):
+                publish(volume, _secret(f"rotated-primary-{round_:05d}-abcdef", SECONDARY))
+        finally:
+            done.set()
+
+    thread = threading.Thread(target=swapper)
+    thread.start()
+    while not done.is_set():
+        checks += 1
+        if not keys.allows(b"Bearer " + SECONDARY.encode()):
+            failures.append(checks)
+    thread.join()
+    assert failures == [] and checks > 300
+    assert keys.allows(b"Bearer rotated-primary-00299-abcdef")
+    assert not keys.allows(b"Bearer " + PRIMARY.encode())
+    assert sorted(p.name for p in volume.iterdir() if not p.name.startswith("..2")) == ["..data", "keys.json"]
+
+
+def test_a_server_follows_kubelets_swap_with_no_failed_request(serve: ServeFactory, tmp_path: Path) -> None:
+    volume = tmp_path / "secret-volume"
+    publish(volume, _secret(PRIMARY, SECONDARY))
+    server = serve(SCORE, env={"MLDEPLOY_KEYS_FILE": str(volume / "keys.json")})
+    outcomes: list[int] = []
+    stop = threading.Event()
+
+    def caller() -> None:
+        while not stop.is_set():
+            answer = requests.post(f"{server.url}/score", json={"data": [[1]]}, headers=bearer(SECONDARY), timeout=10)
+            outcomes.append(answer.status_code)
+
+    thread = threading.Thread(target=caller)
+    thread.start()
+    try:
+        primary = PRIMARY
+        for round_ in range(20):
+            new = f"swapped-primary-{round_:04d}-abcdef"
+            publish(volume, _secret(new, SECONDARY))
+            assert requests.post(f"{server.url}/score", json={"data": [[1]]}, headers=bearer(new),
+                                 timeout=10).status_code == 200
+            assert requests.post(f"{server.url}/score", json={"data": [[1]]}, headers=bearer(primary),
+                                 timeout=10).status_code == 401
+            primary = new
+    finally:
+        stop.set()
+        thread.join(30)
+    assert len(outcomes) > 20 and set(outcomes) == {200}
+    assert "Key auth is on but" not in server.log()
