@@ -7,9 +7,10 @@ object and jupysql's ``magic.py`` only parses). This package belongs to the core
 ipywidgets, tornado or jupyter_server, and reaches the deploy layer only through its public API.
 
 - :mod:`.models`: list (rows, groups), get, register (tags parsed one way), delete.
-- :mod:`.services`: list (rows with uptime), get, logs, reload, delete.
-- :mod:`.endpoint`: call a service's ``/score`` with input-schema validation and an optional bounded load
-  test; example bodies.
+- :mod:`.services`: deploy (no-code for a model registered with a framework), list (rows with uptime), get,
+  logs, reload, delete.
+- :mod:`.endpoint`: call a service through ``/score``, V2 or MLflow with input-schema validation and an
+  optional bounded load test; example bodies, shaped for each protocol.
 - :mod:`.runs`: experiment runs listed and shown (status, parameters, metrics, registered models).
 - :mod:`.environments`: choose an environment from ``--env``/``--requirements``/``--current``.
 - :mod:`.tags`: ``KEY=VALUE`` pairs (tags, properties, filters).
@@ -35,6 +36,7 @@ from jupyter_mldeploy.actions.endpoint import (
     example_payload,
     input_schema,
     is_scoring_uri,
+    protocol_payload,
     protocol_uri,
     resolve_endpoint,
 )
@@ -55,7 +57,11 @@ from jupyter_mldeploy.actions.models import (
 from jupyter_mldeploy.actions.runs import MAX_RUNS, experiment_names, list_runs, show_run
 from jupyter_mldeploy.actions.services import (
     ServiceRow,
+    check_service_name,
     delete_service,
+    deploy_service,
+    deployment_inference_config,
+    deployment_notes,
     get_service,
     list_services,
     reload_service,
@@ -91,10 +97,14 @@ __all__ = [
     "WorkspaceLocation",
     "call_endpoint",
     "check_model_path",
+    "check_service_name",
     "check_request",
     "choose_environment",
     "delete_model",
     "delete_service",
+    "deploy_service",
+    "deployment_inference_config",
+    "deployment_notes",
     "environment_dicts",
     "experiment_names",
     "example_payload",
@@ -116,6 +126,7 @@ __all__ = [
     "parse_key_values",
     "parse_tags",
     "parse_time",
+    "protocol_payload",
     "protocol_uri",
     "recent_workspace_dicts",
     "recent_workspaces",

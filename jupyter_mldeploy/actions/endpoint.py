@@ -23,6 +23,8 @@ from jupyter_mldeploy.deploy.client import LatencyReport, ScoringResponse, load_
 from jupyter_mldeploy.deploy.payload_schema import InputSchema, fetch_input_schema, swagger_uri_for
 from jupyter_mldeploy.errors import InvalidArgument, MLDeployError, NotFound
 from jupyter_mldeploy.registry import Model
+from jupyter_mldeploy.server.protocol_v2 import output_tensor
+from jupyter_mldeploy.server.wire import WireError
 from jupyter_mldeploy.workspace import Workspace
 
 #: Upper bounds of a load test from a face: it runs on the caller's machine, against a local service.
@@ -219,7 +221,54 @@ def round_floats(value: Any, digits: int = SAMPLE_SIGNIFICANT_DIGITS) -> Any:
     return value
 
 
-def example_payload(endpoint: Endpoint, schema: InputSchema | None = None, rounded: bool = False) -> Any:
+def protocol_payload(body: Any, protocol: str = "azureml") -> Any:
+    """Shape a ``/score`` body as a request of another protocol that reaches ``run()`` with the same input.
+
+    The inverse of the server's translation (docs/protocols.md): a V2 tensor becomes the ``run()`` parameter
+    of its name (a classic ``run(raw_data)`` gets its one tensor as ``{"data": rows}``), MLflow's ``inputs``
+    become the one parameter's rows, or name the parameters when there are several.
+
+    - ``azureml``: the body as it is;
+    - ``v2``: ``{"inputs": [{"name": key, "shape", "datatype", "data": value}]}``, one tensor per key of the
+      body, datatype and shape inferred as the server infers an output's
+      (:func:`jupyter_mldeploy.server.protocol_v2.output_tensor`: ``float64`` -> ``FP64``, ``int64`` ->
+      ``INT64``, strings -> ``BYTES``), ``data`` kept nested as given (rows stay rows);
+    - ``mlflow``: ``{"inputs": value}`` for a body with one key, else ``{"inputs": body}``.
+
+    Args:
+        body: A ``/score`` body: a JSON object of input name -> value (``{"data": [[...], ...]}``).
+        protocol: One of :data:`PROTOCOLS`.
+
+    Returns:
+        The request body in ``protocol``'s format (JSON-safe).
+
+    Raises:
+        InvalidArgument: For an unknown protocol, or a body that is not a JSON object (or, for ``v2``, holds a
+            value with no tensor form: ragged rows or mixed types), naming what to send instead.
+    """
+    if protocol not in PROTOCOLS:
+        raise InvalidArgument(f"Unknown protocol {protocol!r}: use one of {', '.join(PROTOCOLS)}.")
+    if protocol == "azureml":
+        return body
+    if not isinstance(body, dict) or not body:
+        raise InvalidArgument(f"A {protocol} request is shaped from a /score body that is a JSON object of inputs "
+                              f"({{\"data\": rows}}); got {type(body).__name__}: write the {protocol} body yourself.")
+    if protocol == "mlflow":
+        return {"inputs": next(iter(body.values())) if len(body) == 1 else body}
+    tensors = []
+    for name, value in body.items():
+        try:
+            tensor = output_tensor(str(name), value)
+        except WireError:
+            raise InvalidArgument(f"Input {name!r} has no tensor form (ragged rows or mixed types): write the V2 "
+                                  "body yourself (docs/protocols.md).") from None
+        tensors.append({"name": tensor["name"], "shape": tensor["shape"], "datatype": tensor["datatype"],
+                        "data": value if isinstance(value, list) else [value]})
+    return {"inputs": tensors}
+
+
+def example_payload(endpoint: Endpoint, schema: InputSchema | None = None, rounded: bool = False,
+                    protocol: str = "azureml") -> Any:
     """A body to start from: the schema's example, else a served model's ``sample_input``.
 
     Args:
@@ -227,9 +276,14 @@ def example_payload(endpoint: Endpoint, schema: InputSchema | None = None, round
         schema: Its input schema when already fetched (else it is fetched).
         rounded: Round its floats to :data:`SAMPLE_SIGNIFICANT_DIGITS` significant digits, as the editors
             show it (the panel's Test tab, and the sidebar through ``GET services/{name}/example``).
+        protocol: Shape it for this protocol (:func:`protocol_payload`): the panel's and the sidebar's
+            protocol choice.
 
     Returns:
         The example (JSON-safe), or None when the service offers none.
+
+    Raises:
+        InvalidArgument: For an unknown protocol, or an example that has no form in ``protocol``.
     """
     schema = schema if schema is not None else input_schema(endpoint)
     example = None
@@ -244,7 +298,9 @@ def example_payload(endpoint: Endpoint, schema: InputSchema | None = None, round
                 if model.sample_input is not None:
                     example = model.sample_input
                     break
-    return round_floats(example) if rounded else example
+    if example is None:
+        return None
+    return protocol_payload(round_floats(example) if rounded else example, protocol)
 
 
 def _unreachable(endpoint: Endpoint, exc: Exception) -> ServiceUnreachable:
@@ -325,6 +381,7 @@ __all__ = [
     "example_payload",
     "input_schema",
     "is_scoring_uri",
+    "protocol_payload",
     "protocol_uri",
     "resolve_endpoint",
     "round_floats",

@@ -1,21 +1,36 @@
-"""Deployed services as every face lists, shows, reloads and deletes them.
+"""Deployed services as every face deploys, lists, shows, reloads and deletes them.
 
-Only the deploy layer's public API is used (``Webservice(ws, name)``, ``Webservice.list``, ``serialize()``,
-``get_logs``, ``reload``, ``delete``), so the rows are the same for every runtime: uptime comes from the
-service's ``startedTime`` (when its scoring server started, whatever the target), not from a process id.
+Only the deploy layer's public API is used (``deploy_model``, ``Webservice(ws, name)``, ``Webservice.list``,
+``serialize()``, ``get_logs``, ``reload``, ``delete``), so the rows are the same for every runtime: uptime
+comes from the service's ``startedTime`` (when its scoring server started, whatever the target), not from a
+process id.
+
+Deploying from a face (``mldeploy model deploy``, ``%deploy_local``, the panel's Registry tab, the sidebar's
+Deploy action) goes through :func:`deploy_service`: without an entry script, one model registered with a
+supported ``model_framework`` is served by a built-in entry script (v1 no-code deployment,
+:func:`jupyter_mldeploy.deploy.no_code.no_code_inference_config`), so every face makes the same choice.
 """
 
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from jupyter_mldeploy.actions.formats import parse_time
-from jupyter_mldeploy.deploy import Webservice
-from jupyter_mldeploy.errors import InvalidArgument, MLDeployError
+from jupyter_mldeploy.deploy import DeploymentConfiguration, Webservice, deploy_model
+from jupyter_mldeploy.deploy.no_code import no_code_inference_config, no_code_note
+from jupyter_mldeploy.deploy.plan import no_model_note
+from jupyter_mldeploy.errors import Conflict, InvalidArgument, MLDeployError
+from jupyter_mldeploy.inference_config import InferenceConfig
+from jupyter_mldeploy.names import validate_name
 from jupyter_mldeploy.workspace import Workspace
+
+if TYPE_CHECKING:  # pragma: no cover
+    from jupyter_mldeploy.environment import Environment
+    from jupyter_mldeploy.registry import Model
 
 #: States in which a service has a running scoring server (so an uptime).
 RUNNING_STATES = ("Healthy", "Transitioning", "Unhealthy")
@@ -147,11 +162,104 @@ def delete_service(workspace: Workspace, name: str) -> str:
     return name
 
 
+def deployment_inference_config(workspace: Workspace, models: Sequence[Model | str],
+                                inference_config: InferenceConfig | None = None,
+                                environment: Environment | str | None = None) -> InferenceConfig:
+    """The inference configuration a face deploys with: the one given, else no-code for one framework model.
+
+    Args:
+        workspace: The workspace holding the models.
+        models: Registered ``Model`` objects or ``"name[:version]"`` strings.
+        inference_config: The entry script, source directory and environment the user gave; None for no-code
+            deployment (exactly one model, registered with ``model_framework`` scikit-learn, ONNX or MLflow).
+        environment: Replaces the environment no-code deployment chooses (``--env``/``--requirements``/
+            ``--current``); ignored when ``inference_config`` is given (it names its own).
+
+    Returns:
+        InferenceConfig: ``inference_config`` itself, or the built-in entry script with its environment.
+
+    Raises:
+        InvalidArgument: Without an inference configuration, for no model or several, a model registered without
+            a framework (the message says to give an entry script), or one no built-in script serves.
+        NotFound: For a model version that is not registered.
+    """
+    if inference_config is not None:
+        return inference_config
+    config = no_code_inference_config(workspace, list(models))
+    if environment is not None:
+        config.environment = environment
+    return config
+
+
+def deployment_notes(models: Sequence[Model | str], inference_config: InferenceConfig) -> list[str]:
+    """What every face says before deploying: no registered model served, and which built-in script serves."""
+    notes = [] if models else [no_model_note(inference_config)]
+    no_code = no_code_note(inference_config)
+    if no_code:
+        notes.append(no_code)
+    return notes
+
+
+def check_service_name(workspace: Workspace, name: str, overwrite: bool = False) -> str:
+    """Check a new service's name before a face starts a deployment that may take a while.
+
+    The deployer checks again under the service's lock; this answers at once.
+
+    Returns:
+        The name.
+
+    Raises:
+        InvalidArgument: For a malformed name.
+        Conflict: When the service exists and ``overwrite`` is False.
+    """
+    validate_name(name, "service name")
+    if not overwrite and name in service_names(workspace):
+        raise Conflict(f"Service {name!r} already exists: update it (overwrite), or choose another name.")
+    return name
+
+
+def deploy_service(workspace: Workspace, name: str, models: Sequence[Model | str],
+                   inference_config: InferenceConfig | None = None,
+                   deployment_config: DeploymentConfiguration | None = None, overwrite: bool = False,
+                   show_output: bool = False, environment: Environment | str | None = None) -> Webservice:
+    """Deploy model versions as a service, as every face does (v1 ``Model.deploy``); does not wait for health.
+
+    Args:
+        workspace: The workspace holding the models.
+        name: The service name.
+        models: Registered ``Model`` objects or ``"name[:version]"`` strings; none serves the source folder
+            alone (``inference_config`` required then).
+        inference_config: The entry script and its environment; None: no-code
+            (:func:`deployment_inference_config`).
+        deployment_config: The target and its options; None: the process target on a free port.
+        overwrite: Update the service in place when it exists (zero downtime) instead of raising ``Conflict``.
+        show_output: Print the environment build and the server log, and wait until the service is healthy.
+        environment: Replaces the environment no-code deployment chooses.
+
+    Returns:
+        Webservice: ``Transitioning`` until ``init()`` returned; ``wait_for_deployment`` waits for it.
+
+    Raises:
+        InvalidArgument: For a bad name, models or configuration (nothing started).
+        NotFound: For a model version or environment that is not registered.
+        Conflict: When the name is taken and ``overwrite`` is False.
+        EnvironmentBuildError: When the environment cannot be built.
+        DeploymentError: When the target is not available (or, with ``show_output``, the service fails).
+    """
+    config = deployment_inference_config(workspace, models, inference_config, environment)
+    return deploy_model(workspace, name, list(models), config, deployment_config, overwrite=overwrite,
+                        show_output=show_output)
+
+
 __all__ = [
     "MAX_LOG_LINES",
     "RUNNING_STATES",
     "ServiceRow",
+    "check_service_name",
     "delete_service",
+    "deploy_service",
+    "deployment_inference_config",
+    "deployment_notes",
     "get_service",
     "list_services",
     "reload_service",

@@ -23,9 +23,8 @@ from jupyter_mldeploy.cli._common import (
     workspace_option_when,
 )
 from jupyter_mldeploy.cli.model import model_group
-from jupyter_mldeploy.deploy import DeploymentConfiguration, deploy_model
-from jupyter_mldeploy.deploy.no_code import no_code_inference_config, no_code_note
-from jupyter_mldeploy.deploy.plan import no_model_note, served_folder
+from jupyter_mldeploy.deploy import DeploymentConfiguration
+from jupyter_mldeploy.deploy.plan import served_folder
 from jupyter_mldeploy.entry.static_check import check_entry_script
 from jupyter_mldeploy.errors import Conflict, InvalidArgument
 from jupyter_mldeploy.inference_config import InferenceConfig
@@ -236,17 +235,15 @@ def deploy_command(
     if inference_config is None and not models:
         raise InvalidArgument("Give --ic inferenceconfig.json, or -m NAME:VERSION of a model registered with a "
                               "supported framework (no-code deployment).")
-    config = inference_config if inference_config is not None else no_code_inference_config(workspace, models)
+    config = actions.deployment_inference_config(workspace, models, inference_config)
     name = _service_name(workspace, service_name, models, config, overwrite)
-    if not models and not show_output:  # with --show-output the deployer says it on stdout
-        click.echo(f"Note: service {name!r}: {no_model_note(config)}", err=True)
-    note = no_code_note(config)
-    if note and not show_output:
-        click.echo(f"Note: service {name!r}: {note}", err=True)
-    service = deploy_model(
+    if not show_output:  # with --show-output the deployer says it on stdout
+        for note in actions.deployment_notes(models, config):
+            click.echo(f"Note: service {name!r}: {note}", err=True)
+    service = actions.deploy_service(
         workspace,
         name,
-        list(models),
+        models,
         config,
         DeploymentConfiguration.from_file(deployment_config) if deployment_config else None,
         overwrite=overwrite,

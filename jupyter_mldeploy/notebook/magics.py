@@ -36,9 +36,7 @@ from IPython.display import display
 
 from jupyter_mldeploy import actions
 from jupyter_mldeploy.actions.workspaces import remember_workspace
-from jupyter_mldeploy.deploy import deploy_model, local_deploy_configuration
-from jupyter_mldeploy.deploy.no_code import no_code_inference_config, no_code_note
-from jupyter_mldeploy.deploy.plan import no_model_note
+from jupyter_mldeploy.deploy import local_deploy_configuration
 from jupyter_mldeploy.deploy.trial_run import run_entry_check
 from jupyter_mldeploy.entry.static_check import EntryScriptCheck, check_source
 from jupyter_mldeploy.errors import DeploymentError, MLDeployError, headline
@@ -464,9 +462,9 @@ class MLDeployMagics(Magics):
                                                  current=args.current)
         source_dir = Path(args.source_dir).expanduser() if args.source_dir else None
         if args.entry is None and args.model and source_dir is None:
-            inference_config = no_code_inference_config(workspace, args.model)
-            if args.env or args.requirements or args.current:  # an asked-for environment replaces the chosen one
-                inference_config.environment = environment
+            # no-code; an asked-for environment replaces the chosen one
+            asked = environment if args.env or args.requirements or args.current else None
+            inference_config = actions.deployment_inference_config(workspace, args.model, environment=asked)
         else:
             entry = Path(args.entry or "score.py").expanduser()
             script = entry if entry.is_absolute() or source_dir is None else source_dir / entry
@@ -476,11 +474,7 @@ class MLDeployMagics(Magics):
         config = local_deploy_configuration(port=args.port)
 
         status = DeployStatus(name=args.name)
-        if not args.model:
-            status.notes.append(no_model_note(inference_config))
-        no_code = no_code_note(inference_config)
-        if no_code:
-            status.notes.append(no_code)
+        status.notes.extend(actions.deployment_notes(args.model, inference_config))
         self.last_deploy_status = status
         handle = display(status, display_id=True)
         start = time.monotonic()
@@ -498,7 +492,7 @@ class MLDeployMagics(Magics):
 
         def deploy() -> None:
             try:
-                outcome["service"] = deploy_model(
+                outcome["service"] = actions.deploy_service(
                     workspace, args.name, args.model, inference_config, config, overwrite=args.overwrite
                 )
             except BaseException as exc:  # noqa: B036 - handed to the kernel thread, re-raised there

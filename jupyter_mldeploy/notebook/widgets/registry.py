@@ -12,7 +12,6 @@ import ipywidgets as widgets
 
 from jupyter_mldeploy import actions
 from jupyter_mldeploy.actions import format_size, format_time
-from jupyter_mldeploy.deploy import deploy_model
 from jupyter_mldeploy.errors import DeploymentError, InvalidArgument
 from jupyter_mldeploy.inference_config import InferenceConfig
 from jupyter_mldeploy.notebook.widgets._common import MessageLine, button, reported, resolve_workspace
@@ -254,7 +253,7 @@ class RegistryPanel(widgets.VBox):
             config = self._inference_config()
             exists = name in actions.service_names(self.workspace)
             self.message.info(f"{'Updating' if exists else 'Deploying'} {name} with {model.id}…")
-            service = deploy_model(self.workspace, name, [model.id], config, overwrite=True)
+            service = actions.deploy_service(self.workspace, name, [model.id], config, overwrite=True)
             service.wait_for_deployment()
             self.message.ok(f"{name} serves {model.id} at {service.scoring_uri}")
             for callback in self._deploy_callbacks:
