@@ -3,8 +3,10 @@
 The keys live in ``deployments/<service>/keys/keys.json`` (folder ``0700``, file ``0600``), never in
 ``service.json``, ``deploymentconfig.json`` as saved with the record, the environment, a log or a listing.
 The server gets the file's path in ``MLDEPLOY_KEYS_FILE`` (:mod:`jupyter_mldeploy.server.keys`): the process
-target gives the host path, the Docker target the path inside its read-only mount of the service folder.
-A key is changed by replacing the file atomically; the server re-reads it on the next request.
+target gives the host path, the Docker target the path inside its read-only mount of the service folder,
+the Kubernetes target the path inside the pod's mount of the keys Secret (whose one item holds
+:func:`keys_document`). A key is changed by replacing the file atomically; the server re-reads it on the next
+request.
 """
 
 from __future__ import annotations
@@ -51,6 +53,28 @@ def check_key(value: object, name: str) -> str:
     return value
 
 
+def keys_document(primary: str, secondary: str) -> str:
+    """The keys file's content, as the server reads it: ``{"primaryKey": ..., "secondaryKey": ...}``."""
+    return json.dumps({"primaryKey": primary, "secondaryKey": secondary})
+
+
+def regenerated(keys: tuple[str, str], key: str, set_key: str | None) -> tuple[str, str]:
+    """``keys`` with one replaced, as v1 ``regen_key(key, set_key)``: by ``set_key``, else a generated key.
+
+    Args:
+        keys: ``(primary, secondary)`` now.
+        key: ``"Primary"`` or ``"Secondary"``.
+        set_key: The new value (16+ URL-safe characters); None generates one (32 random bytes).
+
+    Raises:
+        InvalidArgument: For another ``key`` name or a bad ``set_key``.
+    """
+    if key not in ("Primary", "Secondary"):
+        raise InvalidArgument(f"Invalid key {key!r}: use 'Primary' or 'Secondary'.")
+    new = check_key(set_key, "set_key") if set_key is not None else generate_key()
+    return (new, keys[1]) if key == "Primary" else (keys[0], new)
+
+
 def keys_file(service_folder: Path) -> Path:
     """``<service folder>/keys/keys.json``."""
     return service_folder / KEYS_DIRNAME / KEYS_FILENAME
@@ -70,7 +94,7 @@ def write_keys(service_folder: Path, primary: str, secondary: str) -> None:
     tmp = folder / f".{KEYS_FILENAME}.{os.getpid()}.tmp"
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        json.dump({"primaryKey": primary, "secondaryKey": secondary}, handle)
+        handle.write(keys_document(primary, secondary))
         handle.flush()
         os.fsync(handle.fileno())
     os.replace(tmp, folder / KEYS_FILENAME)

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from jupyter_mldeploy.deploy.config import DeploymentConfiguration
+from jupyter_mldeploy.deploy.service_keys import check_key
 from jupyter_mldeploy.errors import InvalidArgument
 
 #: A DNS-1123 label (Kubernetes namespaces and service names): lower-case letters, digits and ``-``.
@@ -165,8 +166,7 @@ def check_aks_configuration(config: DeploymentConfiguration) -> None:
             "token auth."
         )
     for key, value in keys.items():
-        if not isinstance(value, str) or not value:
-            raise InvalidArgument(f"Invalid configuration, keys.{key} must be a non-empty string.")
+        check_key(value, f"keys.{key}")  # a key a Bearer header can carry; never echoed back
     if config.namespace is not None:
         check_dns1123_label(config.namespace, "namespace")
 
@@ -219,7 +219,8 @@ def aks_deploy_configuration(
             the HPA controller's sync period is set cluster-wide.
         autoscale_target_utilization: Target CPU utilization in percent of the request (default 70).
         collect_model_data: v1 model data collection flag (kept).
-        auth_enabled: Key auth (default True unless token auth is on): the keys go into a Secret.
+        auth_enabled: Key auth (default True unless token auth is on, as v1 AKS): the keys go into a Secret the
+            pods mount, and every route that runs the model needs ``Authorization: Bearer <key>``.
         cpu_cores: CPU request per replica (default 0.1).
         memory_gb: Memory request per replica in GiB (default 0.5).
         enable_app_insights: v1 flag (kept).
@@ -229,7 +230,8 @@ def aks_deploy_configuration(
         max_request_wait_time: v1's queue wait in ms (default 500); kept as an annotation (v1's front end
             enforced it; a plain Service has no queue).
         num_replicas: A fixed number of replicas (no autoscaling).
-        primary_key: Key auth primary key (generated when auth is on and none is given).
+        primary_key: Key auth primary key, 16+ characters from ``A-Z a-z 0-9 - . _ ~ + /`` (generated when auth
+            is on and none is given: 32 random bytes, URL-safe).
         secondary_key: Key auth secondary key (generated likewise).
         tags: Free labels.
         properties: Free facts.

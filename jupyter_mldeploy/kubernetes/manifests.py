@@ -12,7 +12,12 @@ No Kubernetes client is needed to render or write them. One service gives:
 - ``Service`` ``<name>`` (``ClusterIP`` by default, port 80 to the container's 5001);
 - ``HorizontalPodAutoscaler`` ``<name>`` (``autoscaling/v2``, CPU utilization) when autoscaling;
 - ``PodDisruptionBudget`` ``<name>`` (``maxUnavailable: 1``: a node drain never takes every replica at once);
-- ``Secret`` ``<name>-keys`` with ``primaryKey``/``secondaryKey`` when key auth is on.
+- ``Secret`` ``<name>-keys`` when key auth is on (the default, as v1 AKS): one item ``keys.json`` holding the
+  keys file the scoring server reads (``{"primaryKey", "secondaryKey"}``). The Deployment mounts it read-only
+  at ``/var/mldeploy/keys`` (a whole-volume mount, never ``subPath``, so kubelet keeps it current) and names
+  ``/var/mldeploy/keys/keys.json`` in ``MLDEPLOY_KEYS_FILE``: the server then requires
+  ``Authorization: Bearer <key>`` on every route that runs the model, and re-reads the file when kubelet
+  publishes a changed Secret, with no restart. The probes' ``GET /`` stays open.
 
 Every object carries the ``app.kubernetes.io/*`` labels; the selector is ``name`` + ``instance``. The
 template also carries ``mldeploy.io/generation``, bumped by every update so each one rolls out.
@@ -20,7 +25,9 @@ template also carries ``mldeploy.io/generation``, bumped by every update so each
 
 from __future__ import annotations
 
-import secrets
+import base64
+import json
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,10 +36,12 @@ from typing import Any
 import yaml
 
 from jupyter_mldeploy._version import __version__
+from jupyter_mldeploy.deploy.service_keys import KEYS_FILENAME, generate_key, keys_document
 from jupyter_mldeploy.docker.dockerfile import CONTAINER_PORT
 from jupyter_mldeploy.errors import InvalidArgument
 from jupyter_mldeploy.kubernetes.compute import SERVICE_TYPES
 from jupyter_mldeploy.kubernetes.config import KubernetesSettings, check_dns1123_label
+from jupyter_mldeploy.server.keys import KEYS_FILE_VARIABLE
 
 #: The container's name in the pod.
 CONTAINER_NAME = "scoring"
@@ -42,6 +51,12 @@ SERVICE_PORT = 80
 RUN_AS_USER = 1000
 #: The writable temp volume (the root filesystem is read-only).
 TMP_DIR = "/tmp"
+#: Where the pod mounts the keys Secret (read-only); the server reads ``KEYS_MOUNT/keys.json``.
+KEYS_MOUNT = "/var/mldeploy/keys"
+#: The keys volume's file mode: owner and group (the pod's ``fsGroup``) read, nobody else.
+KEYS_FILE_MODE = 0o440
+#: The path the readiness and liveness probes ask: one of the scoring server's open routes (``OPEN_PATHS``: no key).
+PROBE_PATH = "/"
 LABEL_GENERATION = "mldeploy.io/generation"
 ANNOTATION_MODELS = "mldeploy.io/models"
 
@@ -117,11 +132,16 @@ def _container(spec: ManifestSpec) -> dict[str, Any]:
     # Python and the libraries a script loads write caches under HOME and TMPDIR: both on the writable volume.
     env.setdefault("HOME", TMP_DIR)
     env.setdefault("TMPDIR", TMP_DIR)
+    mounts: list[dict[str, Any]] = [{"name": "tmp", "mountPath": TMP_DIR}]
+    if s.auth_enabled:
+        # The path, never the keys: they stay in the Secret's volume.
+        env[KEYS_FILE_VARIABLE] = f"{KEYS_MOUNT}/{KEYS_FILENAME}"
+        mounts.append({"name": "keys", "mountPath": KEYS_MOUNT, "readOnly": True})
     requests = {"cpu": cpu_quantity(s.cpu), "memory": memory_quantity(s.memory_gb)}
     limits = {"cpu": cpu_quantity(s.cpu_limit), "memory": memory_quantity(s.memory_gb_limit)}
     if s.gpu:
         limits["nvidia.com/gpu"] = str(s.gpu)
-    http_get = {"path": "/", "port": "http", "scheme": "HTTP"}
+    http_get = {"path": PROBE_PATH, "port": "http", "scheme": "HTTP"}
     return {
         "name": CONTAINER_NAME,
         "image": spec.image,
@@ -143,8 +163,18 @@ def _container(spec: ManifestSpec) -> dict[str, Any]:
             "readOnlyRootFilesystem": True,
             "capabilities": {"drop": ["ALL"]},
         },
-        "volumeMounts": [{"name": "tmp", "mountPath": TMP_DIR}],
+        "volumeMounts": mounts,
     }
+
+
+def _volumes(spec: ManifestSpec) -> list[dict[str, Any]]:
+    volumes: list[dict[str, Any]] = [{"name": "tmp", "emptyDir": {}}]
+    if spec.settings.auth_enabled:
+        volumes.append({"name": "keys", "secret": {
+            "secretName": secret_name(spec.name), "defaultMode": KEYS_FILE_MODE,
+            "items": [{"key": KEYS_FILENAME, "path": KEYS_FILENAME}],
+        }})
+    return volumes
 
 
 def deployment(spec: ManifestSpec) -> dict[str, Any]:
@@ -176,7 +206,7 @@ def deployment(spec: ManifestSpec) -> dict[str, Any]:
                         "fsGroup": RUN_AS_USER, "seccompProfile": {"type": "RuntimeDefault"},
                     },
                     "containers": [_container(spec)],
-                    "volumes": [{"name": "tmp", "emptyDir": {}}],
+                    "volumes": _volumes(spec),
                 },
             },
         },
@@ -229,15 +259,43 @@ def disruption_budget(spec: ManifestSpec) -> dict[str, Any]:
     }
 
 
-def keys_secret(spec: ManifestSpec, primary_key: str, secondary_key: str) -> dict[str, Any]:
-    """The ``v1`` Secret ``<name>-keys`` holding the service keys (v1 ``get_keys()``)."""
+def keys_secret(name: str, namespace: str | None, primary_key: str, secondary_key: str) -> dict[str, Any]:
+    """The ``v1`` Secret ``<name>-keys``: one item, ``keys.json``, the keys file the scoring server reads.
+
+    The item is base64 ``data`` (what the API server stores), so a server-side apply of new keys replaces it
+    as it is.
+
+    Args:
+        name: The service name.
+        namespace: The namespace, or None.
+        primary_key: The primary key.
+        secondary_key: The secondary key.
+    """
+    metadata: dict[str, Any] = {"name": secret_name(name), "labels": labels(name)}
+    if namespace:
+        metadata["namespace"] = namespace
+    document = keys_document(primary_key, secondary_key).encode()
     return {
         "apiVersion": "v1",
         "kind": "Secret",
-        "metadata": _metadata(spec, name=secret_name(spec.name)),
+        "metadata": metadata,
         "type": "Opaque",
-        "stringData": {"primaryKey": primary_key, "secondaryKey": secondary_key},
+        "data": {KEYS_FILENAME: base64.b64encode(document).decode("ascii")},
     }
+
+
+def secret_keys(secret: dict[str, Any]) -> tuple[str, str]:
+    """The ``(primary, secondary)`` keys a :func:`keys_secret` object holds.
+
+    Raises:
+        InvalidArgument: When the object holds no readable ``keys.json`` item.
+    """
+    try:
+        data = json.loads(base64.b64decode(secret["data"][KEYS_FILENAME]))
+        return str(data["primaryKey"]), str(data["secondaryKey"])
+    except (KeyError, TypeError, ValueError):
+        raise InvalidArgument(f"Secret {secret.get('metadata', {}).get('name')!r} holds no {KEYS_FILENAME} item with "
+                              "primaryKey and secondaryKey.") from None
 
 
 def secret_name(name: str) -> str:
@@ -250,7 +308,7 @@ def service_keys(spec: ManifestSpec) -> tuple[str, str]:
     if spec.keys is not None:
         return spec.keys
     s = spec.settings
-    return s.primary_key or secrets.token_urlsafe(24), s.secondary_key or secrets.token_urlsafe(24)
+    return s.primary_key or generate_key(), s.secondary_key or generate_key()
 
 
 def render_manifests(spec: ManifestSpec) -> list[dict[str, Any]]:
@@ -270,7 +328,7 @@ def render_manifests(spec: ManifestSpec) -> list[dict[str, Any]]:
     objects: list[dict[str, Any]] = []
     s = spec.settings
     if s.auth_enabled:
-        objects.append(keys_secret(spec, *service_keys(spec)))
+        objects.append(keys_secret(spec.name, spec.namespace, *service_keys(spec)))
     objects += [deployment(spec), service(spec)]
     if s.autoscale:
         objects.append(autoscaler(spec))
@@ -304,7 +362,10 @@ def write_manifests(objects: Sequence[dict[str, Any]], directory: Path, namespac
     written = []
     for obj in objects:
         path = directory / file_name(obj)
-        path.write_text(yaml.safe_dump(obj, sort_keys=False), encoding="utf-8")
+        # A Secret's file is owner-only: it holds the service keys.
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600 if obj["kind"] == "Secret" else 0o644)
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(yaml.safe_dump(obj, sort_keys=False))
         written.append(path)
     kustomization: dict[str, Any] = {
         "apiVersion": "kustomize.config.k8s.io/v1beta1",

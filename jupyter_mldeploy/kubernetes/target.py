@@ -7,9 +7,15 @@ deployment_target=KubernetesCompute(...))`` reaches :meth:`KubernetesTarget.crea
    or context and pointing to the manifest export), before anything is built;
 2. builds the package image (the Docker target's builder, through ``Model.package``) and pushes it when the
    compute names a registry;
-3. renders the manifests (:mod:`~jupyter_mldeploy.kubernetes.manifests`), keeps them in
+3. with key auth (on by default, as v1 AKS) writes the keys owner-only to ``deployments/<name>/keys/keys.json``
+   (:mod:`~jupyter_mldeploy.deploy.service_keys`, as the other targets);
+4. renders the manifests (:mod:`~jupyter_mldeploy.kubernetes.manifests`), keeps them in
    ``deployments/<name>/manifests-<generation>/`` (``kubectl apply -k`` works on them too), saves the record,
-   and server-side applies them.
+   and server-side applies the keys Secret (built from the keys file) and them.
+
+The keys Secret is never written into ``manifests-<generation>/``, ``service.json`` or a log: the keys file is
+the only copy in the workspace. ``regen_key`` applies the Secret with the new key, then replaces the keys
+file; kubelet publishes the changed Secret into every pod's volume and the server follows it with no restart.
 
 ``observe`` reads the Deployment and the pods of the current generation and maps them to v1's states
 (:mod:`~jupyter_mldeploy.kubernetes.status`); ``follow_logs`` streams the pods' events and log lines (what
@@ -18,7 +24,7 @@ pods serve until the new ones are Ready, ``maxUnavailable: 0``), and a refused o
 generation's manifests; ``delete`` removes every object of the service.
 
 The target keeps in the record's ``target_state``: the compute (kubeconfig, context, registry, service
-type), the namespace, the image, the generation, the service keys and a pending update.
+type), the namespace, the image, the generation and a pending update.
 """
 
 from __future__ import annotations
@@ -28,10 +34,12 @@ import shutil
 import sys
 import time
 from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from jupyter_mldeploy.deploy.config import DeploymentConfiguration
 from jupyter_mldeploy.deploy.ports import free_port
+from jupyter_mldeploy.deploy.service_keys import KEYS_DIRNAME, ensure_keys, read_keys, write_keys
 from jupyter_mldeploy.deploy.service_store import ServiceStore
 from jupyter_mldeploy.deploy.state import ServiceRecord, ServiceState
 from jupyter_mldeploy.deploy.targets.base import Observation, ServiceTarget
@@ -44,17 +52,21 @@ from jupyter_mldeploy.kubernetes.compute import (
     context_namespace,
     load_client_package,
 )
-from jupyter_mldeploy.kubernetes.config import check_aks_configuration, check_dns1123_label
+from jupyter_mldeploy.kubernetes.config import (
+    KubernetesSettings,
+    check_aks_configuration,
+    check_dns1123_label,
+)
 from jupyter_mldeploy.kubernetes.export import manifest_spec, package_image
 from jupyter_mldeploy.kubernetes.manifests import (
     LABEL_GENERATION,
     SERVICE_PORT,
     ManifestSpec,
+    keys_secret,
     read_manifests,
     render_manifests,
     secret_name,
     selector,
-    service_keys,
     write_manifests,
 )
 from jupyter_mldeploy.kubernetes.status import rollout_status
@@ -81,7 +93,6 @@ class KubeState:
         namespace: The namespace the objects live in.
         image: The image the Deployment runs.
         generation: The rollout generation (``manifests-<generation>/``, the pods' label).
-        keys: ``[primary, secondary]`` when key auth is on, else None.
         pending: ``{"generation", "previous"}`` while an ``update(wait=False)`` rolls out (``previous``: the
             record to restore when it is refused), else None.
     """
@@ -90,7 +101,6 @@ class KubeState:
     namespace: str = "default"
     image: str = ""
     generation: int = 1
-    keys: list[str] | None = None
     pending: dict[str, Any] | None = None
 
     @classmethod
@@ -184,21 +194,22 @@ class KubernetesTarget(ServiceTarget):
             )
         image = self._image(plan, compute, show_output)
         state = KubeState(compute=compute.to_json(), namespace=namespace, image=image)
-        spec = manifest_spec(plan, image, compute.service_type, state.generation, namespace)
-        state.keys = _keys(spec, None)
-        objects = render_manifests(replace(spec, keys=_pair(state.keys)))
+        plan = _with_auth(plan)
         folder = store.folder(plan.name)
         if folder.exists():
             shutil.rmtree(folder)
         folder.mkdir(parents=True)
         try:
-            write_manifests(objects, folder / state.manifests_dir, namespace)
+            ensure_keys(folder, plan.deployment_config)
+            objects = self._render(folder, plan, manifest_spec(plan, image, compute.service_type, state.generation,
+                                                               namespace))
+            write_manifests(_workload(objects), folder / state.manifests_dir, namespace)
             # ClusterIP: the local port `kubectl port-forward` uses (scoring_uri names it).
             port = plan.port if plan.port is not None else free_port("127.0.0.1")
-            record = plan.record(port, {"image": image, "namespace": namespace}, state.to_json())
+            record = _record(plan, port, {"image": image, "namespace": namespace}, state.to_json())
             store.save(record)  # before the apply: a crash from here on leaves a record naming the objects
             for obj in objects:
-                cluster.apply(obj)
+                _apply(cluster, obj)
         except BaseException:
             with contextlib.suppress(Exception):
                 self.delete(store, plan.name)
@@ -223,15 +234,16 @@ class KubernetesTarget(ServiceTarget):
         compute = KubernetesCompute.from_json(state.compute)
         cluster = self.cluster(compute, state.namespace)
         image = self._image(plan, compute, show_output)
-        spec = manifest_spec(plan, image, compute.service_type, state.generation + 1, state.namespace)
-        keys = _keys(spec, state.keys)
-        new_state = KubeState(state.compute, state.namespace, image, state.generation + 1, keys)
-        objects = render_manifests(replace(spec, keys=_pair(keys)))
+        plan = _with_auth(plan)
+        new_state = KubeState(state.compute, state.namespace, image, state.generation + 1)
         folder = store.folder(record.name)
+        ensure_keys(folder, plan.deployment_config)  # the given keys, else the service's, else new ones
+        objects = self._render(folder, plan, manifest_spec(plan, image, compute.service_type, new_state.generation,
+                                                           state.namespace))
         new_dir = folder / new_state.manifests_dir
         if new_dir.exists():
             shutil.rmtree(new_dir)
-        write_manifests(objects, new_dir, state.namespace)
+        write_manifests(_workload(objects), new_dir, state.namespace)
         previous_objects = read_manifests(folder / state.manifests_dir)
         try:
             self._apply_switch(cluster, objects, previous_objects)
@@ -241,8 +253,8 @@ class KubernetesTarget(ServiceTarget):
                 self._apply_switch(cluster, previous_objects, objects)
             shutil.rmtree(new_dir, ignore_errors=True)
             raise
-        new_record = plan.record(record.port, {"image": image, "namespace": state.namespace}, new_state.to_json(),
-                                 previous=record)
+        new_record = _record(plan, record.port, {"image": image, "namespace": state.namespace}, new_state.to_json(),
+                             previous=record)
         if not wait:
             new_state.pending = {"generation": new_state.generation, "previous": record.to_dict()}
             new_record.target_state = new_state.to_json()
@@ -251,10 +263,16 @@ class KubernetesTarget(ServiceTarget):
         self._finish(store, cluster, new_record, record, ROLLOUT_TIMEOUT_SEC)
 
     @staticmethod
+    def _render(folder: Path, plan: DeploymentPlan, spec: ManifestSpec) -> list[dict[str, Any]]:
+        """Every object of the service, the keys Secret (from the keys file) first when key auth is on."""
+        keys = read_keys(folder, plan.name) if plan.deployment_config.auth_enabled else None
+        return render_manifests(replace(spec, keys=keys))
+
+    @staticmethod
     def _apply_switch(cluster: Cluster, objects: list[dict[str, Any]], previous: list[dict[str, Any]]) -> None:
         """Apply ``objects``; delete what ``previous`` had and they lack (an HPA, when autoscaling stops)."""
         for obj in objects:
-            cluster.apply(obj)
+            _apply(cluster, obj)
         kinds = {(o["kind"], o["metadata"]["name"]) for o in objects}
         for obj in previous:
             if (obj["kind"], obj["metadata"]["name"]) not in kinds:
@@ -275,6 +293,7 @@ class KubernetesTarget(ServiceTarget):
                 store.save(new_record)
                 old_dir = store.folder(new_record.name) / KubeState.of(previous).manifests_dir
                 shutil.rmtree(old_dir, ignore_errors=True)
+                self._drop_keys_without_auth(store, cluster, new_record)
                 return
             failed = observed.state.is_(ServiceState.FAILED, ServiceState.UNSCHEDULABLE, ServiceState.UNHEALTHY)
             if failed or time.monotonic() > deadline:
@@ -285,11 +304,21 @@ class KubernetesTarget(ServiceTarget):
                 shutil.rmtree(folder / state.manifests_dir, ignore_errors=True)
                 previous.last_error = observed.error or f"the new version was not ready after {timeout:g} s"
                 store.save(previous)
+                self._drop_keys_without_auth(store, cluster, previous)
                 raise DeploymentError(
                     f"The update of service {new_record.name!r} was refused ({previous.last_error}); the previous "
                     "version was re-applied and keeps serving.", logs=logs,
                 )
             time.sleep(POLL_SEC)
+
+    @staticmethod
+    def _drop_keys_without_auth(store: ServiceStore, cluster: Cluster, record: ServiceRecord) -> None:
+        """Once a version without key auth serves, its keys Secret and keys file go (a rollback needed them)."""
+        if record.deployment_config.get("authEnabled"):
+            return
+        with contextlib.suppress(DeploymentError):  # best effort: delete() removes the Secret anyway
+            cluster.delete("Secret", secret_name(record.name))
+        shutil.rmtree(store.folder(record.name) / KEYS_DIRNAME, ignore_errors=True)
 
     def settle(self, store: ServiceStore, record: ServiceRecord, timeout: float) -> None:
         """Finish an ``update(wait=False)``: adopt the new generation or roll back to the previous one."""
@@ -411,8 +440,8 @@ class KubernetesTarget(ServiceTarget):
             if record is not None:
                 raise DeploymentError(
                     f"Service {name!r} was not deleted: {exc.message} Its objects are listed in "
-                    f"{store.folder(name) / state.manifests_dir} (kubectl delete -k that folder), and delete() "
-                    "can be called again."
+                    f"{store.folder(name) / state.manifests_dir} (kubectl delete -k that folder, and kubectl delete "
+                    f"secret -n {state.namespace} {secret_name(name)}), and delete() can be called again."
                 ) from None
         store.remove(name)
 
@@ -432,17 +461,25 @@ class KubernetesTarget(ServiceTarget):
 
     # -- keys ------------------------------------------------------------------------------------------
 
-    @staticmethod
-    def keys(record: ServiceRecord) -> tuple[str, str]:
-        """The service keys (v1 ``get_keys()``).
+    def publish_keys(self, store: ServiceStore, record: ServiceRecord, keys: tuple[str, str]) -> None:
+        """Apply the keys Secret holding ``keys``, then store them in the keys file (v1 ``regen_key``).
+
+        The Secret comes first: when the cluster refuses it, nothing changed anywhere. kubelet then publishes
+        the changed Secret into each pod's volume (within its sync period, about a minute by default) and the
+        server follows it with no restart; until then the pods take the replaced key, and the other key works
+        throughout.
+
+        Args:
+            store: The service store.
+            record: The service's record.
+            keys: ``(primary, secondary)``.
 
         Raises:
-            DeploymentError: When key auth is off.
+            DeploymentError: When the cluster refuses the Secret or does not answer (no key in the message).
         """
-        keys = KubeState.of(record).keys
-        if not keys:
-            raise DeploymentError(f"Service {record.name!r} has no keys: key auth is off (auth_enabled=False).")
-        return keys[0], keys[1]
+        state = KubeState.of(record)
+        _apply(self._cluster_of(record), keys_secret(record.name, state.namespace, *keys))
+        write_keys(store.folder(record.name), *keys)
 
 
 def _generation_selector(record: ServiceRecord) -> str:
@@ -450,16 +487,37 @@ def _generation_selector(record: ServiceRecord) -> str:
     return ",".join(f"{k}={v}" for k, v in labels.items())
 
 
-def _keys(spec: ManifestSpec, kept: list[str] | None) -> list[str] | None:
-    """The service keys with key auth on: the configuration's, else the ``kept`` ones, else generated."""
-    if not spec.settings.auth_enabled:
-        return None
-    settings = spec.settings
-    if kept:
-        settings = replace(settings, primary_key=settings.primary_key or kept[0],
-                           secondary_key=settings.secondary_key or kept[1])
-    return list(service_keys(replace(spec, settings=settings)))
+def _with_auth(plan: DeploymentPlan) -> DeploymentPlan:
+    """``plan`` with key auth stated (on unless turned off, as v1 AKS) and no keys in its configuration.
+
+    The keys go to the keys file (:func:`~jupyter_mldeploy.deploy.service_keys.ensure_keys` reads them from the
+    configuration first) and from there to the Secret; the record's configuration says only ``authEnabled``.
+    """
+    auth = KubernetesSettings.of(plan.deployment_config).auth_enabled
+    return replace(plan, deployment_config=replace(plan.deployment_config, auth_enabled=auth))
 
 
-def _pair(keys: list[str] | None) -> tuple[str, str] | None:
-    return (keys[0], keys[1]) if keys else None
+def _record(plan: DeploymentPlan, port: int, environment: dict[str, Any], target_state: dict[str, Any],
+            previous: ServiceRecord | None = None) -> ServiceRecord:
+    """The plan's record, its configuration without keys (they live in the keys file and the Secret only)."""
+    clean = replace(plan, deployment_config=replace(plan.deployment_config, keys=None))
+    return clean.record(port, environment, target_state, previous=previous)
+
+
+def _workload(objects: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The objects kept in ``manifests-<generation>/``: all but the keys Secret."""
+    return [obj for obj in objects if obj["kind"] != "Secret"]
+
+
+def _apply(cluster: Cluster, obj: dict[str, Any]) -> None:
+    """Server-side apply one object; a refused Secret's error never carries its content (the keys)."""
+    try:
+        cluster.apply(obj)
+    except DeploymentError as exc:
+        if obj["kind"] != "Secret":
+            raise
+        raise DeploymentError(
+            f"The cluster refused or did not answer for Secret {cluster.namespace}/{obj['metadata']['name']} (the "
+            "service keys); the keys were not changed. Check that the cluster answers (kubectl get secrets -n "
+            f"{cluster.namespace}) and that you may write Secrets there, then try again."
+        ) from exc

@@ -6,20 +6,23 @@ Same API as every :class:`~jupyter_mldeploy.deploy.webservice.Webservice`, plus 
     service = Model.deploy(ws, "diabetes", [model], inference_config, aks_config,
                            deployment_target=KubernetesCompute(context="kind-ml"))
     service.wait_for_deployment(show_output=True)
-    primary, secondary = service.get_keys()
-    service.export_manifests("k8s/")      # what runs, for kubectl apply -k
+    primary, secondary = service.get_keys()   # from the owner-only keys file, as every target
+    service.regen_key("Secondary")            # applies the keys Secret; the pods follow it, no restart
+    service.export_manifests("k8s/")          # what runs, with the keys Secret, for kubectl apply -k
 """
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
+from jupyter_mldeploy.deploy.service_keys import read_keys, regenerated
+from jupyter_mldeploy.deploy.targets.registry import get_target
 from jupyter_mldeploy.deploy.webservice import Webservice
 from jupyter_mldeploy.errors import DeploymentError, InvalidArgument
 from jupyter_mldeploy.kubernetes.compute import KubernetesCompute
 from jupyter_mldeploy.kubernetes.config import aks_deploy_configuration
+from jupyter_mldeploy.kubernetes.manifests import keys_secret, read_manifests, write_manifests
 from jupyter_mldeploy.kubernetes.target import KubernetesTarget, KubeState
 
 
@@ -43,13 +46,28 @@ class KubernetesWebservice(Webservice):
         """The image the Deployment runs (``Model.package``'s, with the registry when pushed)."""
         return KubeState.of(self._record()).image
 
-    def get_keys(self) -> tuple[str, str]:
-        """Return ``(primary_key, secondary_key)`` (v1 ``get_keys``).
+    def regen_key(self, key: str, set_key: str | None = None) -> None:
+        """Replace one key (v1 ``regen_key``): the keys Secret is applied, then the keys file replaced.
+
+        No pod restarts: kubelet publishes the changed Secret into each pod's volume within its sync period
+        (about a minute by default) and the server follows it. Until then the pods take the replaced key; the
+        other key works throughout, so callers on it never see a failed request. Rotate as with v1: move
+        callers to the other key, regenerate this one, wait for the sync, move them back.
+
+        Args:
+            key: ``"Primary"`` or ``"Secondary"``.
+            set_key: The new value (16+ URL-safe characters); None generates one (32 random bytes).
 
         Raises:
-            DeploymentError: When key auth is off.
+            InvalidArgument: For another ``key`` name or a bad ``set_key``.
+            DeploymentError: When key auth is off, or the cluster refuses the Secret or does not answer (then
+                nothing changed).
         """
-        return KubernetesTarget.keys(self._record())
+        folder = self._store.folder(self.name)
+        with self._store.lock(self.name):
+            keys = regenerated(read_keys(folder, self.name), key, set_key)
+            record = self._record()
+            cast(KubernetesTarget, get_target(record.target)).publish_keys(self._store, record, keys)
 
     def run(self, input_data: Any, headers: dict[str, str] | None = None, timeout: float | None = None) -> Any:
         """Call ``/score`` (v1 ``run``); a ``ClusterIP`` service is reached through ``kubectl port-forward``.
@@ -70,7 +88,10 @@ class KubernetesWebservice(Webservice):
             ) from exc
 
     def export_manifests(self, output_directory: str | Path) -> Path:
-        """Copy the manifests the service runs (with ``kustomization.yaml``) into a new or empty folder.
+        """Write the manifests the service runs, with ``kustomization.yaml``, into a new or empty folder.
+
+        With key auth the keys Secret is written too (``secret.yaml``, owner-only: it holds the keys), so
+        ``kubectl apply -k`` on the folder gives pods that require the same keys.
 
         Returns:
             The folder (``kubectl apply -k`` it).
@@ -81,10 +102,12 @@ class KubernetesWebservice(Webservice):
         target = Path(output_directory).expanduser().resolve()
         if target.exists() and any(target.iterdir()):
             raise InvalidArgument(f"Output directory {target} is not empty: give a new or empty folder.")
-        source = self._store.folder(self.name) / KubeState.of(self._record()).manifests_dir
-        if target.exists():
-            target.rmdir()
-        shutil.copytree(source, target)
+        record = self._record()
+        state = KubeState.of(record)
+        objects = read_manifests(self._store.folder(self.name) / state.manifests_dir)
+        if record.deployment_config.get("authEnabled"):
+            objects.insert(0, keys_secret(self.name, state.namespace, *self.get_keys()))
+        write_manifests(objects, target, state.namespace)
         return target
 
 

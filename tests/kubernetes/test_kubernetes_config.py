@@ -37,7 +37,7 @@ def test_every_argument_reaches_its_v1_key_and_round_trips(tmp_path: Path) -> No
         autoscale_target_utilization=60, auth_enabled=True, cpu_cores=0.5, memory_gb=1.5, cpu_cores_limit=1,
         memory_gb_limit=2, gpu_cores=1, scoring_timeout_ms=5000, replica_max_concurrent_requests=4,
         max_request_wait_time=800, period_seconds=5, initial_delay_seconds=20, timeout_seconds=3,
-        success_threshold=1, failure_threshold=4, namespace="ml-team", primary_key="p" * 8, secondary_key="s" * 8,
+        success_threshold=1, failure_threshold=4, namespace="ml-team", primary_key="p" * 16, secondary_key="s" * 16,
         tags={"team": "a"}, properties={"k": "v"}, description="d",
     )
     data = config.serialize()
@@ -48,7 +48,7 @@ def test_every_argument_reaches_its_v1_key_and_round_trips(tmp_path: Path) -> No
     assert data["livenessProbeRequirements"] == {"periodSeconds": 5, "initialDelaySeconds": 20, "timeoutSeconds": 3,
                                                  "successThreshold": 1, "failureThreshold": 4}
     assert (data["maxConcurrentRequestsPerContainer"], data["maxQueueWaitMs"], data["scoringTimeoutMs"]) == (4, 800, 5000)
-    assert data["keys"] == {"primaryKey": "p" * 8, "secondaryKey": "s" * 8}
+    assert data["keys"] == {"primaryKey": "p" * 16, "secondaryKey": "s" * 16}
     assert (data["namespace"], data["authEnabled"], data["gpuCores"]) == ("ml-team", True, 1)
     path = config.to_file(tmp_path / "deploymentconfig.json")
     again = DeploymentConfiguration.from_file(path)
@@ -107,7 +107,9 @@ RULES = [
     ({"namespace": "ML_Team"}, "Invalid namespace 'ML_Team': a Kubernetes name must be a DNS-1123 label"),
     ({"namespace": "-team"}, "DNS-1123 label"),
     ({"namespace": "a" * 64}, "DNS-1123 label"),
-    ({"primary_key": ""}, "keys.primaryKey must be a non-empty string"),
+    ({"primary_key": ""}, "Invalid keys.primaryKey: use a string of at least 16 characters"),
+    ({"secondary_key": "short-secret"}, "Invalid keys.secondaryKey: use a string of at least 16 characters"),
+    ({"primary_key": "a key with spaces in it"}, "from A-Z a-z 0-9 - . _ ~ + /"),
 ]
 
 
@@ -116,6 +118,9 @@ def test_each_v1_rule_gives_its_message(kwargs: dict, message: str) -> None:
     with pytest.raises(InvalidArgument) as caught:
         AksWebservice.deploy_configuration(**kwargs)
     assert message in caught.value.message
+    for key in ("primary_key", "secondary_key"):
+        if kwargs.get(key):
+            assert kwargs[key] not in caught.value.message  # a rejected key may be a real secret: never echoed
 
 
 def test_the_rules_apply_to_files_too(tmp_path: Path) -> None:

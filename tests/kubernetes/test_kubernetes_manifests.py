@@ -3,11 +3,14 @@ kubernetes-validate ships), a semantic lint for what schemas cannot say, the exp
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import re
+import stat
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +22,8 @@ from conftest import Diabetes
 from jupyter_mldeploy.cli import main
 from jupyter_mldeploy.errors import InvalidArgument
 from jupyter_mldeploy.kubernetes import AksWebservice, KubernetesSettings, export_manifests, render_manifests
-from jupyter_mldeploy.kubernetes.manifests import ManifestSpec, read_manifests, write_manifests
+from jupyter_mldeploy.kubernetes.manifests import ManifestSpec, read_manifests, secret_keys, write_manifests
+from jupyter_mldeploy.server.keys import OPEN_PATHS
 
 kubernetes_validate = pytest.importorskip("kubernetes_validate")
 
@@ -163,9 +167,47 @@ def lint(objects: list[dict[str, Any]]) -> list[str]:
             problems.append("HPA minReplicas > maxReplicas")
     elif "replicas" not in deployment["spec"]:
         problems.append("no HPA and no replicas")
-    secret = by_kind.get("Secret")
-    if secret is not None and set(secret["stringData"]) != {"primaryKey", "secondaryKey"}:
-        problems.append("the keys Secret lacks a key")
+    for container in template["spec"]["containers"]:
+        for probe in ("readinessProbe", "livenessProbe"):
+            if container[probe]["httpGet"]["path"] not in OPEN_PATHS:
+                problems.append(f"{probe} path {container[probe]['httpGet']['path']} needs a key: kubelet sends none")
+    problems += _keys_problems(by_kind.get("Secret"), template)
+    return problems
+
+
+def _keys_problems(secret: dict[str, Any] | None, template: dict[str, Any]) -> list[str]:
+    """The keys Secret reaches the server: mounted whole (kubelet updates no subPath), read-only, named by
+    MLDEPLOY_KEYS_FILE, holding the keys file the server reads; without a Secret, nothing names one."""
+    problems = []
+    volumes = [v for v in template["spec"].get("volumes", []) if "secret" in v]
+    container = template["spec"]["containers"][0]
+    env = {e["name"]: e.get("value") for e in container.get("env", [])}
+    if secret is None:
+        if volumes or "MLDEPLOY_KEYS_FILE" in env:
+            problems.append("a keys volume or MLDEPLOY_KEYS_FILE without a keys Secret")
+        return problems
+    try:
+        document = json.loads(base64.b64decode(secret["data"]["keys.json"]))
+        if not (document["primaryKey"] and document["secondaryKey"]):
+            problems.append("the keys Secret has an empty key")
+    except (KeyError, ValueError):
+        problems.append("the keys Secret holds no keys.json with primaryKey and secondaryKey")
+    mine = [v for v in volumes if v["secret"]["secretName"] == secret["metadata"]["name"]]
+    if not mine:
+        return [*problems, "no volume mounts the keys Secret"]
+    mounts = [m for m in container.get("volumeMounts", []) if m["name"] == mine[0]["name"]]
+    if not mounts:
+        return [*problems, "the container does not mount the keys volume"]
+    mount = mounts[0]
+    if mount.get("subPath"):
+        problems.append("the keys volume is mounted with subPath: kubelet never updates it")
+    if not mount.get("readOnly"):
+        problems.append("the keys volume is writable")
+    items = {i["key"]: i["path"] for i in mine[0]["secret"].get("items", [])} or {"keys.json": "keys.json"}
+    if env.get("MLDEPLOY_KEYS_FILE") != f"{mount['mountPath']}/{items.get('keys.json')}":
+        problems.append(f"MLDEPLOY_KEYS_FILE {env.get('MLDEPLOY_KEYS_FILE')!r} is not the mounted keys.json")
+    if mine[0]["secret"].get("defaultMode", 0o644) & 0o007:
+        problems.append("the keys file is readable by others")
     return problems
 
 
@@ -188,6 +230,41 @@ def test_the_lint_can_fail() -> None:
         assert fragment in problems
 
 
+@pytest.mark.parametrize(("breakage", "fragment"), [
+    (lambda c, pod: c["volumeMounts"][1].update(subPath="keys.json"), "kubelet never updates it"),
+    (lambda c, pod: c["volumeMounts"][1].pop("readOnly"), "keys volume is writable"),
+    (lambda c, pod: next(e for e in c["env"] if e["name"] == "MLDEPLOY_KEYS_FILE").update(value="/etc/keys.json"),
+     "is not the mounted keys.json"),
+    (lambda c, pod: pod["volumes"][1]["secret"].update(defaultMode=0o444), "readable by others"),
+    (lambda c, pod: c["volumeMounts"].pop(1), "does not mount the keys volume"),
+    (lambda c, pod: c["readinessProbe"]["httpGet"].update(path="/score"), "readinessProbe path /score needs a key"),
+])
+def test_the_keys_lint_can_fail(breakage: Any, fragment: str) -> None:
+    objects = render_manifests(_spec("diabetes", "defaults"))
+    pod = next(o for o in objects if o["kind"] == "Deployment")["spec"]["template"]["spec"]
+    assert lint(objects) == []
+    breakage(pod["containers"][0], pod)
+    assert fragment in " | ".join(lint(objects))
+
+
+def test_keys_are_enforced_by_default_and_only_with_key_auth() -> None:
+    for config_name, auth in (("defaults", True), ("namespace-keys-gpu", True), ("fixed-replicas-no-auth", False),
+                              ("token-auth", False)):
+        objects = {o["kind"]: o for o in render_manifests(_spec("diabetes", config_name))}
+        pod = objects["Deployment"]["spec"]["template"]["spec"]
+        env = {e["name"]: e["value"] for e in pod["containers"][0]["env"]}
+        assert ("Secret" in objects) is auth
+        assert (env.get("MLDEPLOY_KEYS_FILE") == "/var/mldeploy/keys/keys.json") is auth
+        assert ({"name": "keys", "mountPath": "/var/mldeploy/keys", "readOnly": True}
+                in pod["containers"][0]["volumeMounts"]) is auth
+    secret = render_manifests(_spec("diabetes", "defaults"))[0]
+    primary, secondary = secret_keys(secret)
+    # generated as v1: 32 random bytes, URL-safe; and the keys never appear anywhere else in the manifests
+    assert len(primary) == len(secondary) == 43 and primary != secondary
+    rest = json.dumps(render_manifests(replace(_spec("diabetes", "defaults"), keys=(primary, secondary)))[1:])
+    assert primary not in rest and secondary not in rest
+
+
 def test_settings_reach_the_manifests() -> None:
     objects = {o["kind"]: o for o in render_manifests(_spec("diabetes", "namespace-keys-gpu"))}
     deployment = objects["Deployment"]
@@ -199,7 +276,8 @@ def test_settings_reach_the_manifests() -> None:
     assert container["livenessProbe"]["periodSeconds"] == 5 and container["livenessProbe"]["initialDelaySeconds"] == 15
     assert container["securityContext"]["readOnlyRootFilesystem"] and container["securityContext"]["runAsNonRoot"]
     assert not container["securityContext"]["allowPrivilegeEscalation"]
-    assert objects["Secret"]["stringData"] == {"primaryKey": "k1" * 8, "secondaryKey": "k2" * 8}
+    assert secret_keys(objects["Secret"]) == ("k1" * 8, "k2" * 8)
+    assert set(objects["Secret"]["data"]) == {"keys.json"} and "stringData" not in objects["Secret"]
     assert {o["metadata"]["namespace"] for o in objects.values()} == {"ml-team"}
     auto = {o["kind"]: o for o in render_manifests(_spec("diabetes", "autoscale-limits"))}
     hpa = auto["HorizontalPodAutoscaler"]["spec"]
@@ -229,6 +307,8 @@ def test_export_writes_a_kustomization_and_the_image_context(diabetes: Diabetes,
     assert kustomization["namespace"] == "ml-team" and kustomization["resources"] == names[:-1]
     objects = read_manifests(tmp_path / "k8s")
     assert lint(objects) == []
+    assert stat.S_IMODE((tmp_path / "k8s" / "secret.yaml").stat().st_mode) == 0o600  # it holds the keys
+    assert stat.S_IMODE((tmp_path / "k8s" / "deployment.yaml").stat().st_mode) & 0o044
     for obj in objects:
         kubernetes_validate.validate(obj, VERSIONS[-1], strict=True)
     deployment = next(o for o in objects if o["kind"] == "Deployment")
