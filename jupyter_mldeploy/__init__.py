@@ -18,6 +18,7 @@ from jupyter_mldeploy._version import __version__
 _EXPORTS = {
     "Workspace": "jupyter_mldeploy.workspace",
     "Model": "jupyter_mldeploy.registry",
+    "ResourceConfiguration": "jupyter_mldeploy.registry",
     "Experiment": "jupyter_mldeploy.runs",
     "Run": "jupyter_mldeploy.runs",
     "Environment": "jupyter_mldeploy.environment",
@@ -59,6 +60,7 @@ __all__ = [  # spelled out (not built from _EXPORTS) so linters and IDEs see the
     "Model",
     "NotFound",
     "ParallelRunConfig",
+    "ResourceConfiguration",
     "Run",
     "ScoringError",
     "Webservice",
@@ -84,7 +86,7 @@ if TYPE_CHECKING:  # pragma: no cover
     )
     from jupyter_mldeploy.inference_config import InferenceConfig
     from jupyter_mldeploy.kubernetes import AksWebservice, KubernetesCompute
-    from jupyter_mldeploy.registry import Model
+    from jupyter_mldeploy.registry import Model, ResourceConfiguration
     from jupyter_mldeploy.runs import Experiment, Run
     from jupyter_mldeploy.workspace import Workspace
 

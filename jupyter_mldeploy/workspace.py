@@ -4,7 +4,7 @@ Layout::
 
     <workspace>/
       registry.sqlite            models, versions, tags, properties, environments, services (WAL mode)
-      models/<name>/<version>/   registered files, read-only once written
+      models/<name>/<version>/   registered files, read-only once written (and .mldeploy-samples/)
       environments/<name>/<version>/
       deployments/<service>/
       runs/<run_id>/             files of experiment runs (uploaded files, outputs, executed notebooks)
@@ -28,8 +28,10 @@ from jupyter_mldeploy.errors import Conflict, NotFound, WorkspaceError
 
 #: Version of the on-disk layout and database schema. Bump it (and teach ``_check_layout`` to migrate or
 #: refuse) whenever a table or folder changes meaning. Version 2 added experiments, runs and their metrics,
-#: and the model <-> run lineage columns.
-LAYOUT_VERSION = 2
+#: and the model <-> run lineage columns. Version 3 keeps a version's sample input and output as files in its
+#: folder (``samples``: their sha256; the ``sample_input`` column keeps what layout 2 stored) and its
+#: ``resource_configuration``.
+LAYOUT_VERSION = 3
 
 DEFAULT_DIRNAME = ".mldeploy"
 REGISTRY_FILENAME = "registry.sqlite"
@@ -79,6 +81,11 @@ _MIGRATIONS: dict[int, tuple[str, ...]] = {
         "ALTER TABLE models ADD COLUMN experiment_name TEXT",
         *(statement.strip() for statement in _RUNS_SCHEMA.split(";") if statement.strip()),
     ),
+    # Adds columns only: a layout-2 row keeps its sample input in ``sample_input``, read as before.
+    2: (
+        "ALTER TABLE models ADD COLUMN samples TEXT NOT NULL DEFAULT '{}'",
+        "ALTER TABLE models ADD COLUMN resource_configuration TEXT",
+    ),
 }
 
 _SCHEMA = """
@@ -95,12 +102,14 @@ CREATE TABLE IF NOT EXISTS models (
     created_time      TEXT    NOT NULL,                -- ISO 8601, UTC
     model_framework   TEXT,
     model_framework_version TEXT,
-    sample_input      TEXT,                            -- JSON, or NULL
+    sample_input      TEXT,                            -- JSON sample of a layout <= 2 version, or NULL
     lineage           TEXT    NOT NULL DEFAULT '{}',   -- JSON object
     root              TEXT    NOT NULL,                -- basename of the registered path
     is_folder         INTEGER NOT NULL,
     run_id            TEXT,                            -- the run it was registered from, or NULL
     experiment_name   TEXT,                            -- that run's experiment, or NULL
+    samples           TEXT    NOT NULL DEFAULT '{}',   -- JSON {"input"|"output": {path, size, sha256}}
+    resource_configuration TEXT,                       -- JSON {"cpu", "memoryInGB", "gpu"}, or NULL
     PRIMARY KEY (name, version)
 );
 CREATE TABLE IF NOT EXISTS model_files (
@@ -209,21 +218,37 @@ def locate_workspace(path: str | os.PathLike[str] | None = None, start: str | os
     return WorkspaceLocation(base / DEFAULT_DIRNAME, False, searched, "default")
 
 
-def _migrate(conn: sqlite3.Connection) -> int:
+def _migrate(conn: sqlite3.Connection, database: Path) -> int:
     """Bring an older layout up to :data:`LAYOUT_VERSION`, one step per :data:`_MIGRATIONS` entry.
 
     Runs in one ``BEGIN IMMEDIATE`` transaction and reads the version again under the write lock, so two
-    processes opening the same old workspace migrate it once; a failure rolls every step back.
+    processes opening the same old workspace migrate it once; a failure rolls every step back (SQLite's
+    ``ALTER TABLE`` is transactional), leaving the workspace as it was.
+
+    Args:
+        conn: An open connection to ``database``.
+        database: The database's path, for messages.
 
     Returns:
         The layout version now stored (:data:`LAYOUT_VERSION`, or the older one a missing step stops at).
+
+    Raises:
+        WorkspaceError: When a step fails; names the step, and nothing was changed.
     """
     conn.execute("BEGIN IMMEDIATE")
     try:
         found = int(conn.execute("SELECT value FROM meta WHERE key = 'layout_version'").fetchone()[0])
+        start = found
         while found < LAYOUT_VERSION and found in _MIGRATIONS:
             for statement in _MIGRATIONS[found]:
-                conn.execute(statement)
+                try:
+                    conn.execute(statement)
+                except sqlite3.Error as exc:
+                    raise WorkspaceError(
+                        f"Could not bring {database} from layout version {start} to "
+                        f"{LAYOUT_VERSION} ({statement!r} failed: {exc}); nothing was changed. Open it with the "
+                        "jupyter-mldeploy that wrote it, or restore registry.sqlite from a backup."
+                    ) from exc
             found += 1
         conn.execute("UPDATE meta SET value = ? WHERE key = 'layout_version'", (str(found),))
     except BaseException:
@@ -394,7 +419,7 @@ class Workspace:
                 row = conn.execute("SELECT value FROM meta WHERE key = 'layout_version'").fetchone()
             found = int(row[0])
             if found < LAYOUT_VERSION and found in _MIGRATIONS:
-                found = _migrate(conn)
+                found = _migrate(conn, self.registry_path)
             if found != LAYOUT_VERSION:
                 hint = (
                     "upgrade jupyter-mldeploy to open it"

@@ -15,8 +15,8 @@ import pandas
 import pytest
 
 import jupyter_mldeploy
-from jupyter_mldeploy.errors import Conflict, InvalidArgument, MLDeployError, NotFound
-from jupyter_mldeploy.registry import Model
+from jupyter_mldeploy.errors import Conflict, IntegrityError, InvalidArgument, MLDeployError, NotFound
+from jupyter_mldeploy.registry import Model, ResourceConfiguration
 from jupyter_mldeploy.server import model_path as server_model_path
 from jupyter_mldeploy.workspace import Workspace
 
@@ -48,6 +48,7 @@ def model_folder(tmp_path: Path) -> Path:
 
 def test_public_import() -> None:
     assert jupyter_mldeploy.Model is Model
+    assert jupyter_mldeploy.ResourceConfiguration is ResourceConfiguration
 
 
 def test_register_file_keeps_basename_at_version_root(workspace: Workspace, model_file: Path) -> None:
@@ -161,6 +162,134 @@ def test_metadata_round_trips(workspace: Workspace, model_file: Path) -> None:
     assert model.sample_input == sample
     assert model.created_time.tzinfo is not None
     assert abs(datetime.now(timezone.utc) - model.created_time) < timedelta(minutes=5)
+
+
+def test_samples_and_resources_are_stored_in_the_version_folder(workspace: Workspace, model_file: Path,
+                                                               tmp_path: Path) -> None:
+    numpy = pytest.importorskip("numpy")
+    frame = pandas.DataFrame({"sepal_length": [5.1, 6.2], "petals": [3, 4], "kind": ["a", "b"],
+                              "seen": pandas.to_datetime(["2026-01-01", "2026-02-01"])})
+    model = Model.register(
+        workspace, model_file, "iris", model_framework=Model.Framework.SCIKITLEARN,
+        sample_input=frame, sample_output=numpy.array([0, 2]),
+        resource_configuration=ResourceConfiguration(cpu=0.5, memory_in_gb=1, gpu=None),
+    )
+    stored = Path(model.url) / ".mldeploy-samples" / "sample_input.json"
+    content = json.loads(stored.read_text())
+    assert content["format"] == "mldeploy-sample" and content["kind"] == "table" and content["named"] is True
+    assert [(c["name"], c["type"]) for c in content["columns"]] == [
+        ("sepal_length", "number"), ("petals", "integer"), ("kind", "string"), ("seen", "string")]
+    assert content["columns"][3]["format"] == "date-time" and content["data"][0][:3] == [5.1, 3, "a"]
+    assert not os.stat(stored).st_mode & (stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH)
+    again = Model(workspace, "iris")  # a fresh read from the registry and the files
+    assert again.sample_input == {"data": [
+        {"sepal_length": 5.1, "petals": 3, "kind": "a", "seen": "2026-01-01T00:00:00.000"},
+        {"sepal_length": 6.2, "petals": 4, "kind": "b", "seen": "2026-02-01T00:00:00.000"}]}
+    assert again.sample_output == [0, 2]
+    read_back = again.sample_input_dataset.to_pandas_dataframe()
+    assert list(read_back.columns) == list(frame.columns) and read_back["petals"].dtype == frame["petals"].dtype
+    assert again.resource_configuration == ResourceConfiguration(cpu=0.5, memory_in_gb=1.0)
+    data = again.serialize()
+    assert data["resourceConfiguration"] == {"cpu": 0.5, "memoryInGB": 1.0, "gpu": None}
+    assert data["sampleInputDatasetId"] == ".mldeploy-samples/sample_input.json"
+    assert data["sampleOutputDatasetId"] == ".mldeploy-samples/sample_output.json"
+    assert data["sampleOutput"] == [0, 2] and json.loads(json.dumps(data)) == data
+    # The samples are not model content: not listed, downloaded or deployed with it.
+    assert again.files == ["sklearn_mnist_model.pkl"]
+    assert sorted(p.name for p in Path(again.download(tmp_path / "out")).parent.iterdir()) == ["sklearn_mnist_model.pkl"]
+    assert Model.register(workspace, model_file, "iris").serialize()["resourceConfiguration"] is None
+
+
+@pytest.mark.parametrize(
+    ("given", "body", "columns"),
+    [
+        ({"data": [[1.0, 2.5], [3, 4]]}, {"data": [[1.0, 2.5], [3, 4]]}, [(None, "number"), (None, "number")]),
+        ([[1, "x"], [2, "y"]], {"data": [[1, "x"], [2, "y"]]}, [(None, "integer"), (None, "string")]),
+        ([{"a": 1, "b": True}], {"data": [{"a": 1, "b": True}]}, [("a", "integer"), ("b", "boolean")]),
+        ([0.5, 1.5], {"data": [0.5, 1.5]}, [(None, "number")]),
+        ({"data": [[1]], "method": "predict"}, {"data": [[1]], "method": "predict"}, []),  # other keys: JSON
+        ("a sentence", "a sentence", []),
+    ],
+)
+def test_sample_forms(workspace: Workspace, model_file: Path, given: object, body: object, columns: list) -> None:
+    model = Model(workspace, id=Model.register(workspace, model_file, "m", sample_input_dataset=given).id)
+    assert model.sample_input == body
+    assert [(c.name, c.type) for c in model.sample_input_dataset.columns] == columns
+
+
+def test_numpy_samples_keep_their_shape(workspace: Workspace, model_file: Path) -> None:
+    numpy = pytest.importorskip("numpy")
+    model = Model.register(workspace, model_file, "m", sample_input=numpy.arange(6, dtype="float32").reshape(2, 3),
+                           sample_output=numpy.array([[0.1, 0.9], [0.8, 0.2]]))
+    assert model.sample_input == {"data": [[0.0, 1.0, 2.0], [3.0, 4.0, 5.0]]}
+    assert [c.dtype for c in model.sample_input_dataset.columns] == ["float32"] * 3
+    tensor = Model.register(workspace, model_file, "t", sample_input=numpy.zeros((1, 2, 2))).sample_input_dataset
+    assert (tensor.kind, tensor.shape, tensor.data) == ("tensor", (1, 2, 2), [[[0.0, 0.0], [0.0, 0.0]]])
+    with pytest.raises(InvalidArgument, match="not a table"):
+        tensor.to_pandas_dataframe()
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"sample_output": [1]}, "sample_output needs sample_input: give the input rows"),
+        ({"sample_input": [[1], [2]], "sample_output": [1, 2, 3]},
+         "sample_output has 3 rows but sample_input has 2: give one answer per sample row"),
+        ({"sample_input": [[1]], "sample_input_dataset": [[1]]}, "Give sample_input or sample_input_dataset"),
+        ({"sample_input": []}, "sample_input is empty: give at least one row"),
+        ({"sample_input": pandas.DataFrame({"a": []})}, "sample_input is an empty table"),
+        ({"sample_input": [[1.0], [float("inf")]]}, "sample_input holds a value that is not JSON-safe"),
+        ({"resource_configuration": {"cpu": 1}},
+         "resource_configuration must be a ResourceConfiguration, e.g. ResourceConfiguration(cpu=1, memory_in_gb=0.5)"),
+    ],
+)
+def test_bad_samples_and_resources_are_refused(workspace: Workspace, model_file: Path, kwargs: dict,
+                                               message: str) -> None:
+    with pytest.raises(InvalidArgument) as info:
+        Model.register(workspace, model_file, "m", **kwargs)
+    assert message in str(info.value)
+    assert Model.list(workspace) == []
+    assert not (workspace.models_dir / "m").exists()
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"cpu": 0}, "cpu must be a number greater than 0"),
+        ({"cpu": "1"}, "cpu must be a number greater than 0"),
+        ({"memory_in_gb": -1.5}, "memory_in_gb must be a number greater than 0"),
+        ({"gpu": 1.5}, "gpu must be a whole number of GPUs >= 0"),
+        ({"gpu": True}, "gpu must be a whole number of GPUs >= 0"),
+    ],
+)
+def test_bad_resource_configuration_values(kwargs: dict, message: str) -> None:
+    with pytest.raises(InvalidArgument, match="ResourceConfiguration") as info:
+        ResourceConfiguration(**kwargs)
+    assert message in str(info.value) and "ResourceConfiguration(cpu=1, memory_in_gb=0.5, gpu=None)" in str(info.value)
+    assert ResourceConfiguration.deserialize({"cpu": 2, "memoryInGB": 4, "gpu": 1}).serialize() == {
+        "cpu": 2.0, "memoryInGB": 4.0, "gpu": 1}
+    with pytest.raises(InvalidArgument, match="keys cpu, memoryInGB and gpu"):
+        ResourceConfiguration.deserialize({"cores": 2})
+
+
+def test_a_changed_sample_file_is_an_integrity_error(workspace: Workspace, model_file: Path) -> None:
+    model = Model.register(workspace, model_file, "m", sample_input=[[1, 2]])
+    stored = Path(model.url) / ".mldeploy-samples" / "sample_input.json"
+    os.chmod(stored, 0o644)
+    stored.write_text(stored.read_text().replace("[[1,2]]", "[[1,3]]"))
+    with pytest.raises(IntegrityError, match="sample_input.json was changed after registration"):
+        _ = Model(workspace, "m").sample_input
+    stored.unlink()
+    with pytest.raises(IntegrityError, match="sample file .* is missing"):
+        _ = Model(workspace, "m").sample_input_dataset
+
+
+def test_a_model_folder_named_like_the_samples_folder_is_refused(workspace: Workspace, tmp_path: Path) -> None:
+    folder = tmp_path / ".mldeploy-samples"
+    folder.mkdir()
+    (folder / "m.bin").write_bytes(b"x")
+    with pytest.raises(InvalidArgument, match="is named .mldeploy-samples"):
+        Model.register(workspace, folder, "m")
 
 
 def test_register_folder_containing_the_workspace_skips_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -350,7 +479,8 @@ def test_serialize_is_stable_and_json_safe(workspace: Workspace, model_file: Pat
     data = model.serialize()
     assert list(data) == [
         "name", "version", "id", "tags", "properties", "description", "createdTime", "url", "files",
-        "modelFramework", "modelFrameworkVersion", "sampleInput", "lineage", "runId", "experimentName",
+        "modelFramework", "modelFrameworkVersion", "sampleInput", "sampleOutput", "sampleInputDatasetId",
+        "sampleOutputDatasetId", "resourceConfiguration", "lineage", "runId", "experimentName",
     ]
     assert json.loads(json.dumps(data)) == data
     assert datetime.fromisoformat(data["createdTime"]) == model.created_time

@@ -155,11 +155,11 @@ def test_lockless_staging_removed_only_when_old(workspace: Workspace, tmp_path: 
     assert young.exists()
 
 
-def _new(name: str, entries: tuple[tuple[Path, str], ...], sample: object = None) -> NewModel:
+def _new(name: str, entries: tuple[tuple[Path, str], ...], resources: object = None) -> NewModel:
     return NewModel(
         name=name, root="m.bin", is_folder=False, entries=entries, description=None, tags={}, properties={},
         created_time=datetime.now(timezone.utc), model_framework=None, model_framework_version=None,
-        sample_input=sample, lineage={},
+        sample_input=None, lineage={}, resource_configuration=resources,  # type: ignore[arg-type]
     )
 
 
@@ -176,7 +176,8 @@ def test_failure_inside_the_transaction_leaves_nothing(workspace: Workspace, tmp
     source = tmp_path / "m.bin"
     source.write_bytes(b"x")
     with pytest.raises(TypeError):
-        ModelStore(workspace).register(_new("m", ((source, "m.bin"),), sample=object()))
+        # Not JSON: the row's insert fails after the version folder was renamed into place.
+        ModelStore(workspace).register(_new("m", ((source, "m.bin"),), resources=object()))
     assert Model.list(workspace) == []
     assert _visible_versions(workspace, "m") == []
     assert _staging(workspace) == []

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import importlib.util
+import shutil
 import sqlite3
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -150,3 +154,95 @@ def test_created_says_whether_this_call_laid_the_folder_out(tmp_path: Path) -> N
     first = Workspace.create(tmp_path / "ws")
     assert first.created
     assert not Workspace(tmp_path / "ws").created and not Workspace.from_config(tmp_path / "ws").created
+
+
+# -- layout migrations ------------------------------------------------------------------------------------
+
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+
+
+def _rows(database: Path) -> list[dict]:
+    with sqlite3.connect(database) as conn:
+        conn.row_factory = sqlite3.Row
+        return [dict(r) for r in conn.execute("SELECT * FROM models ORDER BY name, version")]
+
+
+def _layout(database: Path) -> int:
+    with sqlite3.connect(database) as conn:
+        return int(conn.execute("SELECT value FROM meta WHERE key = 'layout_version'").fetchone()[0])
+
+
+def test_a_layout_2_workspace_migrates_on_open_and_loses_nothing(tmp_path: Path) -> None:
+    """The fixture was written by the code before layout 3 (tests/fixtures/workspace_layout_2/README.md)."""
+    from jupyter_mldeploy.registry import Model
+
+    folder = tmp_path / "ws"
+    shutil.copytree(FIXTURES / "workspace_layout_2", folder)
+    before = _rows(folder / "registry.sqlite")
+    assert _layout(folder / "registry.sqlite") == 2 and len(before) == 4
+    ws = Workspace(folder)
+    assert _layout(ws.registry_path) == LAYOUT_VERSION == 3
+    after = _rows(ws.registry_path)
+    assert [{k: row[k] for k in before[0]} for row in after] == before  # every old column, every row, unchanged
+    assert {(r["samples"], r["resource_configuration"]) for r in after} == {("{}", None)}
+    first, second = Model(ws, "iris", version=1), Model(ws, "iris", version=2)
+    assert first.sample_input == {"data": [[0.1, 0.9], [0.8, 0.3]]}  # as layout 2 stored it
+    assert [c.type for c in first.sample_input_dataset.columns] == ["number", "number"]  # read as a table
+    assert second.sample_input == {"data": [{"a": 1, "b": "x"}], "method": "predict"}
+    assert second.sample_input_dataset.kind == "json"
+    assert (first.tags, first.properties, first.model_framework_version) == ({"stage": "dev"}, {"accuracy": "0.93"},
+                                                                             "1.5.2")
+    assert first.sample_output is None and first.resource_configuration is None
+    assert first.serialize()["sampleInputDatasetId"] is None
+    assert Model(ws, "from-run").run_id is not None and Model(ws, "from-run").download(tmp_path / "out")
+    newer = Model.register(ws, Path(first.path), "iris", sample_input=[[0.2, 0.8]], sample_output=[1])
+    assert newer.version == 3 and Model(ws, "iris").sample_output == [1]
+    Workspace(folder)  # opening again is a no-op
+    assert _layout(ws.registry_path) == 3
+
+
+def test_a_release_0_1_workspace_migrates_through_every_layout(tmp_path: Path) -> None:
+    from jupyter_mldeploy.registry import Model
+
+    folder = tmp_path / "ws"
+    shutil.copytree(FIXTURES / "workspace_0_1", folder)
+    assert _layout(folder / "registry.sqlite") == 1
+    ws = Workspace(folder)
+    assert _layout(ws.registry_path) == LAYOUT_VERSION
+    model = Model(ws, "diabetes")
+    assert (model.version, model.run_id, model.sample_input, model.resource_configuration) == (1, None, None, None)
+
+
+def test_a_failed_migration_changes_nothing(tmp_path: Path) -> None:
+    folder = tmp_path / "ws"
+    shutil.copytree(FIXTURES / "workspace_layout_2", folder)
+    with sqlite3.connect(folder / "registry.sqlite") as conn:  # the second step of 2 -> 3 will fail
+        conn.execute("ALTER TABLE models ADD COLUMN resource_configuration TEXT")
+    before = _rows(folder / "registry.sqlite")
+    with pytest.raises(WorkspaceError, match="from layout version 2 to 3") as info:
+        Workspace(folder)
+    assert "nothing was changed" in str(info.value) and "resource_configuration" in str(info.value)
+    assert _layout(folder / "registry.sqlite") == 2 and _rows(folder / "registry.sqlite") == before
+
+
+def test_the_code_before_layout_3_refuses_a_layout_3_workspace(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                              ) -> None:
+    """The layout-2 code (commit b2aae97) opening a workspace this code wrote: a clear error, nothing read."""
+    try:
+        old_source = subprocess.run(["git", "show", "b2aae97:jupyter_mldeploy/workspace.py"], cwd=FIXTURES,
+                                    capture_output=True, text=True, check=True).stdout
+    except (OSError, subprocess.CalledProcessError):
+        pytest.skip("needs the repository's history (git show b2aae97)")
+    module_path = tmp_path / "old_workspace.py"
+    module_path.write_text(old_source)
+    spec = importlib.util.spec_from_file_location("old_workspace", module_path)
+    assert spec is not None and spec.loader is not None
+    old = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, "old_workspace", old)  # its dataclasses look their module up
+    spec.loader.exec_module(old)
+    assert old.LAYOUT_VERSION == 2
+    Workspace.create(tmp_path / "ws")
+    with pytest.raises(WorkspaceError) as info:
+        old.Workspace(tmp_path / "ws")
+    assert str(info.value).endswith("has layout version 3, this jupyter-mldeploy reads version 2: upgrade "
+                                    "jupyter-mldeploy to open it.")

@@ -14,7 +14,6 @@ A v1 notebook ports by changing its imports::
 from __future__ import annotations
 
 import html
-import json
 import os
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timezone
@@ -24,6 +23,8 @@ from typing import TYPE_CHECKING, Any
 from jupyter_mldeploy.errors import InvalidArgument, MLDeployError, NotFound
 from jupyter_mldeploy.names import parse_name_version, validate_name
 from jupyter_mldeploy.registry.lineage import collect_lineage
+from jupyter_mldeploy.registry.resource_configuration import ResourceConfiguration
+from jupyter_mldeploy.registry.samples import SAMPLES_DIRNAME, SampleData, to_sample
 from jupyter_mldeploy.registry.store import ModelRecord, ModelStore, NewModel
 from jupyter_mldeploy.workspace import Workspace
 
@@ -67,7 +68,13 @@ class Model:
         files (list[str]): Stored files, POSIX paths relative to ``url``.
         model_framework (str | None): v1 framework name (see :class:`Model.Framework`).
         model_framework_version (str | None): Framework version given at registration.
-        sample_input (Any): JSON-safe sample input given at registration, or None.
+        sample_input (Any): The request body the sample input stands for (``{"data": rows}`` for a table, see
+            :meth:`register`), or None. Read from the sample file on first use.
+        sample_output (Any): The sample output as a JSON value (a list of predictions ...), or None.
+        sample_input_dataset (SampleData | None): The sample input with its columns and types (v1's
+            attribute name; ``.to_pandas_dataframe()`` as on v1's dataset).
+        sample_output_dataset (SampleData | None): The same for the sample output.
+        resource_configuration (ResourceConfiguration | None): The resources given at registration.
         lineage (dict[str, Any]): Where the model came from: time, user, Python, git commit, notebook.
         run_id (str | None): The run it was registered from (``run.register_model``), as v1 ``Model.run_id``.
         experiment_name (str | None): That run's experiment, as v1 ``Model.experiment_name``.
@@ -102,10 +109,10 @@ class Model:
     files: list[str]
     model_framework: str | None
     model_framework_version: str | None
-    sample_input: Any
     lineage: dict[str, Any]
     run_id: str | None
     experiment_name: str | None
+    resource_configuration: ResourceConfiguration | None
 
     def __init__(
         self,
@@ -175,10 +182,53 @@ class Model:
         self.files = [f.path for f in record.files]
         self.model_framework = record.model_framework
         self.model_framework_version = record.model_framework_version
-        self.sample_input = record.sample_input
         self.lineage = dict(record.lineage)
         self.run_id = record.run_id
         self.experiment_name = record.experiment_name
+        self.resource_configuration = (
+            None if record.resource_configuration is None
+            else ResourceConfiguration.deserialize(record.resource_configuration)
+        )
+        self._samples: dict[str, SampleData | None] = {}
+
+    def _sample(self, which: str) -> SampleData | None:
+        if which not in self._samples:
+            self._samples[which] = ModelStore(self.workspace).read_sample(self._record, which)
+        return self._samples[which]
+
+    @property
+    def sample_input_dataset(self) -> SampleData | None:
+        """The sample input as stored, with its columns and types (v1 ``Model.sample_input_dataset``).
+
+        Raises:
+            IntegrityError: When the sample file was changed or removed since registration.
+        """
+        return self._sample("input")
+
+    @property
+    def sample_output_dataset(self) -> SampleData | None:
+        """The sample output as stored, with its columns and types (v1 ``Model.sample_output_dataset``).
+
+        Raises:
+            IntegrityError: When the sample file was changed or removed since registration.
+        """
+        return self._sample("output")
+
+    @property
+    def sample_input(self) -> Any:
+        """The request body the sample input stands for: ``{"data": rows}`` (records for named columns) for a
+        table, the value itself for other JSON; a version registered before layout 3 returns what it stored.
+        Trial runs, profiling, the endpoint tester and the drift table send or read it."""
+        if self._record.sample_input is not None and "input" not in self._record.samples:
+            return self._record.sample_input
+        sample = self._sample("input")
+        return None if sample is None else sample.request_body()
+
+    @property
+    def sample_output(self) -> Any:
+        """The sample output as a JSON value (records, rows or a list of values for a table), or None."""
+        sample = self._sample("output")
+        return None if sample is None else sample.value()
 
     # -- registration ---------------------------------------------------------------------------------
 
@@ -196,6 +246,10 @@ class Model:
         sample_input: Any = None,
         run_id: str | None = None,
         experiment_name: str | None = None,
+        sample_output: Any = None,
+        resource_configuration: ResourceConfiguration | None = None,
+        sample_input_dataset: Any = None,
+        sample_output_dataset: Any = None,
     ) -> Model:
         """Register a file or folder as the next version of ``model_name`` (v1 ``Model.register``).
 
@@ -214,18 +268,30 @@ class Model:
             child_paths: For a folder, keep only these files or sub-folders (paths relative to it).
             model_framework: v1 framework name, e.g. ``Model.Framework.SCIKITLEARN``.
             model_framework_version: Its version; needs ``model_framework``.
-            sample_input: A JSON-safe sample of the input (kept as JSON, shown by ``serialize()``).
+            sample_input: A sample of the input (v1 took a dataset): a pandas DataFrame, a numpy array, a
+                list of rows, records or values (a table, whose column names and types are kept), any of these
+                as ``{"data": ...}``, or another JSON-safe value. Stored in the version folder
+                (``.mldeploy-samples/sample_input.json``, format in :mod:`jupyter_mldeploy.registry.samples`);
+                a no-code deployment's swagger schema is built from it.
             run_id: The run the model comes from, recorded as the lineage link model -> run. Set by
                 ``Run.register_model`` (jupyter_mldeploy.runs), which checks the run exists; not checked here.
             experiment_name: That run's experiment; needs ``run_id``.
+            sample_output: The model's answer to ``sample_input``, in the same forms (e.g.
+                ``model.predict(X_sample)``); needs ``sample_input``.
+            resource_configuration: ``ResourceConfiguration(cpu=..., memory_in_gb=..., gpu=None)``: what the
+                model needs; a no-code deployment without resources in its deployment configuration uses it
+                (v1).
+            sample_input_dataset: v1's name of ``sample_input`` (give one of the two).
+            sample_output_dataset: v1's name of ``sample_output`` (give one of the two).
 
         Returns:
             The new version.
 
         Raises:
             InvalidArgument: For a bad name, non-string tags or properties, ``child_paths`` that escape the
-                folder or do not exist, a framework version without a framework, or a sample input that
-                is not JSON-safe.
+                folder or do not exist, a framework version without a framework, a sample that cannot be
+                stored (empty, not JSON-safe), a sample output without a sample input or with another number
+                of rows, or a ``resource_configuration`` that is not a ``ResourceConfiguration``.
             NotFound: When ``model_path`` does not exist.
         """
         _check_workspace(workspace)
@@ -241,7 +307,13 @@ class Model:
         for value, what in ((model_framework, "model_framework"), (model_framework_version, "model_framework_version")):
             if value is not None and not isinstance(value, str):
                 raise InvalidArgument(f"{what} must be a string, got {type(value).__name__}.")
-        sample = _check_json_safe(sample_input)
+        samples = _check_samples(sample_input, sample_output, sample_input_dataset, sample_output_dataset)
+        if resource_configuration is not None and not isinstance(resource_configuration, ResourceConfiguration):
+            raise InvalidArgument(
+                "resource_configuration must be a ResourceConfiguration, e.g. "
+                "ResourceConfiguration(cpu=1, memory_in_gb=0.5) (from jupyter_mldeploy import ResourceConfiguration), "
+                f"not {type(resource_configuration).__name__}."
+            )
         if experiment_name is not None and run_id is None:
             raise InvalidArgument("experiment_name needs run_id: register from a run with run.register_model(...).")
         for value, what in ((run_id, "run_id"), (experiment_name, "experiment_name")):
@@ -262,10 +334,12 @@ class Model:
                 created_time=now,
                 model_framework=model_framework,
                 model_framework_version=model_framework_version,
-                sample_input=sample,
+                sample_input=samples[0],
                 lineage=collect_lineage(source, model_framework, now),
                 run_id=run_id,
                 experiment_name=experiment_name,
+                sample_output=samples[1],
+                resource_configuration=None if resource_configuration is None else resource_configuration.serialize(),
             )
         )
         return Model._from_record(workspace, record)
@@ -420,7 +494,10 @@ class Model:
         Returns:
             Keys ``name, version, id, tags, properties, description, createdTime`` (ISO 8601 UTC), ``url``,
             ``files`` (list of ``{path, size, sha256}``), ``modelFramework, modelFrameworkVersion,
-            sampleInput, lineage, runId, experimentName``.
+            sampleInput`` (:attr:`sample_input`), ``sampleOutput``, ``sampleInputDatasetId`` and
+            ``sampleOutputDatasetId`` (v1's keys; here the sample file's path relative to ``url``, or None),
+            ``resourceConfiguration`` (v1's ``{cpu, memoryInGB, gpu}``, or None), ``lineage, runId,
+            experimentName``.
         """
         return {
             "name": self.name,
@@ -435,6 +512,11 @@ class Model:
             "modelFramework": self.model_framework,
             "modelFrameworkVersion": self.model_framework_version,
             "sampleInput": self.sample_input,
+            "sampleOutput": self.sample_output,
+            "sampleInputDatasetId": _sample_file(self._record, "input"),
+            "sampleOutputDatasetId": _sample_file(self._record, "output"),
+            "resourceConfiguration": None if self.resource_configuration is None
+            else self.resource_configuration.serialize(),
             "lineage": dict(self.lineage),
             "runId": self.run_id,
             "experimentName": self.experiment_name,
@@ -605,16 +687,35 @@ def _check_str_dict(value: Mapping[str, str] | None, what: str) -> dict[str, str
     return checked
 
 
-def _check_json_safe(value: Any) -> Any:
-    if value is None:
-        return None
-    try:
-        return json.loads(json.dumps(value, allow_nan=False))
-    except (TypeError, ValueError) as exc:
+def _check_samples(
+    sample_input: Any, sample_output: Any, input_dataset: Any, output_dataset: Any
+) -> tuple[SampleData | None, SampleData | None]:
+    """Check and convert the samples given to ``register`` (v1 names included)."""
+    for ours, theirs, name in ((sample_input, input_dataset, "sample_input"),
+                               (sample_output, output_dataset, "sample_output")):
+        if ours is not None and theirs is not None:
+            raise InvalidArgument(f"Give {name} or {name}_dataset (v1's name), not both.")
+    given_input = sample_input if sample_input is not None else input_dataset
+    given_output = sample_output if sample_output is not None else output_dataset
+    if given_output is not None and given_input is None:
         raise InvalidArgument(
-            f"sample_input must be JSON-safe (dicts, lists, strings, finite numbers): {exc}; convert arrays "
-            "with .tolist() and DataFrames with .to_dict(orient='records')."
-        ) from exc
+            "sample_output needs sample_input: give the input rows the sample output answers "
+            "(Model.register(..., sample_input=X_sample, sample_output=model.predict(X_sample)))."
+        )
+    parsed_input = to_sample(given_input, "sample_input")
+    parsed_output = to_sample(given_output, "sample_output")
+    if parsed_input is not None and parsed_output is not None and "table" == parsed_input.kind == parsed_output.kind \
+            and len(parsed_input.data) != len(parsed_output.data):
+        raise InvalidArgument(
+            f"sample_output has {len(parsed_output.data)} rows but sample_input has {len(parsed_input.data)}: give "
+            "one answer per sample row (sample_output=model.predict(sample_input))."
+        )
+    return parsed_input, parsed_output
+
+
+def _sample_file(record: ModelRecord, which: str) -> str | None:
+    stored = record.samples.get(which)
+    return None if stored is None else stored.path
 
 
 def _parse_filters(filters: Filters, what: str) -> list[tuple[str, str | None]]:
@@ -656,6 +757,11 @@ def _plan_files(
     root = source.name
     if not root:
         raise InvalidArgument(f"model_path {os.fspath(given)!r} is a file system root; pass a file or folder.")
+    if root == SAMPLES_DIRNAME:
+        raise InvalidArgument(
+            f"model_path {os.fspath(given)!r} is named {SAMPLES_DIRNAME}, the name of the folder that holds a "
+            "version's samples: rename it, or register the folder that contains it."
+        )
     if source.is_file():
         if child_paths:
             raise InvalidArgument("child_paths only applies when model_path is a folder.")

@@ -3,6 +3,8 @@
 Layout inside the workspace (see workspace.py)::
 
     models/<name>/<version>/<root>      the registered file, or the registered folder under its own name
+    models/<name>/<version>/.mldeploy-samples/sample_input.json, sample_output.json
+                                        the version's samples, when given (see registry/samples.py)
     models/.staging/<uuid>/lock         flock'd by the process that owns the staging folder
     models/.staging/<uuid>/content/     files being copied (registration) or removed (deletion)
 
@@ -43,7 +45,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from jupyter_mldeploy.errors import Conflict, IntegrityError, NotFound
+from jupyter_mldeploy.errors import Conflict, IntegrityError, InvalidArgument, NotFound
+from jupyter_mldeploy.registry.samples import SAMPLES_DIRNAME, SampleData, to_sample
 from jupyter_mldeploy.workspace import Workspace
 
 #: Name of the folder under ``models/`` holding in-flight registrations and deletions. Model names cannot
@@ -88,13 +91,17 @@ class ModelRecord:
         created_time: Registration time (timezone-aware, UTC).
         model_framework: v1 framework name (``"ScikitLearn"`` ...), or None.
         model_framework_version: The framework version given at registration, or None.
-        sample_input: A JSON-safe sample of the model's input, or None.
+        sample_input: The JSON sample input of a version registered before layout 3 (kept in its row as
+            given), or None; later versions keep their samples in files (``samples``).
         lineage: Where the model came from (see :mod:`jupyter_mldeploy.registry.lineage`).
-        root: Basename of the registered path: the single entry inside the version folder.
+        root: Basename of the registered path: the model's entry inside the version folder.
         is_folder: Whether ``root`` is a folder.
         files: The stored files, sorted by path.
         run_id: The run it was registered from (``Run.register_model``), or None.
         experiment_name: That run's experiment, or None.
+        samples: ``"input"``/``"output"`` -> the sample file (path relative to the version folder, size,
+            sha256), for the samples given.
+        resource_configuration: v1 ``ResourceConfiguration.serialize()`` shape, or None.
     """
 
     name: str
@@ -112,6 +119,8 @@ class ModelRecord:
     files: tuple[ModelFile, ...] = field(default=())
     run_id: str | None = None
     experiment_name: str | None = None
+    samples: dict[str, ModelFile] = field(default_factory=dict)
+    resource_configuration: dict[str, Any] | None = None
 
     @property
     def id(self) -> str:
@@ -134,10 +143,12 @@ class NewModel:
         created_time: Registration time, UTC.
         model_framework: v1 framework name, or None.
         model_framework_version: Framework version, or None.
-        sample_input: JSON-safe sample input, or None.
+        sample_input: The checked sample input, or None.
         lineage: Lineage dict.
         run_id: The run it is registered from, or None.
         experiment_name: That run's experiment, or None.
+        sample_output: The checked sample output, or None.
+        resource_configuration: v1 ``ResourceConfiguration.serialize()`` shape, or None.
     """
 
     name: str
@@ -150,10 +161,12 @@ class NewModel:
     created_time: datetime
     model_framework: str | None
     model_framework_version: str | None
-    sample_input: Any
+    sample_input: SampleData | None
     lineage: dict[str, Any]
     run_id: str | None = None
     experiment_name: str | None = None
+    sample_output: SampleData | None = None
+    resource_configuration: dict[str, Any] | None = None
 
 
 class _Staging:
@@ -360,6 +373,7 @@ class ModelStore:
         staging = _Staging.create(self.staging_root)
         try:
             files = self._fill(staging.content, new)
+            samples = self._write_samples(staging.content, new)
             final: Path | None = None
             try:
                 with self.workspace.transaction() as conn:
@@ -377,7 +391,8 @@ class ModelStore:
                     conn.execute(
                         "INSERT INTO models (name, version, description, tags, properties, created_time, "
                         "model_framework, model_framework_version, sample_input, lineage, root, is_folder, "
-                        "run_id, experiment_name) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                        "run_id, experiment_name, samples, resource_configuration) "
+                        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                         (
                             new.name,
                             version,
@@ -387,12 +402,14 @@ class ModelStore:
                             new.created_time.isoformat(),
                             new.model_framework,
                             new.model_framework_version,
-                            None if new.sample_input is None else json.dumps(new.sample_input),
+                            None,  # the column of layout <= 2 samples; samples are files since layout 3
                             json.dumps(new.lineage, sort_keys=True),
                             new.root,
                             int(new.is_folder),
                             new.run_id,
                             new.experiment_name,
+                            json.dumps({k: vars(f) for k, f in samples.items()}, sort_keys=True),
+                            None if new.resource_configuration is None else json.dumps(new.resource_configuration),
                         ),
                     )
                     conn.executemany(
@@ -420,6 +437,56 @@ class ModelStore:
             os.chmod(target, _READ_ONLY)
             files.append(ModelFile(path=relative, size=copied.size, sha256=copied.sha256))
         return sorted(files, key=lambda f: f.path)
+
+    @staticmethod
+    def _write_samples(content: Path, new: NewModel) -> dict[str, ModelFile]:
+        """Write the sample files into the staged version folder (published with it, or not at all)."""
+        written: dict[str, ModelFile] = {}
+        for which, sample in (("input", new.sample_input), ("output", new.sample_output)):
+            if sample is None:
+                continue
+            relative = f"{SAMPLES_DIRNAME}/sample_{which}.json"
+            target = content / relative
+            target.parent.mkdir(exist_ok=True)
+            encoded = json.dumps(sample.to_json(), separators=(",", ":")).encode()
+            with open(target, "xb") as handle:
+                handle.write(encoded)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.chmod(target, _READ_ONLY)
+            written[which] = ModelFile(relative, len(encoded), hashlib.sha256(encoded).hexdigest())
+        return written
+
+    def read_sample(self, record: ModelRecord, which: str) -> SampleData | None:
+        """Return a version's sample input or output (``which``: ``"input"`` or ``"output"``), or None.
+
+        A version registered before layout 3 has its sample input in its row: it is read as a table when it
+        is one (``{"data": rows}`` ...), else as the JSON value it is.
+
+        Raises:
+            IntegrityError: When the sample file is missing or no longer matches its recorded sha256.
+        """
+        stored = record.samples.get(which)
+        if stored is None:
+            if which != "input" or record.sample_input is None:
+                return None
+            try:
+                return to_sample(record.sample_input, "sample_input")
+            except InvalidArgument:  # e.g. {"data": []}: accepted as JSON before layout 3
+                return SampleData("json", record.sample_input)
+        path = self.version_dir(record.name, record.version) / stored.path
+        try:
+            raw = path.read_bytes()
+        except FileNotFoundError as exc:
+            raise IntegrityError(
+                f"Model '{record.id}' is damaged: its sample file {path} is missing; register the model again."
+            ) from exc
+        if hashlib.sha256(raw).hexdigest() != stored.sha256:
+            raise IntegrityError(
+                f"Model '{record.id}' is damaged: {path} was changed after registration (sha256 differs); "
+                "register the model again."
+            )
+        return SampleData.from_json(json.loads(raw), str(path))
 
     def delete(self, name: str, version: int, force: bool = False) -> None:
         """Remove a version's rows and files.
@@ -599,6 +666,9 @@ class ModelStore:
                 files=tuple(files.get((row["name"], row["version"]), ())),
                 run_id=row["run_id"],
                 experiment_name=row["experiment_name"],
+                samples={k: ModelFile(**v) for k, v in json.loads(row["samples"]).items()},
+                resource_configuration=None if row["resource_configuration"] is None
+                else json.loads(row["resource_configuration"]),
             )
             for row in rows
         ]
