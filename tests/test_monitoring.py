@@ -1,6 +1,6 @@
 """Model data collection: a real service deployed with collect_model_data=True records its inputs and
-predictions in the workspace under v1's layout, joined by correlation id; off, it records nothing; SIGTERM
-(a delete) flushes what is queued."""
+predictions in the workspace under v1's layout (Parquet parts, or CSV), joined by correlation id; off, it
+records nothing; SIGTERM (a delete) flushes what is queued; collect() only queues, the writer makes the rows."""
 
 from __future__ import annotations
 
@@ -63,26 +63,37 @@ def _script(tmp_path: Path) -> InferenceConfig:
     return InferenceConfig("score.py", source_directory=src)
 
 
+@pytest.mark.parametrize("file_format", ["parquet", "csv"])
 def test_collection_on_records_inputs_and_predictions_joined_and_sigterm_flushes(
-    workspace, registered, iris, tmp_path: Path
+    workspace, registered, iris, tmp_path: Path, file_format: str
 ) -> None:
+    import pandas as pd
+
     model, X = iris
-    config = LocalWebservice.deploy_configuration(collect_model_data=True)
+    config = LocalWebservice.deploy_configuration(
+        collect_model_data=True, environment_variables={"MLDEPLOY_MODEL_DATA_FORMAT": file_format})
     service = Model.deploy(workspace, "collecting", [registered], _script(tmp_path), config)
     try:
         service.wait_for_deployment()
         for i, row in enumerate(X):
             service.run(json.dumps({"data": [row.tolist()]}), headers={"x-request-id": f"req-{i}"})
     finally:
-        service.delete()  # SIGTERM: the writer flushes what is still queued before the worker exits
+        service.delete()  # SIGTERM: the writer flushes what is still queued (well within its 1 s interval)
     today = datetime.now(timezone.utc)
     day = workspace.path / "modeldata" / "collecting" / "iris" / "1" / "inputs" / f"{today:%Y/%m/%d}"
-    assert (day / "inputs.csv").is_file()
+    if file_format == "parquet":
+        assert not (day / "inputs.csv").exists()
+        parts = sorted((day / "inputs.parquet").iterdir())
+        assert parts and all(p.name.startswith("part-") and p.suffix == ".parquet" for p in parts)
+        assert len(pd.read_parquet(day / "inputs.parquet")) == len(X)  # the parts read as one table
+    else:
+        assert [p.name for p in day.iterdir()] == ["inputs.csv"]
     inputs = read_collected_data(workspace, "collecting", "inputs")
     predictions = read_collected_data(workspace, "collecting", "predictions")
     assert len(inputs) == len(X) and len(predictions) == len(X)
     assert list(inputs.columns[-4:]) == ["sl", "sw", "pl", "pw"]
     assert set(inputs["$aml_request_id"]) == {f"req-{i}" for i in range(len(X))}
+    assert str(inputs["$aml_dc_scoring_timestamp"].dt.tz) == "UTC"
     joined = inputs.merge(predictions, on="$aml_dc_correlation_id")
     assert len(joined) == len(X)
     joined = joined.sort_values("$aml_request_id_x", key=lambda s: s.str[4:].astype(int))

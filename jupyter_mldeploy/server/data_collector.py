@@ -13,29 +13,43 @@ Collection is on when the service was deployed with ``collect_model_data=True``:
 :data:`ENABLED_VARIABLE` and :data:`FOLDER_VARIABLE` (the service's ``modeldata/<service>`` folder); otherwise
 :meth:`ModelDataCollector.collect` only returns the correlation headers, so the same script runs anywhere.
 
-Records go to v1's layout, ``<folder>/<model>/<version>/<designation>/<yyyy>/<mm>/<dd>/<designation>.csv``
-(UTC dates), one CSV row per data row, each starting with the correlation id, the scoring timestamp and the
-request id so inputs and predictions join. ``collect`` only formats the rows and puts them on a bounded
-queue; a background thread appends them to the files every :data:`FLUSH_INTERVAL_S` (each append is one
-``write`` under an exclusive file lock, so the workers of a service share a file safely). A normal exit and
-SIGTERM (the server's graceful stop) flush everything queued; a SIGKILL loses at most the last interval. A
-full queue drops rows rather than slow requests down, and counts them (:func:`dropped_rows`).
+Records go to v1's layout, ``<folder>/<model>/<version>/<designation>/<yyyy>/<mm>/<dd>/`` (UTC dates), one
+row per data row, each starting with the correlation id, the scoring timestamp and the request id so inputs
+and predictions join:
 
-Standard library only (numpy and pandas values are recognised by their methods, not imported).
+* Parquet when ``pyarrow`` can be imported (and :data:`FORMAT_VARIABLE` does not say ``csv``): a Parquet file
+  cannot be appended to, so ``<designation>.parquet`` is a folder (a Parquet dataset, as Spark and
+  ``pyarrow.dataset`` write) holding one ``part-*.parquet`` file per write; ``pandas.read_parquet`` on the
+  folder reads the parts as one table.
+* CSV otherwise: rows are appended to ``<designation>.csv``, one ``write`` per flush under an exclusive
+  ``flock`` so the workers of a service share the file safely. Rows whose columns differ from the file's
+  header (``?method=predict_proba`` after ``predict``, records with other keys) go to ``<designation>_2.csv``
+  (then ``_3``...) instead of being misaligned.
+
+``collect`` is O(1) on the request path: it takes the time, the correlation id and a reference to the data
+(numpy arrays and lists are copied shallowly; a DataFrame is kept as it is), appends them to an in-process
+queue and returns. A background thread turns the queued records into rows and writes them every
+:data:`FLUSH_INTERVAL_S`. A normal exit and SIGTERM (the server's graceful stop) flush everything queued; a
+SIGKILL loses at most the last interval. A full queue drops records rather than slow requests down, and
+counts their rows (:func:`dropped_rows`).
+
+Standard library only, plus ``pyarrow`` when present (numpy and pandas values are recognised by their
+methods, not imported).
 """
 
 from __future__ import annotations
 
 import atexit
 import csv
+import functools
 import io
 import logging
 import os
-import queue
 import threading
+import time
 import uuid
-from collections.abc import Iterable
-from datetime import datetime, timezone
+from collections import deque
+from dataclasses import dataclass
 from typing import Any
 
 from jupyter_mldeploy.server import logs, model_path
@@ -51,6 +65,10 @@ ENABLED_VARIABLE = "AML_MODEL_DC_STORAGE_ENABLED"
 FOLDER_VARIABLE = "MLDEPLOY_MODEL_DATA_DIR"
 #: The service name written on each row.
 SERVICE_VARIABLE = "MLDEPLOY_SERVICE_NAME"
+#: ``parquet`` or ``csv``; unset: Parquet when pyarrow can be imported, else CSV.
+FORMAT_VARIABLE = "MLDEPLOY_MODEL_DATA_FORMAT"
+#: The file formats, as :data:`FORMAT_VARIABLE` names them.
+FORMATS = ("parquet", "csv")
 #: v1's designations.
 DESIGNATIONS = ("inputs", "predictions", "labels", "signals", "general")
 #: The columns every record starts with (v1's names), before the features.
@@ -58,15 +76,40 @@ META_COLUMNS = ("$aml_dc_correlation_id", "$aml_dc_scoring_timestamp", "$aml_req
                 "$aml_model_name", "$aml_model_version")
 #: Seconds between two writes of the queued records.
 FLUSH_INTERVAL_S = 1.0
-#: Batches the queue holds before rows are dropped (requests never wait for the disk).
-QUEUE_BATCHES = 10_000
+#: ``collect`` calls the queue holds before records are dropped (requests never wait for the disk).
+QUEUE_RECORDS = 100_000
+#: The name of one Parquet part inside ``<designation>.parquet/``: UTC time of the write, process, a token.
+PARQUET_PART = "part-{time}-{pid}-{token}.parquet"
 
 _logger = logging.getLogger("mldeploy.server.data_collector")
+
+#: (UTC second, its ISO text up to the seconds): the last second formatted, shared by every collector.
+_second_text: tuple[int, str] = (-1, "")
 
 
 def collection_enabled() -> bool:
     """Return True when this service was deployed with ``collect_model_data=True``."""
     return os.environ.get(ENABLED_VARIABLE, "").lower() == "true" and bool(os.environ.get(FOLDER_VARIABLE))
+
+
+def scoring_timestamp(seconds: float) -> str:
+    """Return v1's ``$aml_dc_scoring_timestamp`` text of a UNIX time: ISO 8601, UTC, milliseconds, ``Z``.
+
+    The text up to the seconds is formatted once per second (``collect`` calls this on every request).
+
+    Args:
+        seconds: Seconds since the epoch (``time.time()``).
+
+    Returns:
+        str: e.g. ``2026-11-27T20:45:12.345Z``.
+    """
+    global _second_text
+    whole = int(seconds)
+    second, text = _second_text
+    if second != whole:
+        text = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole))
+        _second_text = (whole, text)  # one tuple assignment: other threads see the old pair or the new one
+    return f"{text}.{int((seconds - whole) * 1000):03d}Z"
 
 
 def _deployed_version(model_name: str) -> str:
@@ -76,6 +119,13 @@ def _deployed_version(model_name: str) -> str:
     except OSError:
         return "default"
     return str(max(versions)) if versions else "default"
+
+
+def _feature_columns(width: int, feature_names: list[str] | None) -> list[str]:
+    """Names of ``width`` unnamed columns: ``feature_names`` when they fit, else ``feature_0...`` (``value``)."""
+    if feature_names and len(feature_names) == width:
+        return list(feature_names)
+    return [f"feature_{i}" for i in range(width)] if width != 1 else ["value"]
 
 
 def _rows(data: Any, feature_names: list[str] | None) -> tuple[list[str], list[list[Any]]]:
@@ -93,71 +143,336 @@ def _rows(data: Any, feature_names: list[str] | None) -> tuple[list[str], list[l
         return [str(c) for c in columns], [[r.get(c) for c in columns] for r in data]
     rows = [list(r) if isinstance(r, (list, tuple)) else [r] for r in data]
     width = max((len(r) for r in rows), default=0)
-    if feature_names and len(feature_names) == width:
-        return list(feature_names), rows
-    return ([f"feature_{i}" for i in range(width)] if width != 1 else ["value"]), rows
+    if any(len(r) != width for r in rows):  # ragged rows: the missing trailing values are empty
+        rows = [r + [None] * (width - len(r)) for r in rows]
+    return _feature_columns(width, feature_names), rows
+
+
+def _numeric_array(data: Any) -> bool:
+    """True for a 1-D or 2-D numpy array of numbers or booleans: its rows are stacked without Python loops."""
+    return type(data).__name__ == "ndarray" and data.ndim in (1, 2) and data.dtype.kind in "biuf"
+
+
+def _snapshot(data: Any) -> Any:
+    """What ``collect`` keeps of ``data``: a copy of an array or list (cheap), anything else as it is."""
+    if isinstance(data, list):
+        return list(data)
+    if type(data).__name__ == "ndarray":
+        return data.copy()
+    return data
+
+
+def _row_count(data: Any) -> int:
+    try:
+        return len(data)
+    except TypeError:
+        return 1
+
+
+@dataclass(slots=True)
+class _Record:
+    """One ``collect`` call, as queued: turned into rows by the background writer.
+
+    Attributes:
+        folder: ``<folder>/<model>/<version>/<designation>`` of the collector.
+        designation: The collector's designation (the file name).
+        meta: The service, model and version columns.
+        feature_names: The collector's ``feature_names``.
+        data: The collected data (see :func:`_snapshot`).
+        correlation: The correlation id.
+        seconds: The scoring time, seconds since the epoch.
+        request: The request id, or ``""``.
+    """
+
+    folder: str
+    designation: str
+    meta: tuple[str, str, str]
+    feature_names: list[str] | None
+    data: Any
+    correlation: str
+    seconds: float
+    request: str
+
+
+@dataclass
+class _Batch:
+    """The rows of one file (folder, day, meta and columns) gathered from queued records.
+
+    Attributes:
+        day_folder: ``<collector folder>/<yyyy>/<mm>/<dd>``.
+        designation: The file name.
+        meta: The service, model and version columns (the same on every row).
+        features: The feature columns.
+        correlations: Per record, its correlation id.
+        seconds: Per record, its scoring time.
+        requests: Per record, its request id.
+        counts: Per record, its number of rows.
+        arrays: The records' data as 2-D numeric arrays (stacked when written), or None for rows.
+        rows: The records' rows as lists (when ``arrays`` is None).
+    """
+
+    day_folder: str
+    designation: str
+    meta: tuple[str, str, str]
+    features: list[str]
+    correlations: list[str]
+    seconds: list[float]
+    requests: list[str]
+    counts: list[int]
+    arrays: list[Any] | None
+    rows: list[list[Any]]
+
+    @property
+    def columns(self) -> list[str]:
+        return list(META_COLUMNS) + self.features
+
+    def per_row(self, values: list[Any]) -> list[Any]:
+        """Repeat each record's value once per row of the record."""
+        if all(n == 1 for n in self.counts):
+            return values
+        return [v for v, n in zip(values, self.counts, strict=True) for _ in range(n)]
+
+    def stacked(self) -> Any:
+        """The array records as one 2-D array (rows in record order)."""
+        import numpy as np
+
+        return np.concatenate(self.arrays) if len(self.arrays) > 1 else self.arrays[0]
+
+    def all_rows(self) -> list[list[Any]]:
+        return self.stacked().tolist() if self.arrays is not None else self.rows
+
+
+def _batches(records: list[_Record]) -> tuple[list[_Batch], int]:
+    """Group records by target file; return the batches and the rows of records that could not be read."""
+    batches: dict[tuple[Any, ...], _Batch] = {}
+    unreadable = 0
+    for record in records:
+        data = record.data
+        if _numeric_array(data):
+            array = data.reshape(-1, 1) if data.ndim == 1 else data
+            count = array.shape[0]
+            features = _feature_columns(array.shape[1], record.feature_names)
+            shape: tuple[Any, ...] = ("array", array.dtype.str, tuple(features))
+        else:
+            try:
+                features, rows = _rows(data, record.feature_names)
+            except Exception as exc:  # a value collect() cannot make rows of must not stop the writer
+                _logger.error("Model data collection skipped a %s record: %s", record.designation, exc)
+                unreadable += _row_count(data)
+                continue
+            count = len(rows)
+            shape = ("rows", tuple(features))
+        if not count:
+            continue
+        day = int(record.seconds // 86400)
+        key = (record.folder, day, record.meta, shape)
+        batch = batches.get(key)
+        if batch is None:
+            y, m, d = time.gmtime(record.seconds)[:3]
+            batch = batches[key] = _Batch(
+                os.path.join(record.folder, f"{y:04d}", f"{m:02d}", f"{d:02d}"), record.designation, record.meta,
+                features, [], [], [], [], [] if shape[0] == "array" else None, [],
+            )
+        batch.correlations.append(record.correlation)
+        batch.seconds.append(record.seconds)
+        batch.requests.append(record.request)
+        batch.counts.append(count)
+        if batch.arrays is not None:
+            batch.arrays.append(array)
+        else:
+            batch.rows.extend(rows)
+    return list(batches.values()), unreadable
+
+
+def _arrow_column(pa: Any, values: list[Any]) -> Any:
+    """A column of mixed or unusual values becomes text rather than failing the whole write."""
+    try:
+        return pa.array(values)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, OverflowError):
+        return pa.array([None if v is None else str(v) for v in values], pa.string())
+
+
+def _write_parquet(batch: _Batch) -> None:
+    """Write one batch as a new part of ``<day>/<designation>.parquet/`` (renamed into place when complete)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    rows = sum(batch.counts)
+    if batch.arrays is not None:
+        stacked = batch.stacked()
+        features = [pa.array(stacked[:, i]) for i in range(stacked.shape[1])]
+    else:
+        features = [_arrow_column(pa, list(values)) for values in zip(*batch.rows, strict=True)]
+    columns = [
+        pa.array(batch.per_row(batch.correlations), pa.string()),
+        pa.array(batch.per_row([round(s * 1000) for s in batch.seconds]), pa.timestamp("ms", tz="UTC")),
+        pa.array(batch.per_row([r or None for r in batch.requests]), pa.string()),
+        *(pa.array([value] * rows, pa.string()) for value in batch.meta),
+        *features,
+    ]
+    table = pa.Table.from_arrays(columns, names=batch.columns)
+    folder = os.path.join(batch.day_folder, f"{batch.designation}.parquet")
+    os.makedirs(folder, exist_ok=True)
+    name = PARQUET_PART.format(time=time.strftime("%H%M%S", time.gmtime(batch.seconds[0])), pid=os.getpid(),
+                               token=uuid.uuid4().hex[:8])
+    # Readers (pyarrow.dataset, pandas, read_collected_data) skip names starting with ".": a part is seen
+    # only once it is complete.
+    partial = os.path.join(folder, f".{name}.tmp")
+    pq.write_table(table, partial)
+    os.replace(partial, os.path.join(folder, name))
+
+
+def _csv_field(text: str) -> str:
+    """``text`` as one CSV field, quoted as ``csv.writer`` quotes (only when it holds a delimiter or quote)."""
+    if any(c in text for c in ',"\r\n'):
+        return '"' + text.replace('"', '""') + '"'
+    return text
+
+
+def _csv_text(batch: _Batch, header: bool) -> str:
+    """The batch's rows as CSV lines (with the header line first when ``header``)."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    if header:
+        writer.writerow(batch.columns)
+    meta = ",".join(_csv_field(v) for v in batch.meta)
+    prefixes = batch.per_row([
+        f"{_csv_field(correlation)},{scoring_timestamp(seconds)},{_csv_field(request)},{meta},"
+        for correlation, seconds, request in zip(batch.correlations, batch.seconds, batch.requests, strict=True)
+    ])
+    if batch.arrays is not None:
+        # Numbers need no quoting, and repr() is what csv.writer writes for them: one join per row.
+        buffer.writelines(f"{prefix}{','.join(map(repr, row))}\n"
+                          for prefix, row in zip(prefixes, batch.stacked().tolist(), strict=True))
+    else:
+        for prefix, row in zip(prefixes, batch.rows, strict=True):
+            buffer.write(prefix)
+            writer.writerow(row)
+    return buffer.getvalue()
+
+
+def _first_line(fd: int) -> list[str]:
+    """The CSV header of an open, non-empty file."""
+    chunks: list[bytes] = []
+    offset = 0
+    while True:
+        chunk = os.pread(fd, 65536, offset)
+        chunks.append(chunk)
+        offset += len(chunk)
+        if not chunk or b"\n" in chunk:
+            break
+    line = b"".join(chunks).split(b"\n", 1)[0].decode("utf-8")
+    return next(csv.reader([line]), [])
+
+
+class _CsvFiles:
+    """Appends batches to ``<designation>.csv`` files, one per column set (headers cached per path)."""
+
+    def __init__(self) -> None:
+        self._headers: dict[str, list[str]] = {}
+
+    def append(self, batch: _Batch) -> None:
+        os.makedirs(batch.day_folder, exist_ok=True)
+        columns = batch.columns
+        number = 1
+        while True:
+            suffix = "" if number == 1 else f"_{number}"
+            path = os.path.join(batch.day_folder, f"{batch.designation}{suffix}.csv")
+            number += 1
+            known = self._headers.get(path)
+            if known is not None and known != columns:
+                continue
+            fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
+            try:
+                if fcntl is not None:
+                    fcntl.flock(fd, fcntl.LOCK_EX)
+                empty = os.fstat(fd).st_size == 0
+                header = columns if empty else _first_line(fd)
+                self._headers[path] = header
+                if header != columns:
+                    continue
+                os.write(fd, _csv_text(batch, header=empty).encode("utf-8"))
+                return
+            finally:
+                os.close(fd)  # releases the lock
+
+
+def file_format() -> str:
+    """The format records are written in now: :data:`FORMAT_VARIABLE`, else Parquet when pyarrow imports."""
+    return _file_format(os.environ.get(FORMAT_VARIABLE, ""))
+
+
+@functools.lru_cache(maxsize=8)
+def _file_format(variable: str) -> str:
+    wanted = variable.strip().lower()
+    if wanted and wanted not in FORMATS:
+        _logger.error("%s=%r is not one of %s; writing the default format.", FORMAT_VARIABLE, wanted,
+                      ", ".join(FORMATS))
+        wanted = ""
+    if wanted == "csv":
+        return "csv"
+    try:
+        import pyarrow.parquet  # noqa: F401
+    except ImportError:
+        if wanted == "parquet":
+            _logger.error("%s=parquet but pyarrow is not installed in the scoring environment: writing CSV "
+                          "(add pyarrow to the environment's packages).", FORMAT_VARIABLE)
+        return "csv"
+    return "parquet"
 
 
 class _Writer:
     """The background writer: one per process, started by the first record."""
 
     def __init__(self) -> None:
-        self.queue: queue.Queue[tuple[str, list[str], str]] = queue.Queue(maxsize=QUEUE_BATCHES)
+        # A deque's append and popleft are atomic: collect() takes no lock.
+        self.records: deque[_Record] = deque()
         self.dropped = 0
+        self._csv = _CsvFiles()
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="mldeploy-data-collector", daemon=True)
         self._thread.start()
         atexit.register(self.close)
 
-    def put(self, path: str, header: list[str], text: str, rows: int) -> None:
-        try:
-            self.queue.put_nowait((path, header, text))
-        except queue.Full:
-            self.dropped += rows
+    def put(self, record: _Record) -> None:
+        if len(self.records) >= QUEUE_RECORDS:
+            self.dropped += _row_count(record.data)
+            return
+        self.records.append(record)
 
     def _loop(self) -> None:
         while not self._stop.wait(FLUSH_INTERVAL_S):
             self.flush()
 
     def flush(self) -> None:
-        """Append everything queued to its file (one locked write per file)."""
+        """Write everything queued (one Parquet part, or one locked CSV append, per file)."""
         with self._lock:
-            pending: dict[str, tuple[list[str], list[str]]] = {}
+            records: list[_Record] = []
             while True:
                 try:
-                    path, header, text = self.queue.get_nowait()
-                except queue.Empty:
+                    records.append(self.records.popleft())
+                except IndexError:
                     break
-                pending.setdefault(path, (header, []))[1].append(text)
-            for path, (header, texts) in pending.items():
+            if not records:
+                return
+            batches, unreadable = _batches(records)
+            self.dropped += unreadable
+            parquet = file_format() == "parquet"
+            for batch in batches:
                 try:
-                    _append(path, header, "".join(texts))
-                except OSError as exc:
-                    _logger.error("Model data collection could not write %s: %s", path, exc)
+                    if parquet:
+                        _write_parquet(batch)
+                    else:
+                        self._csv.append(batch)
+                except Exception as exc:  # a failed write must not stop the writer thread
+                    self.dropped += sum(batch.counts)
+                    _logger.error("Model data collection could not write %d rows to %s: %s", sum(batch.counts),
+                                  batch.day_folder, exc)
 
     def close(self) -> None:
         self._stop.set()
         self.flush()
-
-
-def _append(path: str, header: list[str], text: str) -> None:
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-    try:
-        if fcntl is not None:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-        if os.fstat(fd).st_size == 0:
-            text = _csv_line(header) + text
-        os.write(fd, text.encode("utf-8"))
-    finally:
-        os.close(fd)  # releases the lock
-
-
-def _csv_line(values: Iterable[Any]) -> str:
-    buffer = io.StringIO()
-    csv.writer(buffer, lineterminator="\n").writerow(values)
-    return buffer.getvalue()
 
 
 _writer: _Writer | None = None
@@ -166,10 +481,11 @@ _writer_lock = threading.Lock()
 
 def _get_writer() -> _Writer:
     global _writer
-    with _writer_lock:
-        if _writer is None:
-            _writer = _Writer()
-        return _writer
+    if _writer is None:
+        with _writer_lock:
+            if _writer is None:
+                _writer = _Writer()
+    return _writer
 
 
 def flush() -> None:
@@ -179,7 +495,7 @@ def flush() -> None:
 
 
 def dropped_rows() -> int:
-    """Rows dropped in this process because the queue was full."""
+    """Rows dropped in this process: the queue was full, the data could not be made rows of, or a write failed."""
     return _writer.dropped if _writer is not None else 0
 
 
@@ -220,15 +536,15 @@ class ModelDataCollector:
         self.model_version = str(model_version) if model_version is not None else _deployed_version(model_name)
         self.webservice_name = webservice_name or os.environ.get(SERVICE_VARIABLE, "default")
         self.enabled = collection_enabled()
-
-    def _file(self, now: datetime) -> str:
-        return os.path.join(
-            os.environ[FOLDER_VARIABLE], self.model_name, self.model_version, self.designation,
-            f"{now:%Y}", f"{now:%m}", f"{now:%d}", f"{self.designation}.csv",
-        )
+        self._folder = (os.path.join(os.environ[FOLDER_VARIABLE], model_name, self.model_version, designation)
+                        if self.enabled else "")
+        self._meta = (self.webservice_name, self.model_name, self.model_version)
 
     def collect(self, input_data: Any, user_correlation_id: str = "") -> dict[str, str]:
-        """Record ``input_data`` (one row per data row), off the request path.
+        """Record ``input_data`` (one row per data row): queued here, written by a background thread.
+
+        A numpy array or a list is copied (shallowly) before this returns; a DataFrame or other object is
+        read when the writer runs (within :data:`FLUSH_INTERVAL_S`), so do not change it in place afterwards.
 
         Args:
             input_data: A list (of rows, records or values), a numpy array, a DataFrame or a scalar.
@@ -239,19 +555,15 @@ class ModelDataCollector:
             dict[str, str]: v1's correlation headers, ``$aml_dc_correlation_id`` and
             ``$aml_dc_scoring_timestamp``; returned when collection is off too.
         """
-        now = datetime.now(timezone.utc)
-        request = logs.request_id.get()
-        request = request if request and request != logs.INIT_REQUEST_ID else ""
+        seconds = time.time()
+        request = logs.request_id.get() or ""
+        if request == logs.INIT_REQUEST_ID:
+            request = ""
         correlation = user_correlation_id or request or str(uuid.uuid4())
-        stamp = now.isoformat(timespec="milliseconds").replace("+00:00", "Z")
-        headers = {"$aml_dc_correlation_id": correlation, "$aml_dc_scoring_timestamp": stamp}
-        if not self.enabled:
-            return headers
-        features, rows = _rows(input_data, self.feature_names)
-        meta = [correlation, stamp, request, self.webservice_name, self.model_name, self.model_version]
-        text = "".join(_csv_line(meta + row) for row in rows)
-        _get_writer().put(self._file(now), list(META_COLUMNS) + features, text, len(rows))
-        return headers
+        if self.enabled:
+            _get_writer().put(_Record(self._folder, self.designation, self._meta, self.feature_names,
+                                      _snapshot(input_data), correlation, seconds, request))
+        return {"$aml_dc_correlation_id": correlation, "$aml_dc_scoring_timestamp": scoring_timestamp(seconds)}
 
     def add_correlations(self, input_data: Any, correlations: dict[str, str]) -> Any:
         """v1 compatibility: return ``input_data`` unchanged (correlations are written on every row)."""

@@ -18,6 +18,7 @@ from typing import Any
 
 import joblib
 import numpy as np
+import orjson
 from azureml.contrib.services.aml_request import AMLRequest, rawhttp
 from azureml.contrib.services.aml_response import AMLResponse
 from azureml.monitoring import ModelDataCollector
@@ -28,15 +29,18 @@ from jupyter_mldeploy.server.builtin.model_file import SKLEARN_SUFFIXES, find_mo
 METHODS = ("predict", "predict_proba", "predict_log_proba", "decision_function")
 
 model: Any = None
+#: The model's bound methods of :data:`METHODS` that it has, looked up once in ``init()``.
+methods: dict[str, Any] = {}
 inputs_dc: Any = None
 predictions_dc: Any = None
 
 
 def init() -> None:
     """Load the deployed model (``joblib.load`` reads joblib files and plain pickles alike); set up collection."""
-    global model, inputs_dc, predictions_dc
+    global model, methods, inputs_dc, predictions_dc
     path = served_model()
     model = joblib.load(find_model_file(path, SKLEARN_SUFFIXES, "scikit-learn"))
+    methods = {name: getattr(model, name) for name in METHODS if hasattr(model, name)}
     model_name = os.path.basename(os.path.dirname(os.path.dirname(path)))  # azureml-models/<name>/<version>/<entry>
     names = getattr(model, "feature_names_in_", None)
     inputs_dc = ModelDataCollector(model_name, designation="inputs",
@@ -59,18 +63,22 @@ def run(request: AMLRequest) -> Any:
     if request.method != "POST":
         return AMLResponse('POST a JSON body {"data": rows}.', 405)
     method = request.args.get("method", "predict")
-    if method not in METHODS:
-        return AMLResponse(f"Unknown method {method!r}: use one of {', '.join(METHODS)}.", 400)
-    if not hasattr(model, method):
+    predict = methods.get(method)
+    if predict is None:
+        if method not in METHODS:
+            return AMLResponse(f"Unknown method {method!r}: use one of {', '.join(METHODS)}.", 400)
         return AMLResponse(f"This {type(model).__name__} model has no {method}(); use ?method=predict.", 400)
-    body = request.get_json(force=True, silent=True)
+    try:
+        body = orjson.loads(request.data)
+    except orjson.JSONDecodeError:  # json also reads NaN and UTF-16/32 bodies
+        body = request.get_json(force=True, silent=True)
     if not isinstance(body, dict) or "data" not in body:
         return AMLResponse('The body must be a JSON object {"data": rows}.', 400)
     try:
         rows = rows_of(body["data"])
     except ValueError as exc:
         return AMLResponse(f"data cannot be read as rows: {exc}", 400)
-    result = np.asarray(getattr(model, method)(rows))
+    result = np.asarray(predict(rows))
     inputs_dc.collect(rows)
     predictions_dc.collect(result)
     return result.tolist()
