@@ -4,6 +4,7 @@ model does; what cannot be served is refused before anything starts, with the wa
 
 from __future__ import annotations
 
+import json
 import pickle
 from pathlib import Path
 
@@ -14,10 +15,17 @@ import requests
 from sklearn.datasets import load_iris
 from sklearn.linear_model import LogisticRegression
 
-from jupyter_mldeploy import InvalidArgument, Model
+from jupyter_mldeploy import DeploymentError, InvalidArgument, Model, ResourceConfiguration
 from jupyter_mldeploy.deploy import LocalWebservice, Webservice
-from jupyter_mldeploy.deploy.no_code import no_code_inference_config
+from jupyter_mldeploy.deploy.no_code import (
+    inference_config_from_record,
+    mlflow_signature_samples,
+    no_code_inference_config,
+)
+from jupyter_mldeploy.deploy.plan import plan_deployment
+from jupyter_mldeploy.deploy.state import write_json_atomic
 from jupyter_mldeploy.server.builtin import ONNX_SCRIPT, SKLEARN_SCRIPT
+from jupyter_mldeploy.server.swagger import SAMPLES_VARIABLE, SwaggerDocs, samples_schemas
 
 
 @pytest.fixture(scope="module")
@@ -214,6 +222,11 @@ def test_mlflow_model_folder_deploys_with_its_own_requirements(workspace, iris, 
     services.append(service)
     service.wait_for_deployment()
     assert service.run({"data": X.tolist()}) == model.predict(X).tolist()
+    # The swagger schema comes from the signature: a float64 tensor of shape [-1, 4] under "data".
+    schema = requests.get(service.swagger_uri, timeout=30).json()["definitions"]
+    assert schema["ServiceInput"]["properties"]["data"] == {
+        "type": "array", "items": {"type": "array", "items": {"type": "number", "format": "double"}}}
+    assert schema["ServiceOutput"]["items"] == {"type": "integer", "format": "int64"}
     split = requests.post(service.scoring_uri.replace("/score", "/invocations"),
                           json={"dataframe_split": {"data": X.tolist()}}, timeout=60)
     assert split.status_code == 200, split.text
@@ -269,3 +282,117 @@ def test_panel_deploys_with_an_empty_entry(workspace, iris, tmp_path: Path, serv
     services.append(Webservice(workspace, "iris-panel"))
     assert not registry.message.is_error, registry.message.text
     assert Webservice(workspace, "iris-panel").run({"data": X.tolist()}) == model.predict(X).tolist()
+
+
+FEATURES = ["sepal_length", "sepal_width", "petal_length", "petal_width"]
+
+
+@pytest.fixture(scope="module")
+def iris_frame():
+    pandas = pytest.importorskip("pandas")
+    X, y = load_iris(return_X_y=True)
+    frame = pandas.DataFrame(X, columns=FEATURES)
+    return LogisticRegression(max_iter=500).fit(frame, y), frame.iloc[::30]
+
+
+def test_samples_give_the_swagger_and_the_model_gives_resources(workspace, iris_frame, tmp_path: Path, services,
+                                                                capsys) -> None:
+    model, rows = iris_frame
+    registered = Model.register(
+        workspace, model_path=_pickle(model, tmp_path / "iris.pkl"), model_name="iris",
+        model_framework=Model.Framework.SCIKITLEARN, sample_input=rows, sample_output=model.predict(rows),
+        resource_configuration=ResourceConfiguration(cpu=0.5, memory_in_gb=1),
+    )
+    # No resources in the deployment configuration: the model's (v1); the configuration's win when it has some.
+    assert plan_deployment(workspace, "p", [registered], None, None).deployment_config \
+        .container_resource_requirements == {"cpu": 0.5, "memoryInGB": 1.0}
+    own = plan_deployment(workspace, "p", [registered], None, LocalWebservice.deploy_configuration(memory_gb=2))
+    assert own.deployment_config.container_resource_requirements == {"memoryInGB": 2}
+    service = Model.deploy(workspace, "iris-swagger", [registered], show_output=True)
+    services.append(service)
+    out = capsys.readouterr().out
+    assert "Resources: cpu 0.5, memory 1 GB (not limited by the process target)." in out
+    assert "/swagger.json describes the input and output from the model's sample_input and sample_output" in out
+    assert service.deployment_config.container_resource_requirements == {"cpu": 0.5, "memoryInGB": 1.0}
+    for version, where in (("2", "definitions"), ("3", "components")):
+        document = requests.get(service.swagger_uri, params={"version": version}, timeout=30).json()
+        schemas = document[where] if version == "2" else document[where]["schemas"]
+        service_input, service_output = schemas["ServiceInput"], schemas["ServiceOutput"]
+        row = service_input["properties"]["data"]["items"]
+        assert list(row["properties"]) == FEATURES and row["required"] == FEATURES
+        assert row["properties"]["sepal_length"] == {"type": "number", "format": "double"}
+        assert len(rows) == 5 and service_input["example"] == {"data": registered.sample_input["data"][:3]}
+        assert service_output == {"type": "array", "items": {"type": "integer", "format": "int64"},
+                                  "example": model.predict(rows).tolist()[:3]}
+    # The example is a request the service answers.
+    answer = requests.post(service.scoring_uri, json=service_input["example"], timeout=30)
+    assert answer.status_code == 200 and answer.json() == model.predict(rows.iloc[:3]).tolist()
+
+
+def test_a_record_names_the_built_in_script_and_survives_a_reinstall(workspace, iris, tmp_path: Path,
+                                                                     services) -> None:
+    model, X = iris
+    Model.register(workspace, model_path=_pickle(model, tmp_path / "iris.pkl"), model_name="iris",
+                   model_framework=Model.Framework.SCIKITLEARN)
+    service = Model.deploy(workspace, "iris-moved", ["iris:1"])
+    services.append(service)
+    service.wait_for_deployment()
+    record_path = workspace.deployments_dir / "iris-moved" / "service.json"
+    record = json.loads(record_path.read_text())
+    assert record["inference_config"]["entryScript"] == "mldeploy-builtin:sklearn_score.py"
+    assert service.inference_config.entry_script == SKLEARN_SCRIPT
+    # A record written before the reference existed holds the script's path in the old installation.
+    record["inference_config"]["entryScript"] = "/old/venv/lib/python3.11/site-packages/jupyter_mldeploy/server/builtin/sklearn_score.py"
+    write_json_atomic(record_path, record)
+    assert service.inference_config.entry_script == SKLEARN_SCRIPT
+    service.reload()
+    assert service.run({"data": X.tolist()}) == model.predict(X).tolist()
+    assert json.loads(record_path.read_text())["inference_config"]["entryScript"] == "mldeploy-builtin:sklearn_score.py"
+    record = json.loads(record_path.read_text())
+    record["inference_config"]["entryScript"] = "mldeploy-builtin:gone_score.py"
+    write_json_atomic(record_path, record)
+    with pytest.raises(DeploymentError, match="built-in entry script 'gone_score.py', which this jupyter-mldeploy "
+                                              "does not ship: deploy it again"):
+        service.reload()
+    assert service.run({"data": X.tolist()}) == model.predict(X).tolist()  # the running server is untouched
+
+
+def test_a_user_script_path_is_never_taken_for_a_built_in(workspace, tmp_path: Path) -> None:
+    script = tmp_path / "builtin" / "sklearn_score.py"  # same names, but not in a jupyter_mldeploy/server folder
+    script.parent.mkdir()
+    script.write_text("def init():\n    pass\n\ndef run(data):\n    return data\n")
+    assert inference_config_from_record({"entryScript": str(script)}, workspace).entry_script == script
+
+
+def test_mlflow_signature_of_columns_and_its_input_example(tmp_path: Path) -> None:
+    (tmp_path / "MLmodel").write_text(
+        "flavors: {}\nsignature:\n"
+        "  inputs: '[{\"name\": \"age\", \"type\": \"long\"}, {\"name\": \"seen\", \"type\": \"datetime\"}]'\n"
+        "  outputs: '[{\"type\": \"double\"}]'\n"
+    )
+    (tmp_path / "input_example.json").write_text(json.dumps({"columns": ["age", "seen"],
+                                                             "data": [[30, "2026-01-01"]] * 5}))
+    described = mlflow_signature_samples(tmp_path)
+    service_input, service_output = samples_schemas({"inputKey": "data", **described})
+    assert service_input["properties"]["data"]["items"]["properties"] == {
+        "age": {"type": "integer", "format": "int64"}, "seen": {"type": "string", "format": "date-time"}}
+    assert service_input["example"] == {"data": [{"age": 30, "seen": "2026-01-01"}] * 3}
+    assert service_output == {"type": "array", "items": {"type": "number", "format": "double"}}
+    (tmp_path / "MLmodel").write_text("flavors: {}\n")  # no signature: nothing to describe
+    assert mlflow_signature_samples(tmp_path) is None
+
+
+def test_an_unreadable_samples_variable_leaves_the_swagger_generic(tmp_path: Path, caplog) -> None:
+    def run(data):  # an undecorated run(), as the built-in scripts' schema-wise
+        return data
+
+    docs = SwaggerDocs(str(tmp_path), run, False, {SAMPLES_VARIABLE: "{not json"})
+    assert json.loads(docs.get("2"))["definitions"]["ServiceInput"] == {"type": "object", "example": {}}
+    assert f"{SAMPLES_VARIABLE} cannot be read" in caplog.text
+
+
+def test_no_samples_no_variable(workspace, iris, tmp_path: Path) -> None:
+    model, _ = iris
+    Model.register(workspace, model_path=_pickle(model, tmp_path / "m.pkl"), model_name="bare",
+                   model_framework=Model.Framework.SCIKITLEARN)
+    assert SAMPLES_VARIABLE not in no_code_inference_config(workspace, "bare").environment.environment_variables

@@ -71,7 +71,7 @@ def deploy_model(
     store = ServiceStore(workspace)
     if show_output and not plan.models:
         sys.stdout.write(f"Service {name!r}: {no_model_note(plan.inference_config)}\n")
-    note = no_code_note(plan.inference_config)
+    note = no_code_note(plan.inference_config, plan.deployment_config)
     if show_output and note:
         sys.stdout.write(f"Service {name!r}: {note}\n")
     with store.lock(name):

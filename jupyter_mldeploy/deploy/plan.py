@@ -17,7 +17,13 @@ from typing import TYPE_CHECKING, Any
 from jupyter_mldeploy.deploy.app_folder import AppFolder, ModelSource, VerifiedFiles, build_app_folder
 from jupyter_mldeploy.deploy.config import DeploymentConfiguration, local_deploy_configuration
 from jupyter_mldeploy.deploy.model_sources import resolve_model_sources
-from jupyter_mldeploy.deploy.no_code import no_code_inference_config
+from jupyter_mldeploy.deploy.no_code import (
+    inference_config_from_record,
+    is_no_code,
+    no_code_inference_config,
+    record_inference_config,
+    with_model_resources,
+)
 from jupyter_mldeploy.deploy.state import ModelRef, ServiceRecord, utc_now
 from jupyter_mldeploy.errors import DeploymentError, InvalidArgument, NotFound
 from jupyter_mldeploy.inference_config import InferenceConfig
@@ -254,7 +260,7 @@ class DeploymentPlan:
             host=config.host,
             port=port,
             models=[ModelRef(m.name, m.version) for m in self.models],
-            inference_config=self.inference_config.serialize(),
+            inference_config=record_inference_config(self.inference_config),
             deployment_config=config.serialize(),
             environment=environment,
             created_time=previous.created_time if previous is not None else utc_now(),
@@ -297,6 +303,8 @@ def plan_deployment(
     if inference_config is None:
         inference_config = no_code_inference_config(workspace, models)
     config = check_inputs(inference_config, deployment_config)
+    if is_no_code(inference_config):  # v1: resources from the model's resource_configuration when none are set
+        config = with_model_resources(workspace, models, config)
     target_runtime = getattr(deployment_target, "runtime", None)
     if deployment_target is not None and target_runtime != config.runtime:
         raise InvalidArgument(
@@ -337,8 +345,8 @@ def plan_update(
         InvalidArgument: For a bad configuration, or a change of target (delete and deploy again).
         DeploymentError: When a served model version no longer exists.
     """
-    ic = inference_config if inference_config is not None else InferenceConfig.from_dict(
-        record.inference_config, workspace=workspace
+    ic = inference_config if inference_config is not None else inference_config_from_record(
+        record.inference_config, workspace
     )
     if deployment_config is not None:
         config = deployment_config

@@ -22,6 +22,7 @@ import requests
 
 from jupyter_mldeploy.deploy.client import send_request
 from jupyter_mldeploy.deploy.config import DeploymentConfiguration, local_deploy_configuration
+from jupyter_mldeploy.deploy.no_code import inference_config_from_record
 from jupyter_mldeploy.deploy.plan import plan_update
 from jupyter_mldeploy.deploy.service_keys import check_key, generate_key, read_keys, write_keys
 from jupyter_mldeploy.deploy.service_store import ServiceStore
@@ -209,7 +210,7 @@ class Webservice:
     @property
     def inference_config(self) -> InferenceConfig:
         """The inference configuration the service was deployed with."""
-        return InferenceConfig.from_dict(self._record().inference_config, workspace=self.workspace)
+        return inference_config_from_record(self._record().inference_config, self.workspace)
 
     @property
     def deployment_config(self) -> DeploymentConfiguration:

@@ -140,7 +140,7 @@ class SampleData:
         if self.kind == "table":
             data.update(ndim=self.ndim, named=self.named, columns=[c.to_json() for c in self.columns], data=self.data)
         elif self.kind == "tensor":
-            data.update(dtype=self.dtype, type=_json_type_of_dtype(self.dtype or ""), shape=list(self.shape or ()),
+            data.update(dtype=self.dtype, type=json_type_of_dtype(self.dtype or ""), shape=list(self.shape or ()),
                         data=self.data)
         else:
             data["value"] = self.data
@@ -288,13 +288,13 @@ def _json_safe(value: Any, argument: str) -> Any:
 def _column(name: str | None, dtype: str, values: list[Any]) -> SampleColumn:
     if dtype.startswith("datetime64"):
         return SampleColumn(name, dtype, "string", "date-time")
-    found = _json_type_of_dtype(dtype)
+    found = json_type_of_dtype(dtype)
     if found is None and values and all(isinstance(v, str) for v in values if v is not None):
         found = "string"  # pandas before 3 reads strings as object
     return SampleColumn(name, dtype, found)
 
 
-def _json_type_of_dtype(dtype: str) -> str | None:
+def json_type_of_dtype(dtype: str) -> str | None:
     """JSON schema type of a pandas/numpy dtype name; None for ``object`` (mixed values)."""
     lowered = dtype.lower()
     if lowered.startswith("bool"):

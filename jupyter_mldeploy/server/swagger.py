@@ -4,9 +4,18 @@ The document describes ``/``, ``/score`` and ``/swagger.json``, then the Open In
 routes of the same server (generically: their bodies are the protocols' own); the score body and result are the
 ``ServiceInput`` / ``ServiceOutput`` definitions (``components/schemas`` in 3.x), taken from
 inference-schema's own ``get_input_schema`` / ``get_output_schema`` when ``run`` is decorated (with the
-samples as examples), else generic objects. Versions the decorators do not support (inference-schema's
-``get_supported_versions``) are left out. A ``swagger2.json`` (or ``swagger.json``), ``swagger3.json`` or
-``swagger3.1.json`` in the app root is served instead of the generated document for that version.
+samples as examples), else, when the deployment passed a model's samples in ``MLDEPLOY_SWAGGER_SAMPLES``
+(a no-code deployment, see below), built from them, else generic objects. Versions the decorators do not
+support (inference-schema's ``get_supported_versions``) are left out. A ``swagger2.json`` (or
+``swagger.json``), ``swagger3.json`` or ``swagger3.1.json`` in the app root is served instead of the
+generated document for that version.
+
+``MLDEPLOY_SWAGGER_SAMPLES`` holds ``{"source": ..., "input": SAMPLE, "output": SAMPLE, "inputKey": "data"}``,
+each SAMPLE the content of a registry sample file (``jupyter_mldeploy/registry/samples.py``: ``kind``
+``table`` with ``columns`` of ``{name, dtype, type, format}``, ``tensor`` with ``dtype`` and ``shape``, or
+``json``; ``data`` or ``value`` holds the example rows), or null. The input schema is an object whose
+``inputKey`` member holds the rows (the built-in scripts' ``{"data": rows}``); columns with names become a row
+object's properties, columns without become array items; each schema carries the example.
 """
 
 from __future__ import annotations
@@ -32,6 +41,13 @@ _ERROR_SCHEMA: dict[str, Any] = {"type": "object", "properties": {"message": {"t
 _BEARER = {"type": "apiKey", "name": "Authorization", "in": "header", "description": "For example: Bearer abc123"}
 _HEALTH_DESCRIPTION = "If service is up and running, this response will be returned with the content 'Healthy'"
 _ERROR_DESCRIPTION = "The service failed to execute due to an error."
+
+
+#: The variable a deployment passes a model's samples (or its MLflow signature, in the same shape) in.
+SAMPLES_VARIABLE = "MLDEPLOY_SWAGGER_SAMPLES"
+
+#: JSON schema ``format`` of a column's dtype, as inference-schema writes them.
+_DTYPE_FORMATS = {"float64": "double", "float32": "float", "int64": "int64", "int32": "int32"}
 
 
 class SwaggerError(Exception):
@@ -181,6 +197,82 @@ def _schemas(run: Callable[..., Any], decorated: bool) -> tuple[Any, Any, list[s
     return get_input_schema(run), get_output_schema(run), supported
 
 
+def _value_schema(json_type: Any, dtype: Any = None, fmt: Any = None) -> dict[str, Any]:
+    schema: dict[str, Any] = {"type": json_type} if json_type else {}
+    found = fmt or _DTYPE_FORMATS.get(str(dtype))
+    if found and json_type:
+        schema["format"] = found
+    return schema
+
+
+def _sample_schema(sample: dict[str, Any]) -> tuple[dict[str, Any], Any]:
+    """Return ``(JSON schema, example)`` of one sample description (see the module docstring)."""
+    kind = sample.get("kind")
+    if kind == "table":
+        columns = sample.get("columns") or []
+        data = sample.get("data") or []
+        cells = [_value_schema(c.get("type"), c.get("dtype"), c.get("format")) for c in columns]
+        if int(sample.get("ndim", 2)) == 1:
+            return {"type": "array", "items": cells[0] if cells else {}}, data
+        if columns and all(c.get("name") is not None for c in columns):
+            names = [str(c["name"]) for c in columns]
+            row: dict[str, Any] = {"type": "object", "properties": dict(zip(names, cells)), "required": names}
+            return {"type": "array", "items": row}, [dict(zip(names, values)) for values in data]
+        same = cells[0] if cells and all(cell == cells[0] for cell in cells) else {}
+        row = {"type": "array", "items": same, "minItems": len(columns), "maxItems": len(columns)}
+        return {"type": "array", "items": row}, data
+    if kind == "tensor":
+        schema = _value_schema(sample.get("type"), sample.get("dtype"))
+        for _ in sample.get("shape") or []:
+            schema = {"type": "array", "items": schema}
+        return schema, sample.get("data")
+    value = sample.get("value")
+    json_type = {dict: "object", list: "array", str: "string", bool: "boolean", int: "integer",
+                 float: "number"}.get(type(value))
+    return ({"type": json_type} if json_type else {}), value
+
+
+def samples_schemas(description: dict[str, Any]) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
+    """Return the ``ServiceInput`` and ``ServiceOutput`` schemas of a ``MLDEPLOY_SWAGGER_SAMPLES`` description.
+
+    Args:
+        description: The parsed variable (see the module docstring).
+
+    Returns:
+        The input and output schemas, each with its ``example``; None for a sample not given.
+    """
+    schemas: list[dict[str, Any] | None] = []
+    for which in ("input", "output"):
+        sample = description.get(which)
+        if not isinstance(sample, dict):
+            schemas.append(None)
+            continue
+        schema, example = _sample_schema(sample)
+        key = description.get("inputKey") if which == "input" and sample.get("kind") != "json" else None
+        if key:
+            schema = {"type": "object", "properties": {key: schema}, "required": [key]}
+            example = {key: example}
+        if example is not None and example != []:
+            schema["example"] = example
+        schemas.append(schema)
+    return schemas[0], schemas[1]
+
+
+def _described_schemas(environ: dict[str, str]) -> tuple[Any, Any] | None:
+    """The schemas from ``MLDEPLOY_SWAGGER_SAMPLES``, or None when unset or unreadable (logged)."""
+    raw = environ.get(SAMPLES_VARIABLE)
+    if not raw:
+        return None
+    try:
+        description = json.loads(raw)
+        input_schema, output_schema = samples_schemas(description)
+    except (ValueError, TypeError, AttributeError, KeyError) as exc:
+        logger.warning("%s cannot be read (%s): the swagger documents use generic schemas.", SAMPLES_VARIABLE, exc)
+        return None
+    logger.info("Swagger schemas come from the model's %s.", description.get("source") or "samples")
+    return (input_schema or copy.deepcopy(_GENERIC_SCHEMA), output_schema or copy.deepcopy(_GENERIC_SCHEMA))
+
+
 class SwaggerDocs:
     """The swagger documents of one loaded script, encoded once at start-up.
 
@@ -189,7 +281,8 @@ class SwaggerDocs:
         run: The script's ``run`` function.
         decorated: Whether inference-schema decorated ``run``.
         environ: Environment holding ``SERVICE_NAME`` (default ``ML service``), ``SERVICE_VERSION``
-            (``1.0``) and ``SERVICE_PATH_PREFIX`` (empty), as azmlinfsrv reads them.
+            (``1.0``) and ``SERVICE_PATH_PREFIX`` (empty), as azmlinfsrv reads them, and
+            ``MLDEPLOY_SWAGGER_SAMPLES`` (used when ``run`` is not decorated).
     """
 
     def __init__(self, app_root: str, run: Callable[..., Any], decorated: bool, environ: dict[str, str]) -> None:
@@ -198,6 +291,9 @@ class SwaggerDocs:
         prefix = environ.get("SERVICE_PATH_PREFIX", "").strip("/")
         prefix = f"/{prefix}" if prefix else ""
         input_schema, output_schema, supported = _schemas(run, decorated)
+        described = None if decorated else _described_schemas(environ)
+        if described is not None:
+            input_schema, output_schema = described
         self.documents: dict[str, bytes] = {}
         self.supported: list[str] = []
         for version, aliases in VERSION_ALIASES.items():
