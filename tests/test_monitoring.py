@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import requests
 from sklearn.datasets import load_iris
 from sklearn.linear_model import LogisticRegression
 
@@ -125,12 +126,22 @@ def test_no_code_service_collects_with_no_script(workspace, registered, iris) ->
     try:
         service.wait_for_deployment()
         assert service.run({"data": X.tolist()}) == model.predict(X).tolist()
+        proba = requests.post(f"{service.scoring_uri}?method=predict_proba", json={"data": X[:2].tolist()},
+                              headers={"x-request-id": "proba-1"}, timeout=30)
+        assert proba.status_code == 200, proba.text
     finally:
         service.delete()
     inputs = service.get_collected_data("inputs")
     predictions = service.get_collected_data("predictions")
-    assert len(inputs) == len(X) and predictions["value"].tolist() == model.predict(X).tolist()
+    assert len(inputs) == len(X) + 2 and len(predictions) == len(X) + 2
     assert set(inputs["$aml_dc_correlation_id"]) == set(predictions["$aml_dc_correlation_id"])
+    # predict's answers fill "value"; predict_proba's (other columns: another Parquet part) fill feature_0..2
+    labels = predictions[predictions["$aml_request_id"] != "proba-1"]
+    assert labels["value"].tolist() == model.predict(X).tolist()
+    probabilities = predictions[predictions["$aml_request_id"] == "proba-1"]
+    np.testing.assert_allclose(probabilities[["feature_0", "feature_1", "feature_2"]].to_numpy(),
+                               model.predict_proba(X[:2]))
+    assert probabilities["value"].isna().all()
 
 
 def test_collector_outside_a_service_is_a_no_op_returning_correlation_headers(monkeypatch) -> None:
@@ -153,17 +164,128 @@ def test_configuration_and_reader_errors(workspace) -> None:
         read_collected_data(workspace, "svc", "inputs", since="last tuesday")
 
 
-def _collect_in_process(workspace, monkeypatch, service: str, rows: np.ndarray) -> None:
-    """Collect ``rows`` as a service's worker does (same module, same files), flushed at once."""
+def _collecting(monkeypatch, workspace, service: str, file_format: str = "") -> None:
+    """Set the variables a service deployed with collect_model_data=True gives its workers."""
     from jupyter_mldeploy.server import data_collector
 
     monkeypatch.setenv(data_collector.ENABLED_VARIABLE, "true")
     monkeypatch.setenv(data_collector.FOLDER_VARIABLE, str(workspace.path / "modeldata" / service))
     monkeypatch.setenv(data_collector.SERVICE_VARIABLE, service)
+    monkeypatch.setenv(data_collector.FORMAT_VARIABLE, file_format)
+
+
+def _collect_in_process(workspace, monkeypatch, service: str, rows: np.ndarray) -> None:
+    """Collect ``rows`` as a service's worker does (same module, same files), flushed at once."""
+    from jupyter_mldeploy.server import data_collector
+
+    _collecting(monkeypatch, workspace, service)
     collector = ModelDataCollector("m", designation="inputs", feature_names=["a", "b"], model_version=3)
     for start in range(0, len(rows), 50):
         collector.collect(rows[start:start + 50])
     data_collector.flush()
+
+
+def test_flushes_write_parquet_parts_read_as_one_table_with_csv_of_the_same_day(workspace, monkeypatch) -> None:
+    import pandas as pd
+
+    from jupyter_mldeploy.server import data_collector
+
+    _collecting(monkeypatch, workspace, "parts", "parquet")
+    collector = ModelDataCollector("m", designation="inputs", feature_names=["a", "b"], model_version=1)
+    batches = [np.arange(6.0).reshape(3, 2) + 10 * i for i in range(5)]
+    for batch in batches[:3]:
+        collector.collect(batch, user_correlation_id=f"c{batch[0, 0]:g}")
+        data_collector.flush()
+    day = workspace.path / "modeldata" / "parts" / "m" / "1" / "inputs" / f"{datetime.now(timezone.utc):%Y/%m/%d}"
+    parts = sorted((day / "inputs.parquet").glob("*.parquet"))
+    assert len(parts) == 3 and not list((day / "inputs.parquet").glob(".*"))  # no partial part left behind
+    whole = pd.read_parquet(day / "inputs.parquet")  # what any Parquet reader sees: one table
+    assert sorted(whole["a"].tolist()) == sorted(np.concatenate(batches[:3])[:, 0].tolist())
+    monkeypatch.setenv(data_collector.FORMAT_VARIABLE, "csv")  # e.g. redeployed without pyarrow
+    for batch in batches[3:]:
+        collector.collect(batch)
+    data_collector.flush()
+    assert (day / "inputs.csv").is_file()
+    collected = read_collected_data(workspace, "parts", "inputs")
+    np.testing.assert_array_equal(collected[["a", "b"]].to_numpy(), np.concatenate(batches))
+    assert collected["$aml_dc_correlation_id"].tolist()[:9] == ["c0"] * 3 + ["c10"] * 3 + ["c20"] * 3
+    assert collected["$aml_dc_scoring_timestamp"].is_monotonic_increasing
+    assert set(collected["$aml_model_version"]) == {"1"} and set(collected["$aml_service_name"]) == {"parts"}
+
+
+def test_csv_rows_with_other_columns_go_to_a_second_file_and_ids_are_quoted(workspace, monkeypatch) -> None:
+    from jupyter_mldeploy.server import data_collector
+
+    _collecting(monkeypatch, workspace, "mixed", "csv")
+    predictions = ModelDataCollector("m", designation="predictions", model_version=2)
+    predictions.collect(np.array([1, 0]), user_correlation_id='a,"b"')
+    data_collector.flush()
+    predictions.collect(np.array([[0.25, 0.75]]), user_correlation_id="proba")  # predict_proba's columns
+    predictions.collect([7], user_correlation_id="list")
+    data_collector.flush()
+    day = workspace.path / "modeldata" / "mixed" / "m" / "2" / "predictions" / f"{datetime.now(timezone.utc):%Y/%m/%d}"
+    assert sorted(p.name for p in day.iterdir()) == ["predictions.csv", "predictions_2.csv"]
+    assert (day / "predictions_2.csv").read_text().splitlines()[0].endswith(",feature_0,feature_1")
+    collected = read_collected_data(workspace, "mixed", "predictions").set_index("$aml_dc_correlation_id")
+    assert sorted(collected.index) == ['a,"b"', 'a,"b"', "list", "proba"]
+    assert collected.loc['a,"b"', "value"].tolist() == [1, 0] and collected.loc["list", "value"] == 7
+    assert collected.loc["proba", ["feature_0", "feature_1"]].tolist() == [0.25, 0.75]
+
+
+def test_collect_only_queues_what_the_writer_turns_into_rows(workspace, monkeypatch, caplog) -> None:
+    from jupyter_mldeploy.server import data_collector, logs
+
+    class Unreadable:
+        def tolist(self) -> list:
+            raise RuntimeError("cannot be listed")
+
+    _collecting(monkeypatch, workspace, "queued")
+    collector = ModelDataCollector("m", designation="inputs", model_version=1)
+    token = logs.request_id.set("req-42")
+    try:
+        data = np.array([[1.0, 2.0]])
+        headers = collector.collect(data)
+        data[0, 0] = -1.0  # changed after collect(): the row keeps what was collected
+        dropped = data_collector.dropped_rows()
+        assert collector.collect(Unreadable()) is not None  # no error on the request path
+        rows = [{"x": 1, "y": "s"}, {"x": 2}]
+        collector.collect(rows, user_correlation_id="records")
+        rows.append({"x": 3})  # the list was copied too
+    finally:
+        logs.request_id.reset(token)
+    data_collector.flush()
+    assert data_collector.dropped_rows() == dropped + 1
+    assert "cannot be listed" in caplog.text
+    collected = read_collected_data(workspace, "queued", "inputs")
+    first = collected.iloc[0]
+    assert headers["$aml_dc_correlation_id"] == "req-42" and first["$aml_request_id"] == "req-42"
+    assert first["$aml_dc_scoring_timestamp"].isoformat(timespec="milliseconds").replace("+00:00", "Z") == \
+        headers["$aml_dc_scoring_timestamp"]
+    assert [first["feature_0"], first["feature_1"]] == [1.0, 2.0]
+    records = collected[collected["$aml_dc_correlation_id"] == "records"]
+    assert records["x"].tolist() == [1, 2] and records["y"].iloc[0] == "s"
+
+
+def test_format_variable(monkeypatch, caplog) -> None:
+    from jupyter_mldeploy.server import data_collector
+
+    for value, expected in (("csv", "csv"), ("PARQUET", "parquet"), ("", "parquet"), ("xml", "parquet")):
+        monkeypatch.setenv(data_collector.FORMAT_VARIABLE, value)
+        assert data_collector.file_format() == expected
+    assert "MLDEPLOY_MODEL_DATA_FORMAT='xml' is not one of parquet, csv" in caplog.text
+
+
+def test_since_skips_earlier_days_of_both_formats(workspace, monkeypatch) -> None:
+    _collect_in_process(workspace, monkeypatch, "days", np.ones((4, 2)))
+    old_day = workspace.path / "modeldata" / "days" / "m" / "3" / "inputs" / "2026" / "01" / "02"
+    old_day.mkdir(parents=True)
+    (old_day / "inputs.csv").write_text(
+        "$aml_dc_correlation_id,$aml_dc_scoring_timestamp,$aml_request_id,$aml_service_name,$aml_model_name,"
+        "$aml_model_version,a,b\nold,2026-01-02T10:00:00.000Z,,days,m,3,5.0,6.0\n")
+    everything = read_collected_data(workspace, "days", "inputs")
+    assert len(everything) == 5 and everything["$aml_dc_correlation_id"].iloc[0] == "old"
+    assert everything["$aml_request_id"].isna().iloc[0]
+    assert len(read_collected_data(workspace, "days", "inputs", since="2026-01-03")) == 4
 
 
 def test_psi_and_the_drift_table(workspace, monkeypatch, tmp_path: Path) -> None:

@@ -104,12 +104,17 @@ def scoring_timestamp(seconds: float) -> str:
         str: e.g. ``2026-11-27T20:45:12.345Z``.
     """
     global _second_text
-    whole = int(seconds)
+    whole, millis = divmod(_milliseconds(seconds), 1000)
     second, text = _second_text
     if second != whole:
         text = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole))
         _second_text = (whole, text)  # one tuple assignment: other threads see the old pair or the new one
-    return f"{text}.{int((seconds - whole) * 1000):03d}Z"
+    return f"{text}.{millis:03d}Z"
+
+
+def _milliseconds(seconds: float) -> int:
+    """Whole milliseconds since the epoch (truncated), as both the returned header and the files hold them."""
+    return int(seconds * 1000)
 
 
 def _deployed_version(model_name: str) -> str:
@@ -305,7 +310,7 @@ def _write_parquet(batch: _Batch) -> None:
         features = [_arrow_column(pa, list(values)) for values in zip(*batch.rows, strict=True)]
     columns = [
         pa.array(batch.per_row(batch.correlations), pa.string()),
-        pa.array(batch.per_row([round(s * 1000) for s in batch.seconds]), pa.timestamp("ms", tz="UTC")),
+        pa.array(batch.per_row([_milliseconds(s) for s in batch.seconds]), pa.timestamp("ms", tz="UTC")),
         pa.array(batch.per_row([r or None for r in batch.requests]), pa.string()),
         *(pa.array([value] * rows, pa.string()) for value in batch.meta),
         *features,
