@@ -8,10 +8,15 @@ Prints numbers; it is not a timed test. Run from the repository root::
 What it measures, on the same machine in the same run:
 
 1. The bare loop: ``for chunk in pd.read_csv(path, chunksize=...): model.predict(chunk)`` writing each
-   prediction on its own line (the ``append_row`` format), one process.
-2. ``BatchJob`` with ``backend="loky"`` and 1 then 2 worker processes: wall time from ``submit`` to the
-   output file in place (driver start, worker start with ``init()``, scoring, assembling), rows/s, and the
-   ratio to the bare loop. The outputs must equal the bare loop's byte for byte.
+   prediction on its own line (the ``append_row`` format), one process, timed two ways: *warm*, in this
+   process, which has pandas and scikit-learn imported and the model loaded already (imports excluded);
+   and *cold*, as a new ``python`` process from its start to its exit (imports and model load included,
+   as the job's worker processes pay them).
+2. ``BatchJob`` with ``backend="loky"`` and 1 then 2 worker processes: wall time from ``submit`` to
+   ``wait_for_completion`` returning with the output file in place (driver start, worker start with
+   ``init()``, scoring, assembling), rows/s, and the ratio to both bare loops; then the job's phases, read
+   from its log, part files and journal. The outputs must hold the bare loop's rows. With ``--repeat N``
+   the bare loops and jobs run interleaved N times and the medians are printed.
 3. ``backend="dask"`` on a ``dask scheduler`` and two ``dask worker`` processes started here on 127.0.0.1
    (stopped by PID at the end): time, and the output compared with loky's row for row.
 4. On a ``--big-rows`` CSV: the bare loop, then loky with 2 workers and the driver's peak RSS while it
@@ -27,11 +32,13 @@ import argparse
 import json
 import os
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
 import threading
 import time
+from datetime import datetime
 from pathlib import Path
 
 import joblib
@@ -81,6 +88,44 @@ def bare_loop(model: Ridge, source: Path, output: Path) -> float:
     return time.perf_counter() - started
 
 
+COLD_LOOP = """
+import sys, joblib, pandas as pd
+model = joblib.load(sys.argv[1])
+with open(sys.argv[3], "w") as out:
+    for chunk in pd.read_csv(sys.argv[2], chunksize=int(sys.argv[4])):
+        out.write("\\n".join(map(str, model.predict(chunk).tolist())) + "\\n")
+"""
+
+
+def cold_loop(model_path: Path, source: Path, output: Path) -> float:
+    """The bare loop as a new process (imports pandas and scikit-learn, loads the model); return seconds."""
+    started = time.perf_counter()
+    subprocess.run([sys.executable, "-c", COLD_LOOP, str(model_path), str(source), str(output), str(CHUNK)],
+                   check=True)
+    return time.perf_counter() - started
+
+
+def _log_time(line: str) -> float:
+    return datetime.strptime(line[:23], "%Y-%m-%d %H:%M:%S,%f").timestamp()
+
+
+def phases(job: BatchJob, submitted: float, returned: float) -> str:
+    """The job's phases, in seconds from ``submit`` (wall clock): the driver's backend open (its first log
+    line), each worker's ``init()`` done, first and last part file in place, output in place, completion
+    seen."""
+    folder = job.folder.path
+    lines = (folder / "logs" / "driver.log").read_text().splitlines()
+    backend = next(_log_time(line) for line in lines if "Backend:" in line)
+    inits = [_log_time(line) for line in lines if "init() done" in line]
+    parts = sorted(p.stat().st_mtime for p in (folder / "parts").iterdir())
+    output = Path(job.folder.read_record()["outputFile"]).stat().st_mtime
+    run_seconds = sum(json.loads(line).get("seconds", 0) for line in open(folder / "journal.jsonl"))
+    return (f"backend open {backend - submitted:.2f}, "
+            f"init() done {', '.join(f'{t - submitted:.2f}' for t in inits)}, first part {parts[0] - submitted:.2f}, "
+            f"last part {parts[-1] - submitted:.2f}, output {output - submitted:.2f}, completion seen "
+            f"{returned - submitted:.2f} s; read+run+format in workers {run_seconds:.2f} s in all")
+
+
 def compare(output: bytes, reference: bytes) -> str:
     """Say how the job's output matches the bare loop's.
 
@@ -98,13 +143,14 @@ def compare(output: bytes, reference: bytes) -> str:
 
 
 def run_job(ws: Workspace, name: str, script: Path, source: Path, output: Path, processes: int,
-            mini_batch_size: str, backend: str = "loky", scheduler: str | None = None) -> tuple[float, float]:
-    """Run one job; return (wall seconds from submit to output, driver peak RSS in MB)."""
+            mini_batch_size: str, backend: str = "loky",
+            scheduler: str | None = None) -> tuple[float, float, str]:
+    """Run one job; return (wall seconds from submit to output, driver peak RSS in MB, its phases)."""
     config = ParallelRunConfig(str(script), 0, "append_row", mini_batch_size=mini_batch_size,
                                process_count_per_node=processes)
     peak = [0]
     done = threading.Event()
-    started = time.perf_counter()
+    started, submitted = time.perf_counter(), time.time()
     job = BatchJob.submit(ws, name, config, str(source), "diabetes", output, backend=backend, scheduler=scheduler)
 
     def sample() -> None:
@@ -125,7 +171,7 @@ def run_job(ws: Workspace, name: str, script: Path, source: Path, output: Path, 
     elapsed = time.perf_counter() - started
     done.set()
     sampler.join()
-    return elapsed, peak[0] / 1024**2
+    return elapsed, peak[0] / 1024**2, phases(job, submitted, submitted + elapsed)
 
 
 def start_cluster(folder: Path) -> tuple[str, list[subprocess.Popen[bytes]]]:
@@ -165,11 +211,14 @@ def main() -> None:
     parser.add_argument("--big-rows", type=int, default=5_000_000, help="Rows of the memory CSV (0 skips it).")
     parser.add_argument("--mini-batch-size", default="10MB")
     parser.add_argument("--no-dask", action="store_true", help="Skip the Dask cluster run.")
+    parser.add_argument("--repeat", type=int, default=3, help="Interleaved runs of the bare loops and loky jobs.")
     parser.add_argument("--workdir", default=None, help="Where to write data (default: a temporary folder).")
     args = parser.parse_args()
 
-    work = Path(args.workdir or tempfile.mkdtemp(prefix="batch-bench-"))
-    work.mkdir(parents=True, exist_ok=True)
+    # A fresh workspace and outputs every time; the CSVs are kept in --workdir and reused.
+    data = Path(args.workdir or tempfile.mkdtemp(prefix="batch-bench-"))
+    data.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix="run-", dir=data))
     features, target = load_diabetes(return_X_y=True, as_frame=True)
     model = Ridge().fit(features, target)
     joblib.dump(model, work / "diabetes_ridge.pkl")
@@ -180,29 +229,44 @@ def main() -> None:
     cores = os.cpu_count()
     print(f"machine: {cores} cores, load average {os.getloadavg()[0]:.2f}; mini_batch_size={args.mini_batch_size}")
 
-    source = work / "rows.csv"
+    source = data / f"rows-{args.rows}.csv"
     started = time.perf_counter()
-    write_csv(source, args.rows)
+    if not source.exists():
+        write_csv(source, args.rows)
     print(f"data: {args.rows:,} rows, {source.stat().st_size / 1024**2:.0f} MB CSV (written in {time.perf_counter() - started:.1f} s)")
 
-    baseline = bare_loop(model, source, work / "bare.txt")
-    print(f"bare loop (1 process):   {baseline:7.2f} s  {args.rows / baseline:10,.0f} rows/s")
-    reference = (work / "bare.txt").read_bytes()
-    loky_output = None
-    for processes in (1, 2):
-        out = work / f"loky{processes}"
-        elapsed, rss = run_job(ws, f"loky{processes}", script, source, out, processes, args.mini_batch_size)
-        output = (out / "parallel_run_step.txt").read_bytes()
-        same = compare(output, reference)
-        print(f"loky, {processes} worker(s):     {elapsed:7.2f} s  {args.rows / elapsed:10,.0f} rows/s  "
-              f"{elapsed / baseline:.2f}x bare  driver peak RSS {rss:.0f} MB  ({same})")
-        loky_output = output
+    warm: list[float] = []
+    cold: list[float] = []
+    jobs: dict[int, list[float]] = {1: [], 2: []}
+    loky_output = b""
+    for repeat in range(args.repeat):
+        warm.append(bare_loop(model, source, work / "bare.txt"))
+        cold.append(cold_loop(work / "diabetes_ridge.pkl", source, work / "bare-cold.txt"))
+        reference = (work / "bare.txt").read_bytes()
+        for processes in (1, 2):
+            out = work / f"loky{processes}-{repeat}"
+            elapsed, rss, timeline = run_job(ws, f"loky{processes}", script, source, out, processes,
+                                             args.mini_batch_size)
+            jobs[processes].append(elapsed)
+            loky_output = (out / "parallel_run_step.txt").read_bytes()
+            print(f"  run {repeat + 1}, loky {processes} worker(s): {elapsed:.2f} s (bare warm {warm[-1]:.2f} s, "
+                  f"cold {cold[-1]:.2f} s); driver peak RSS {rss:.0f} MB; {compare(loky_output, reference)}")
+            print(f"    phases: {timeline}")
+    baseline, baseline_cold = statistics.median(warm), statistics.median(cold)
+    label = f"median of {args.repeat}" if args.repeat > 1 else "one run"
+    print(f"bare loop, warm (in this process, imports excluded): {baseline:6.2f} s {args.rows / baseline:10,.0f} rows/s ({label})")
+    print(f"bare loop, cold (new process, imports included):     {baseline_cold:6.2f} s "
+          f"{args.rows / baseline_cold:10,.0f} rows/s")
+    for processes, times in jobs.items():
+        elapsed = statistics.median(times)
+        print(f"loky, {processes} worker(s):                                {elapsed:6.2f} s {args.rows / elapsed:10,.0f} rows/s"
+              f"  {elapsed / baseline:.2f}x warm bare, {elapsed / baseline_cold:.2f}x cold bare")
     if not args.no_dask:
         address, processes = start_cluster(work)
         try:
             out = work / "dask"
-            elapsed, rss = run_job(ws, "dask", script, source, out, 2, args.mini_batch_size, backend="dask",
-                                   scheduler=address)
+            elapsed, rss, _ = run_job(ws, "dask", script, source, out, 2, args.mini_batch_size, backend="dask",
+                                      scheduler=address)
         finally:
             stop_cluster(processes)
         output = (out / "parallel_run_step.txt").read_bytes()
@@ -210,12 +274,13 @@ def main() -> None:
         print(f"dask, 2 workers (tcp):   {elapsed:7.2f} s  {args.rows / elapsed:10,.0f} rows/s  "
               f"{elapsed / baseline:.2f}x bare  driver peak RSS {rss:.0f} MB  ({same})")
     if args.big_rows:
-        big = work / "big.csv"
-        write_csv(big, args.big_rows, seed=1)
+        big = data / f"big-{args.big_rows}.csv"
+        if not big.exists():
+            write_csv(big, args.big_rows, seed=1)
         big_bare = bare_loop(model, big, work / "big-bare.txt")
         print(f"big: {args.big_rows:,} rows ({big.stat().st_size / 1024**2:.0f} MB), bare loop: {big_bare:.1f} s, "
               f"{args.big_rows / big_bare:,.0f} rows/s")
-        elapsed, rss = run_job(ws, "big", script, big, work / "big-out", 2, args.mini_batch_size)
+        elapsed, rss, _ = run_job(ws, "big", script, big, work / "big-out", 2, args.mini_batch_size)
         print(f"big: loky, 2 workers: {elapsed:.1f} s, {args.big_rows / elapsed:,.0f} rows/s, "
               f"{elapsed / big_bare:.2f}x bare, driver peak RSS {rss:.0f} MB")
     print(f"data and jobs kept in {work}")

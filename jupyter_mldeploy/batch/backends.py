@@ -7,12 +7,14 @@ interface its loky backend also implements); here the seam is the standard execu
 ``ProcessPoolExecutor`` is and ``distributed.Client.get_executor()`` returns.
 
 * ``loky``: ``process_count_per_node`` worker processes on this machine (default: the core count), started
-  by the driver, running the driver's interpreter; they stop with it.
+  by the driver, running the driver's interpreter; each loads the script and calls ``init()`` as it starts
+  (:func:`~jupyter_mldeploy.batch.worker.preload`), and they stop with the driver.
 * ``dask``: ``scheduler="tcp://host:port"`` connects to a running cluster; ``"local"`` (the default) starts
   a ``LocalCluster`` of ``process_count_per_node`` single-threaded worker processes on 127.0.0.1, as
-  ``distributed.deploy.local`` does, without its dashboard. Workers must import ``jupyter_mldeploy``,
-  pandas and what the script imports, and see the job folder and the input at the same paths (see
-  docs/batch.md).
+  ``distributed.deploy.local`` does, without its dashboard; they too stop with the driver (distributed
+  ends a worker process whose parent is gone). Workers must
+  import ``jupyter_mldeploy``, pandas and what the script imports, and see the job folder and the input at
+  the same paths (see docs/batch.md).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from concurrent.futures import Executor
 from dataclasses import dataclass
 from typing import Any
 
+from jupyter_mldeploy.batch.worker import ScriptSpec, preload
 from jupyter_mldeploy.errors import InvalidArgument
 
 BACKENDS = ("loky", "dask")
@@ -54,18 +57,25 @@ def check_backend(backend: str, scheduler: str | None, node_count: int) -> None:
 
 
 def exit_with_driver(driver_pid: int) -> None:
-    """Make this loky worker exit when the driver is gone (loky's initializer).
+    """Make this loky worker exit when the driver is gone.
 
     loky's workers outlive a driver killed with SIGKILL (they are re-parented and keep waiting on their
-    queue); a daemon thread checks once a second that the driver is still the parent and ends the worker
-    when it is not, so a killed job leaves no process behind.
+    queue); a daemon thread checks every quarter second that the driver is still the parent and ends the
+    worker when it is not, so a killed job leaves no process behind. (A ``LocalCluster``'s worker processes
+    need no such watch: distributed's ``AsyncProcess`` exits a child as soon as its parent's pipe closes.)
     """
     def watch() -> None:
         while os.getppid() == driver_pid:
-            time.sleep(1.0)
+            time.sleep(0.25)
         os._exit(1)
 
     threading.Thread(target=watch, name="exit-with-driver", daemon=True).start()
+
+
+def start_loky_worker(driver_pid: int, script: ScriptSpec, logging_level: str) -> None:
+    """loky's initializer: exit with the driver, then load the script and call ``init()`` at once."""
+    exit_with_driver(driver_pid)
+    preload(script, logging_level)
 
 
 @dataclass
@@ -76,6 +86,8 @@ class OpenBackend:
         executor: Where to submit mini-batch tries.
         workers: Worker slots (processes x threads): how many tries run at once.
         description: One line for the job log (``loky, 2 processes``, ``dask tcp://..., 2 workers``).
+        local: Whether the workers run on this machine and see the job folder (loky, a local cluster): they
+            write their part files themselves instead of sending the rows back.
         kill_workers: Whether closing kills the worker processes (loky's, which the driver owns).
         closers: What else to close (the Dask client, a local cluster).
     """
@@ -83,6 +95,7 @@ class OpenBackend:
     executor: Executor
     workers: int
     description: str
+    local: bool = False
     kill_workers: bool = False
     closers: tuple[Any, ...] = ()
 
@@ -97,13 +110,16 @@ class OpenBackend:
             closer.close()
 
 
-def open_backend(backend: str, scheduler: str | None, processes: int | None) -> OpenBackend:
+def open_backend(backend: str, scheduler: str | None, processes: int | None, script: ScriptSpec,
+                 logging_level: str = "INFO") -> OpenBackend:
     """Start (loky, local dask) or connect to (dask ``tcp://``) the backend.
 
     Args:
         backend: ``"loky"`` or ``"dask"``.
         scheduler: For dask: ``"local"``/None, or a scheduler address.
         processes: ``process_count_per_node``; None for the core count.
+        script: The job's script: loky workers load it and call ``init()`` as they start.
+        logging_level: The job's logging level (loky workers log to the job log).
 
     Returns:
         OpenBackend: The executor and its size.
@@ -115,8 +131,12 @@ def open_backend(backend: str, scheduler: str | None, processes: int | None) -> 
     if backend == "loky":
         from joblib.externals.loky import ProcessPoolExecutor
 
-        executor = ProcessPoolExecutor(max_workers=count, initializer=exit_with_driver, initargs=(os.getpid(),))
-        return OpenBackend(executor, count, f"loky, {count} worker processes", kill_workers=True)
+        executor = ProcessPoolExecutor(max_workers=count, initializer=start_loky_worker,
+                                       initargs=(os.getpid(), script, logging_level))
+        # loky starts its processes on the first submit: a no-op starts them now, so their start and
+        # init() overlap what the driver reads and plans before it submits mini-batches.
+        executor.submit(os.getpid)
+        return OpenBackend(executor, count, f"loky, {count} worker processes", local=True, kill_workers=True)
     from distributed import Client, LocalCluster
 
     if scheduler in (None, LOCAL_SCHEDULER):
@@ -126,11 +146,13 @@ def open_backend(backend: str, scheduler: str | None, processes: int | None) -> 
         client = Client(cluster)
         closers: tuple[Any, ...] = (client, cluster)
         where = f"a local Dask cluster at {cluster.scheduler_address}"
+        local = True
     else:
         client = Client(scheduler, timeout=30)
         closers = (client,)
         where = f"the Dask cluster at {scheduler}"
+        local = False
     slots = sum(client.nthreads().values()) or 1
     # pure=False: a retry of the same mini-batch must run again, not return the failed try's cached key.
     return OpenBackend(client.get_executor(pure=False), slots, f"dask on {where}, {slots} worker threads",
-                       closers=closers)
+                       local=local, closers=closers)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import json
 import logging
 import signal
 import sys
@@ -21,12 +22,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from jupyter_mldeploy.batch.backends import open_backend
+from jupyter_mldeploy.batch.backends import OpenBackend, open_backend
 from jupyter_mldeploy.batch.config import APPEND_ROW, ParallelRunConfig
 from jupyter_mldeploy.batch.inputs import MiniBatch
 from jupyter_mldeploy.batch.journal import CANCELED, COMPLETED, FAILED, JobFolder
-from jupyter_mldeploy.batch.worker import ScriptSpec, TryOutcome, TryRequest, score_mini_batch
-from jupyter_mldeploy.deploy.state import utc_now
+from jupyter_mldeploy.batch.worker import LOG_FORMAT, ScriptSpec, TryOutcome, TryRequest, score_mini_batch
 
 log = logging.getLogger("jupyter_mldeploy.batch")
 #: Tries in flight per worker slot: enough to keep workers busy while the driver writes results.
@@ -90,26 +90,36 @@ class Driver:
 
     Args:
         folder: The job folder.
+        record: Its record (``job.json``), as read at start.
     """
 
-    def __init__(self, folder: JobFolder) -> None:
+    def __init__(self, folder: JobFolder, record: dict[str, Any]) -> None:
         self.folder = folder
-        self.record = folder.read_record()
+        self.record = record
         self.config = ParallelRunConfig.from_dict(self.record["config"])
+        self.script = ScriptSpec(job_key=str(self.folder.path), environment=dict(self.record["environment"]))
         self.cancelled = False
         #: Next try number of mini-batches waiting for a retry.
         self._attempts: dict[int, int] = {}
 
-    def _request(self, batch: MiniBatch, attempt: int, script: ScriptSpec) -> TryRequest:
+    def _request(self, batch: MiniBatch, attempt: int, backend: OpenBackend) -> TryRequest:
+        keep_rows = self.config.output_action == APPEND_ROW
         return TryRequest(
-            script=script, batch=batch, attempt=attempt, timeout=float(self.config.run_invocation_timeout),
-            keep_rows=self.config.output_action == APPEND_ROW,
+            script=self.script, batch=batch, attempt=attempt, timeout=float(self.config.run_invocation_timeout),
+            keep_rows=keep_rows, part_dir=str(self.folder.path) if keep_rows and backend.local else None,
         )
+
+    def open_backend(self) -> OpenBackend:
+        """Start or connect to the job's backend (loky workers start loading the script at once)."""
+        backend = open_backend(self.record["backend"], self.record.get("scheduler"), self.config.process_count_per_node,
+                               self.script, self.config.logging_level)
+        log.info("Backend: %s.", backend.description)
+        return backend
 
     def _record_outcome(self, outcome: TryOutcome, batch: MiniBatch, tally: Tally) -> bool:
         """Journal one finished try; return True when the mini-batch must be tried again."""
         if outcome.error is None:
-            if self.config.output_action == APPEND_ROW:
+            if self.config.output_action == APPEND_ROW and not outcome.part_written:
                 self.folder.write_part(batch.index, outcome.rows)
             self.folder.append({
                 "batch": batch.index, "event": "done", "items": outcome.items, "succeeded": outcome.succeeded,
@@ -136,25 +146,27 @@ class Driver:
         tally.add(outcome.items, 0, True)
         return False
 
-    def run(self) -> str:
-        """Run the remaining mini-batches; return the final state. Writes the record's state and error."""
-        plan = list(self.folder.read_plan())
-        # Done mini-batches of an earlier run count towards the thresholds; ones that failed every try are
-        # tried again.
-        done_entries = self.folder.progress().finished
-        tally = self._tally_of_done(len(plan), done_entries)
-        pending = collections.deque(b for b in plan if b.index not in done_entries)
-        log.info("Job %s: %d mini-batches, %d done earlier, %d to run.", self.record["id"], len(plan),
-                 len(done_entries), len(pending))
-        script = ScriptSpec(job_key=str(self.folder.path), environment=dict(self.record["environment"]))
-        backend = None
+    def run(self, backend: OpenBackend | None = None) -> str:
+        """Run the remaining mini-batches; return the final state. Writes the record's state and error.
+
+        Args:
+            backend: A backend already opened by the caller (so its workers start while this reads the
+                journal); else one is opened when a mini-batch is left to run. Closed at the end.
+        """
         state, error = COMPLETED, None
         try:
+            plan = list(self.folder.read_plan())
+            # Done mini-batches of an earlier run count towards the thresholds; ones that failed every try
+            # are tried again.
+            done_entries = self.folder.progress().finished
+            tally = self._tally_of_done(len(plan), done_entries)
+            pending = collections.deque(b for b in plan if b.index not in done_entries)
+            log.info("Job %s: %d mini-batches, %d done earlier, %d to run.", self.record["id"], len(plan),
+                     len(done_entries), len(pending))
             if pending:
-                backend = open_backend(self.record["backend"], self.record.get("scheduler"), self.config.process_count_per_node)
-                log.info("Backend: %s.", backend.description)
+                backend = backend or self.open_backend()
                 self.folder.update_record(backendDescription=backend.description)
-                self._loop(pending, backend, script, tally)
+                self._loop(pending, backend, tally)
             if self.config.output_action == APPEND_ROW:
                 output = Path(self.record["outputFile"])
                 size = self.folder.assemble(self.folder.progress().finished, output)
@@ -169,10 +181,13 @@ class Driver:
                 f"`mldeploy batch resume {self.record['id']}`."
             )
             log.exception("Job failed")
+        # The state is final before the workers are stopped: the output is in place (or the job failed),
+        # and whoever waits for the job need not wait for the pool's shutdown too.
+        try:
+            self.folder.update_record(state=state, error=error, endTime=_utc_now())
         finally:
             if backend is not None:
                 backend.close()
-        self.folder.update_record(state=state, error=error, endTime=utc_now())
         return state
 
     def _tally_of_done(self, total: int, done: set[int]) -> Tally:
@@ -186,14 +201,14 @@ class Driver:
             tally.add(items, succeeded, succeeded < items)
         return tally
 
-    def _loop(self, pending: collections.deque[MiniBatch], backend: Any, script: ScriptSpec, tally: Tally) -> None:
+    def _loop(self, pending: collections.deque[MiniBatch], backend: OpenBackend, tally: Tally) -> None:
         in_flight: dict[Future[TryOutcome], tuple[MiniBatch, int]] = {}
         limit = max(1, backend.workers * IN_FLIGHT_PER_WORKER)
         while pending or in_flight:
             while pending and len(in_flight) < limit:
                 batch = pending.popleft()
                 attempt = self._attempts.pop(batch.index, 1)
-                in_flight[backend.executor.submit(score_mini_batch, self._request(batch, attempt, script))] = (batch, attempt)
+                in_flight[backend.executor.submit(score_mini_batch, self._request(batch, attempt, backend))] = (batch, attempt)
             finished, _ = wait(list(in_flight), timeout=0.5, return_when=FIRST_COMPLETED)
             if self.cancelled:
                 raise JobStopped(CANCELED, "Cancelled; resume with `mldeploy batch resume "
@@ -218,12 +233,31 @@ class Driver:
                     raise JobStopped(FAILED, message)
 
     def start(self) -> str:
-        """Run the job with ``SIGTERM`` as cancel; return its final state."""
+        """Run the job with ``SIGTERM`` as cancel; return its final state.
+
+        The backend is opened first when the journal may leave mini-batches to run (loky's workers then
+        import the script's libraries and call ``init()`` while this process reads its journal and imports
+        the rest); a job whose every mini-batch is done only assembles its output.
+        """
         signal.signal(signal.SIGTERM, self._on_term)
-        return self.run()
+        done = sum(1 for entry in self.folder.entries() if entry.get("event") == "done")
+        backend = None
+        if done < int(self.record.get("totalMiniBatches", 0)):
+            try:
+                backend = self.open_backend()
+            except Exception:  # noqa: BLE001 - run() opens it again and records the failure
+                log.exception("Opening the backend failed")
+        return self.run(backend)
 
     def _on_term(self, _signum: int, _frame: Any) -> None:
         self.cancelled = True
+
+
+def _utc_now() -> str:
+    """``deploy.state.utc_now``, imported when first needed (see :func:`main`)."""
+    from jupyter_mldeploy.deploy.state import utc_now
+
+    return utc_now()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -232,13 +266,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("job_folder")
     args = parser.parse_args(argv)
     folder = JobFolder(Path(args.job_folder))
-    level = folder.read_record().get("config", {}).get("logging_level", "INFO")
-    logging.basicConfig(
-        stream=sys.stdout, level=getattr(logging, level, logging.INFO),
-        format="%(asctime)s %(levelname)s %(message)s",
-    )
+    # Read without JobFolder.read_record, which imports the deploy package (a quarter of a second): the
+    # workers are started first. submit and resume write the record (atomically) before starting us.
+    record = json.loads(folder.record_path.read_text(encoding="utf-8"))
+    level = record.get("config", {}).get("logging_level", "INFO")
+    logging.basicConfig(stream=sys.stdout, level=getattr(logging, level, logging.INFO), format=LOG_FORMAT)
     started = time.time()
-    state = Driver(folder).start()
+    state = Driver(folder, record).start()
     log.info("Job %s after %.1f s.", state, time.time() - started)
     return 0 if state == COMPLETED else 1
 

@@ -9,8 +9,9 @@ Layout, ``<workspace>/jobs/<name>/<id>/``::
     app/              the app folder: the script (and source directory) and ``azureml-models/``, as a service's
     logs/driver.log   the driver's log (and the loky workers' output)
 
-Exactly once: a mini-batch's rows are written to ``parts/.<n>.tmp`` and renamed to ``parts/<n>.txt``; only
-then is its ``done`` line appended to the journal. A mini-batch counts as done when both exist; a part
+Exactly once: a mini-batch's rows are written to ``parts/.<n>.<pid>.tmp`` and renamed to ``parts/<n>.txt``
+(by the loky or local Dask worker that ran it, or by the driver for a remote Dask worker); only then is its
+``done`` line appended to the journal by the driver. A mini-batch counts as done when both exist; a part
 without a ``done`` line (the driver died between the two) is written again by the next run, replacing it
 whole. The output file is assembled from the done parts in mini-batch order into a temporary file in the
 output folder and renamed into place when every mini-batch is done, so no half-written output is ever
@@ -29,7 +30,6 @@ from pathlib import Path
 from typing import Any
 
 from jupyter_mldeploy.batch.inputs import MiniBatch
-from jupyter_mldeploy.deploy.state import read_json, write_json_atomic
 
 JOBS_DIRNAME = "jobs"
 RECORD = "job.json"
@@ -126,11 +126,17 @@ class JobFolder:
 
     def read_record(self) -> dict[str, Any]:
         """The job record (``{}`` while it is being written)."""
+        # Imported here: the deploy package costs a quarter of a second to import, which a loky worker
+        # (it writes part files through this class, never the record) must not pay at start.
+        from jupyter_mldeploy.deploy.state import read_json
+
         data = read_json(self.record_path)
         return data if isinstance(data, dict) else {}
 
     def write_record(self, record: dict[str, Any]) -> None:
         """Replace the job record atomically."""
+        from jupyter_mldeploy.deploy.state import write_json_atomic
+
         write_json_atomic(self.record_path, record)
 
     def update_record(self, **changes: Any) -> dict[str, Any]:
@@ -223,9 +229,13 @@ class JobFolder:
         return self.parts_dir / f"{index:06d}.txt"
 
     def write_part(self, index: int, rows: bytes) -> None:
-        """Write a mini-batch's rows and make them visible with one rename (replacing an earlier copy)."""
+        """Write a mini-batch's rows and make them visible with one rename (replacing an earlier copy).
+
+        Called by the driver (Dask) or by the loky worker that ran the mini-batch. The temporary name holds
+        the writer's pid, so a worker of a killed driver still finishing cannot mix its bytes with a new one's.
+        """
         self.parts_dir.mkdir(exist_ok=True)
-        tmp = self.parts_dir / f".{index:06d}.tmp"
+        tmp = self.parts_dir / f".{index:06d}.{os.getpid()}.tmp"
         with open(tmp, "wb") as handle:
             handle.write(rows)
         os.replace(tmp, self.part_path(index))

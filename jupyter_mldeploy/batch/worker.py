@@ -16,20 +16,31 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import logging
 import os
 import signal
+import sys
 import threading
+import time
 import traceback
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from jupyter_mldeploy.batch.inputs import MiniBatch, count_lines, read_mini_batch
+from jupyter_mldeploy.batch.journal import JobFolder
 from jupyter_mldeploy.server.layout import ScriptLocation
 from jupyter_mldeploy.server.user_script import UserScript, model_dir_listing
 
+log = logging.getLogger("jupyter_mldeploy.batch")
+#: The job log's line format, the driver's and the loky workers' (their output goes to the same file).
+LOG_FORMAT = "%(asctime)s %(levelname)s %(message)s"
+
 #: Loaded (and initialised) entry scripts of this worker process, by job folder.
 _LOADED: dict[str, UserScript] = {}
+#: Why loading a job's script failed when :func:`preload` tried it, by job folder: reported by the first try.
+_LOAD_ERRORS: dict[str, str] = {}
 _LOAD_LOCK = threading.Lock()
 
 
@@ -63,7 +74,10 @@ class TryRequest:
         batch: The mini-batch.
         attempt: 1 for the first try.
         timeout: ``run_invocation_timeout`` in seconds.
-        keep_rows: Whether to return the formatted rows (``append_row``).
+        keep_rows: Whether the formatted rows are kept (``append_row``).
+        part_dir: The job folder, when the worker writes the part file itself (loky: the worker sees the
+            driver's folder, so the rows need not travel back through a pipe); None to return the rows
+            (Dask: a worker may be on another machine).
     """
 
     script: ScriptSpec
@@ -71,6 +85,7 @@ class TryRequest:
     attempt: int
     timeout: float
     keep_rows: bool
+    part_dir: str | None = None
 
 
 @dataclass
@@ -82,7 +97,8 @@ class TryOutcome:
         attempt: The try number.
         items: Input items in the mini-batch (rows or files).
         succeeded: Elements ``run()`` returned (0 when it failed).
-        rows: The formatted output rows (``append_row``), UTF-8.
+        rows: The formatted output rows (``append_row``), UTF-8, when the driver writes the part file.
+        part_written: True when the worker wrote the part file (``TryRequest.part_dir``).
         error: Why the try failed (a traceback's last lines), or None.
         init_failed: True when ``init()`` or loading the script failed: no later try can succeed.
         seconds: Wall time of the ``run()`` call.
@@ -94,6 +110,7 @@ class TryOutcome:
     items: int = 0
     succeeded: int = 0
     rows: bytes = b""
+    part_written: bool = False
     error: str | None = None
     init_failed: bool = False
     seconds: float = 0.0
@@ -110,13 +127,34 @@ def _load(script: ScriptSpec) -> UserScript:
             location.prepare_sys_path()
             # v1 runs the script from the app root, so ``open("src/x.json")`` works as in a web service.
             os.chdir(location.app_root)
+            started = time.perf_counter()
             loaded = UserScript(location.entry_script)
             loaded.init()
+            log.info("Worker %d: entry script loaded and init() done in %.2f s.", os.getpid(),
+                     time.perf_counter() - started)
             _LOADED[script.job_key] = loaded
         elif os.environ.get("AML_APP_ROOT") != script.environment.get("AML_APP_ROOT"):
             # Another job ran here in between: its variables would be read by this job's run().
             os.environ.update(script.environment)
         return loaded
+
+
+def preload(script: ScriptSpec, logging_level: str) -> None:
+    """Load the job's script and call ``init()`` as this worker process starts (loky's initializer).
+
+    A worker then imports the script's libraries and loads the models while the driver is still reading
+    its journal, instead of when its first mini-batch arrives. A failure is kept and reported by the first
+    try (as ``init_failed``), not raised: an initializer that raises would break loky's whole pool.
+
+    Args:
+        script: The job's script.
+        logging_level: The job's ``logging_level``: the worker's lines go to the job log (its stdout).
+    """
+    logging.basicConfig(stream=sys.stdout, level=getattr(logging, logging_level, logging.INFO), format=LOG_FORMAT)
+    try:
+        _load(script)
+    except BaseException as exc:  # noqa: BLE001 - reported by the first try, with the model folder listing
+        _LOAD_ERRORS[script.job_key] = _short_traceback(exc)
 
 
 def _raise_in_thread(ident: int, exception: type[BaseException] | None) -> None:
@@ -210,16 +248,19 @@ def score_mini_batch(request: TryRequest) -> TryOutcome:
         TryOutcome: The counts and rows, or the error.
     """
     import socket
-    import time
 
     outcome = TryOutcome(index=request.batch.index, attempt=request.attempt, worker=f"{socket.gethostname()}:{os.getpid()}")
+    script: UserScript | None = None
     try:
-        script = _load(request.script)
+        failure = _LOAD_ERRORS.get(request.script.job_key)
+        script = _load(request.script) if failure is None else None
     except BaseException as exc:  # noqa: BLE001 - any failure of the user's import or init() is reported
+        failure = _short_traceback(exc)
+    if script is None:
         listing = model_dir_listing(request.script.environment.get("AZUREML_MODEL_DIR"))
         outcome.error = (
             f"The entry script could not be loaded or its init() raised (worker {outcome.worker}):\n"
-            f"{_short_traceback(exc)}\n{listing}"
+            f"{failure}\n{listing}"
         )
         outcome.init_failed = True
         return outcome
@@ -242,4 +283,11 @@ def score_mini_batch(request: TryRequest) -> TryOutcome:
     except Exception as exc:  # noqa: BLE001 - the user's run() may raise anything
         outcome.error = f"run() raised:\n{_short_traceback(exc)}"
     outcome.seconds = time.perf_counter() - started
+    if outcome.error is None and request.keep_rows and request.part_dir is not None:
+        try:
+            JobFolder(Path(request.part_dir)).write_part(request.batch.index, outcome.rows)
+        except OSError as exc:
+            outcome.error = f"Writing the part file failed: {exc}"
+        else:
+            outcome.rows, outcome.part_written = b"", True
     return outcome

@@ -128,3 +128,41 @@ def test_a_local_cluster_is_started_and_stopped_with_the_job(scored_workspace: W
     details = job.wait_for_completion(timeout=120)
     assert "a local Dask cluster at tcp://127.0.0.1:" in details["backend"]
     assert np.loadtxt(tmp_path / "out" / "parallel_run_step.txt", dtype=int).tolist() == list(range(100))
+
+
+def test_a_local_cluster_s_workers_exit_with_a_killed_driver(scored_workspace: Workspace, tmp_path: Path) -> None:
+    """SIGKILL leaves the driver no chance to stop its LocalCluster: its worker processes must end by
+    themselves within seconds (distributed's worker processes exit when their parent's pipe closes), no
+    process of the cluster is left, and resume on a new cluster finishes the job."""
+    path = tmp_path / "ids.csv"
+    pd.DataFrame({"id": np.arange(2000), "x": np.zeros(2000)}).to_csv(path, index=False)
+    script = write_script(tmp_path, textwrap.dedent('''
+        import time
+
+        def init():
+            pass
+
+        def run(mini_batch):
+            time.sleep(0.2)
+            return mini_batch["id"].tolist()
+    '''))
+    config = ParallelRunConfig(str(script), 0, "append_row", mini_batch_size="1KB", process_count_per_node=2)
+    job = BatchJob.submit(scored_workspace, "dask-killed", config, str(path), None, tmp_path / "out",
+                          backend="dask", scheduler="local")
+    deadline = time.monotonic() + 120
+    while job.get_details()["miniBatches"]["done"] < 3:
+        assert time.monotonic() < deadline and job.state == "Running", job.get_logs()
+        time.sleep(0.1)
+    driver_pid = json.loads((job.folder.path / "driver.json").read_text())["pid"]
+    workers = psutil.Process(driver_pid).children(recursive=True)
+    assert len([w for w in workers if "resource_tracker" not in " ".join(w.cmdline())]) == 2, workers
+    os.kill(driver_pid, signal.SIGKILL)
+    deadline = time.monotonic() + 5
+    while [w for w in workers if w.is_running() and w.status() != psutil.STATUS_ZOMBIE] and time.monotonic() < deadline:
+        time.sleep(0.2)
+    left = [w.pid for w in workers if w.is_running() and w.status() != psutil.STATUS_ZOMBIE]
+    assert not left, f"LocalCluster processes outlived the driver: {left}"
+    assert job.state == "Failed"
+    BatchJob.resume(scored_workspace, job.id)
+    job.wait_for_completion(timeout=180)
+    assert np.loadtxt(tmp_path / "out" / "parallel_run_step.txt", dtype=int).tolist() == list(range(2000))
