@@ -194,6 +194,8 @@ def test_samples_and_resources_are_stored_in_the_version_folder(workspace: Works
     assert data["sampleInputDatasetId"] == ".mldeploy-samples/sample_input.json"
     assert data["sampleOutputDatasetId"] == ".mldeploy-samples/sample_output.json"
     assert data["sampleOutput"] == [0, 2] and json.loads(json.dumps(data)) == data
+    assert "<th style='text-align:left'>Resources</th><td style='text-align:left'>cpu 0.5, memory 1 GB</td>" in \
+        again._repr_html_()
     # The samples are not model content: not listed, downloaded or deployed with it.
     assert again.files == ["sklearn_mnist_model.pkl"]
     assert sorted(p.name for p in Path(again.download(tmp_path / "out")).parent.iterdir()) == ["sklearn_mnist_model.pkl"]

@@ -632,6 +632,7 @@ class Model:
             ("Tags", ", ".join(f"{k}={v}" for k, v in self.tags.items())),
             ("Properties", ", ".join(f"{k}={v}" for k, v in self.properties.items())),
             ("Framework", " ".join(x for x in (self.model_framework, self.model_framework_version) if x)),
+            ("Resources", _resources_text(self.resource_configuration)),
             ("Files", f"{len(self.files)} ({size:,} bytes)"),
             ("Run", f"{self.experiment_name} / {self.run_id}" if self.run_id else ""),
             ("Path", self.path),
@@ -711,6 +712,13 @@ def _check_samples(
             "one answer per sample row (sample_output=model.predict(sample_input))."
         )
     return parsed_input, parsed_output
+
+
+def _resources_text(resources: ResourceConfiguration | None) -> str:
+    if resources is None:
+        return ""
+    parts = (("cpu", resources.cpu, ""), ("memory", resources.memory_in_gb, " GB"), ("gpu", resources.gpu, ""))
+    return ", ".join(f"{label} {value:g}{unit}" for label, value, unit in parts if value is not None)
 
 
 def _sample_file(record: ModelRecord, which: str) -> str | None:
