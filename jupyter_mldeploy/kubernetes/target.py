@@ -237,6 +237,7 @@ class KubernetesTarget(ServiceTarget):
         plan = _with_auth(plan)
         new_state = KubeState(state.compute, state.namespace, image, state.generation + 1)
         folder = store.folder(record.name)
+        kept = _stored_keys(folder, record.name)
         ensure_keys(folder, plan.deployment_config)  # the given keys, else the service's, else new ones
         objects = self._render(folder, plan, manifest_spec(plan, image, compute.service_type, new_state.generation,
                                                            state.namespace))
@@ -248,9 +249,13 @@ class KubernetesTarget(ServiceTarget):
         try:
             self._apply_switch(cluster, objects, previous_objects)
         except DeploymentError:
-            # Half applied: put the previous generation back (best effort; the error says what failed).
+            # Half applied: put the previous generation and its keys back (best effort; the error says what failed).
             with contextlib.suppress(DeploymentError):
                 self._apply_switch(cluster, previous_objects, objects)
+            with contextlib.suppress(DeploymentError):
+                if kept is not None and kept != _stored_keys(folder, record.name):
+                    self.publish_keys(store, record, kept)
+                self._drop_keys_without_auth(store, cluster, record)
             shutil.rmtree(new_dir, ignore_errors=True)
             raise
         new_record = _record(plan, record.port, {"image": image, "namespace": state.namespace}, new_state.to_json(),
@@ -270,12 +275,16 @@ class KubernetesTarget(ServiceTarget):
 
     @staticmethod
     def _apply_switch(cluster: Cluster, objects: list[dict[str, Any]], previous: list[dict[str, Any]]) -> None:
-        """Apply ``objects``; delete what ``previous`` had and they lack (an HPA, when autoscaling stops)."""
+        """Apply ``objects``; delete what ``previous`` had and they lack (an HPA, when autoscaling stops).
+
+        The keys Secret is never deleted here: the saved manifests leave it out, and it goes only once a version
+        without key auth serves (:meth:`_drop_keys_without_auth`) or with the service.
+        """
         for obj in objects:
             _apply(cluster, obj)
         kinds = {(o["kind"], o["metadata"]["name"]) for o in objects}
         for obj in previous:
-            if (obj["kind"], obj["metadata"]["name"]) not in kinds:
+            if (obj["kind"], obj["metadata"]["name"]) not in kinds and obj["kind"] != "Secret":
                 cluster.delete(obj["kind"], obj["metadata"]["name"])
 
     def _finish(
@@ -485,6 +494,14 @@ class KubernetesTarget(ServiceTarget):
 def _generation_selector(record: ServiceRecord) -> str:
     labels = {**selector(record.name), LABEL_GENERATION: str(KubeState.of(record).generation)}
     return ",".join(f"{k}={v}" for k, v in labels.items())
+
+
+def _stored_keys(folder: Path, name: str) -> tuple[str, str] | None:
+    """The keys in the service's keys file, or None when it has none."""
+    try:
+        return read_keys(folder, name)
+    except DeploymentError:
+        return None
 
 
 def _with_auth(plan: DeploymentPlan) -> DeploymentPlan:

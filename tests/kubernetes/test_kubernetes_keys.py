@@ -139,6 +139,26 @@ def test_regen_key_refused_by_the_cluster_changes_nothing_and_names_no_key(
         service.delete()
 
 
+def test_an_update_refused_half_way_puts_the_previous_keys_back(
+    engine: object, diabetes: Diabetes, kube_api: KubeApiMock, compute: KubernetesCompute,
+) -> None:
+    service = _deploy(diabetes, "diab-half-keys", compute, num_replicas=1)
+    try:
+        service.wait_for_deployment(timeout_sec=60)
+        before = service.get_keys()
+        kube_api.refuse.add("poddisruptionbudgets")  # the Secret and Deployment go through, the PDB is refused
+        with pytest.raises(DeploymentError, match="refused PodDisruptionBudget"):
+            service.update(deployment_config=AksWebservice.deploy_configuration(
+                num_replicas=2, primary_key="update-primary-0123456789", secondary_key="update-secondary-0123456789"))
+        kube_api.refuse.clear()
+        assert service.get_keys() == before
+        assert secret_keys(_secret(kube_api, "diab-half-keys")) == before  # re-applied, not deleted
+        applied = [secret_keys(body) for body in _secret_applies(kube_api, "diab-half-keys")]
+        assert applied == [before, ("update-primary-0123456789", "update-secondary-0123456789"), before]
+    finally:
+        service.delete()
+
+
 def test_turning_auth_off_removes_the_secret_once_the_new_version_serves(
     engine: object, diabetes: Diabetes, kube_api: KubeApiMock, compute: KubernetesCompute,
 ) -> None:
