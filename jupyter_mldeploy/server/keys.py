@@ -66,10 +66,18 @@ class ServiceKeys:
         return cls(path) if path else None
 
     def _refresh(self) -> None:
+        # The fast path, on every request that needs a key: one stat, compared with what was read.
+        try:
+            st = os.stat(self.path)
+            if (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns) == self._stamp:
+                return
+        except OSError:
+            pass  # missing, or mid-swap: _reload retries and says which
+        self._reload()
+
+    def _reload(self) -> None:
         for attempt in range(_READ_ATTEMPTS):
             try:
-                if _stamp(os.stat(self.path)) == self._stamp:
-                    return
                 with open(self.path, "rb") as handle:
                     # The identity of what was read, not of what the path led to a moment earlier.
                     stamp = _stamp(os.fstat(handle.fileno()))
@@ -82,6 +90,8 @@ class ServiceKeys:
             except OSError as exc:
                 self._fail(f"cannot read the keys file: {exc.strerror}")
                 return
+            if stamp == self._stamp:
+                return  # the stat above raced a swap; what is read now is what was read before
             try:
                 data = json.loads(content)
                 keys = tuple(str(data[name]).encode() for name in ("primaryKey", "secondaryKey") if data.get(name))

@@ -172,6 +172,28 @@ def test_a_secret_volume_swapped_by_kubelet_is_followed_with_no_failed_check(tmp
     assert sorted(p.name for p in volume.iterdir() if not p.name.startswith("..2")) == ["..data", "keys.json"]
 
 
+def test_a_read_that_races_the_old_folders_removal_is_retried(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The exact race, made certain: the path is followed into the old folder just as kubelet deletes it."""
+    from jupyter_mldeploy.server import keys as keys_module
+
+    volume = tmp_path / "keys"
+    publish(volume, _secret(PRIMARY, SECONDARY))
+    keys = ServiceKeys(str(volume / "keys.json"))
+    assert keys.allows(b"Bearer " + PRIMARY.encode())
+    publish(volume, _secret("swapped-primary-0123456789", SECONDARY))
+    opened: list[str] = []
+
+    def racing_open(path: str, *args: object, **kwargs: object) -> object:
+        opened.append(path)
+        if len(opened) == 1:  # what open() meets when ..data led into the folder kubelet just removed
+            raise FileNotFoundError(2, "No such file or directory", path)
+        return open(path, *args, **kwargs)
+
+    monkeypatch.setattr(keys_module, "open", racing_open, raising=False)
+    assert keys.allows(b"Bearer " + SECONDARY.encode())
+    assert keys.allows(b"Bearer swapped-primary-0123456789") and len(opened) == 2
+
+
 def test_a_server_follows_kubelets_swap_with_no_failed_request(serve: ServeFactory, tmp_path: Path) -> None:
     volume = tmp_path / "secret-volume"
     publish(volume, _secret(PRIMARY, SECONDARY))
