@@ -24,7 +24,7 @@ from typing import Any
 
 from jupyter_mldeploy.batch.backends import OpenBackend, open_backend
 from jupyter_mldeploy.batch.config import APPEND_ROW, ParallelRunConfig
-from jupyter_mldeploy.batch.inputs import MiniBatch
+from jupyter_mldeploy.batch.inputs import MiniBatch, ResolvedInput, plan_mini_batches
 from jupyter_mldeploy.batch.journal import CANCELED, COMPLETED, FAILED, JobFolder
 from jupyter_mldeploy.batch.worker import LOG_FORMAT, ScriptSpec, TryOutcome, TryRequest, score_mini_batch
 
@@ -155,6 +155,8 @@ class Driver:
         """
         state, error = COMPLETED, None
         try:
+            if not self.folder.has_plan():
+                self._plan()
             plan = list(self.folder.read_plan())
             # Done mini-batches of an earlier run count towards the thresholds; ones that failed every try
             # are tried again.
@@ -189,6 +191,16 @@ class Driver:
             if backend is not None:
                 backend.close()
         return state
+
+    def _plan(self) -> None:
+        """Cut the input into mini-batches (the files and limit submit recorded) and record their count."""
+        started = time.perf_counter()
+        recorded = self.record["input"]
+        resolved = ResolvedInput(kind=recorded["kind"], files=tuple(path for path, *_ in self.record["inputStamps"]),
+                                 source=recorded["source"])
+        total = self.folder.write_plan(plan_mini_batches(resolved, int(recorded["miniBatchLimit"])))
+        self.record = self.folder.update_record(totalMiniBatches=total)
+        log.info("Planned %d mini-batches in %.2f s.", total, time.perf_counter() - started)
 
     def _tally_of_done(self, total: int, done: set[int]) -> Tally:
         tally = Tally(total=total)
@@ -235,14 +247,14 @@ class Driver:
     def start(self) -> str:
         """Run the job with ``SIGTERM`` as cancel; return its final state.
 
-        The backend is opened first when the journal may leave mini-batches to run (loky's workers then
-        import the script's libraries and call ``init()`` while this process reads its journal and imports
-        the rest); a job whose every mini-batch is done only assembles its output.
+        The backend is opened first when mini-batches may be left to run (loky's workers then import the
+        script's libraries and call ``init()`` while this process plans the mini-batches, reads its journal
+        and imports the rest); a job whose every mini-batch is done only assembles its output.
         """
         signal.signal(signal.SIGTERM, self._on_term)
         done = sum(1 for entry in self.folder.entries() if entry.get("event") == "done")
         backend = None
-        if done < int(self.record.get("totalMiniBatches", 0)):
+        if not self.folder.has_plan() or done < int(self.record.get("totalMiniBatches") or 0):
             try:
                 backend = self.open_backend()
             except Exception:  # noqa: BLE001 - run() opens it again and records the failure

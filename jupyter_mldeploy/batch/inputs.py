@@ -4,11 +4,13 @@ Tabular input is CSV (``.csv``, ``.tsv`` tab-separated), JSON lines (``.jsonl``,
 (``.parquet``, ``.pq``); file input is any files. A path may be one file, a folder (its files, not
 recursing, sorted by name) or a glob (``data/*.csv``, ``**`` recurses).
 
-Cutting never reads a whole file: a CSV or JSON-lines file is cut into byte ranges of about
-``mini_batch_size`` bytes that end at a line end (one ``seek`` and one ``readline`` per cut), as v1 cuts a
-tabular dataset by size; a Parquet file into runs of row groups of about that compressed size. So a CSV
-field must not hold a line break inside quotes. The workers read their own range
-(:func:`read_mini_batch`); the driver only holds the list of ranges.
+Cutting never holds a whole file: a CSV or JSON-lines file is cut into byte ranges of about
+``mini_batch_size`` bytes that end at a row end, as v1 cuts a tabular dataset by size; a Parquet file into
+runs of row groups of about that compressed size. A CSV field may hold line breaks inside quotes (RFC 4180,
+pandas' default ``quotechar='"'`` with doubled quotes as escapes): a line end counts as a row end only
+outside quotes, which :class:`RowEnds` knows by streaming the file once and counting quotes (in C, with
+``bytes.count`` and ``bytes.find``). JSON lines cannot hold a raw line break in a value, so their cuts only
+seek. The workers read their own range (:func:`read_mini_batch`); the driver only holds the list of ranges.
 """
 
 from __future__ import annotations
@@ -20,10 +22,12 @@ import os
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from jupyter_mldeploy.errors import InvalidArgument
 
+#: Bytes read at a time while scanning a CSV file for its row ends.
+SCAN_BLOCK = 4 << 20
 TABULAR_SUFFIXES = {".csv": "csv", ".tsv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".parquet": "parquet", ".pq": "parquet"}
 #: Input kinds.
 TABULAR = "tabular"
@@ -63,6 +67,8 @@ class MiniBatch:
         start: First byte (CSV, JSON lines) or row group (Parquet) of the range.
         end: End byte or row group, exclusive.
         files: The files of a file-input mini-batch.
+        header: CSV: the header row's length in bytes (it may hold quoted line breaks too); each worker
+            reads it again from the file's start.
     """
 
     index: int
@@ -71,6 +77,7 @@ class MiniBatch:
     start: int = 0
     end: int = 0
     files: tuple[str, ...] = ()
+    header: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe form (one line of the job's plan)."""
@@ -207,27 +214,101 @@ def plan_mini_batches(resolved: ResolvedInput, limit: int) -> Iterator[MiniBatch
         return
     for file in resolved.files:
         fmt = TABULAR_SUFFIXES[Path(file).suffix.lower()]
-        ranges = _row_group_ranges(file, limit) if fmt == "parquet" else _byte_ranges(file, limit, header=fmt == "csv")
+        ranges = _row_group_ranges(file, limit) if fmt == "parquet" else _byte_ranges(file, limit, csv=fmt == "csv")
+        header = 0
         for start, end in ranges:
-            yield MiniBatch(index=index, kind=fmt, path=file, start=start, end=end)
+            header = header or (start if fmt == "csv" else 0)  # the first range starts after the header
+            yield MiniBatch(index=index, kind=fmt, path=file, start=start, end=end, header=header)
             index += 1
 
 
-def _byte_ranges(path: str, limit: int, header: bool) -> Iterator[tuple[int, int]]:
-    """Byte ranges of about ``limit`` bytes, each ending after a line end (the header line excluded)."""
+class RowEnds:
+    """Finds row ends in a CSV or JSON-lines file, moving forward only, through one buffer.
+
+    A row ends after a line end (``\\n``) that lies outside quotes. For CSV the quote state at any offset
+    comes from the parity of the ``"`` bytes since ``offset``, which is a row start (doubled quotes inside
+    a quoted field count twice, so they keep the parity): the file is read once, in blocks of
+    :data:`SCAN_BLOCK` bytes, where only the quotes are counted between cuts. JSON lines have no quoted
+    line breaks, so their row ends only need the next line end.
+
+    Args:
+        handle: The file, opened in binary mode.
+        offset: A row start to scan from (0, or a mini-batch's start).
+        size: Where the scan stops (the file size, or a mini-batch's end).
+        quoted: Whether quotes can hold line breaks (CSV).
+    """
+
+    def __init__(self, handle: BinaryIO, offset: int, size: int, quoted: bool) -> None:
+        self.handle = handle
+        self.offset = offset
+        self.size = size
+        self.quoted = quoted
+        #: Whether ``offset`` lies inside a quoted field.
+        self.inside = False
+        self._buffer = b""
+        self._buffer_at = offset
+        #: The next quote in the buffer at or after the scan position (-1: none left; None: not searched).
+        self._quote: int | None = None
+
+    def _fill(self) -> bool:
+        """Make the buffer hold ``offset``; False at ``size``."""
+        if self.offset - self._buffer_at < len(self._buffer):
+            return True
+        self.handle.seek(self.offset)
+        self._buffer = self.handle.read(max(0, min(SCAN_BLOCK, self.size - self.offset)))
+        self._buffer_at, self._quote = self.offset, None
+        return bool(self._buffer)
+
+    def _next_quote(self, at: int) -> int:
+        if not self.quoted:
+            return -1
+        if self._quote is None or 0 <= self._quote < at:
+            self._quote = self._buffer.find(b'"', at)
+        return self._quote
+
+    def end_of_row_at(self, at: int) -> int:
+        """The end of the row holding byte ``at`` (at or after the last row end returned): just after the
+        first line end at or after ``at`` outside quotes, or ``size`` when none is left."""
+        if not self.quoted:
+            self.offset = at
+        while self.offset < at and self._fill():  # the quote state at ``at``
+            begin = self.offset - self._buffer_at
+            stop = min(len(self._buffer), at - self._buffer_at)
+            self.inside ^= self._buffer.count(b'"', begin, stop) % 2 == 1
+            self.offset = self._buffer_at + stop
+        while self._fill():
+            i = self.offset - self._buffer_at
+            while True:
+                quote = self._next_quote(i)
+                if self.inside:
+                    if quote < 0:
+                        break
+                    self.inside, i = False, quote + 1
+                    continue
+                newline = self._buffer.find(b"\n", i, quote if quote >= 0 else len(self._buffer))
+                if newline >= 0:
+                    self.offset = self._buffer_at + newline + 1
+                    return self.offset
+                if quote < 0:
+                    break
+                self.inside, i = True, quote + 1
+            self.offset = self._buffer_at + len(self._buffer)
+        self.offset = self.size
+        return self.size
+
+
+def _byte_ranges(path: str, limit: int, csv: bool) -> Iterator[tuple[int, int]]:
+    """Byte ranges of about ``limit`` bytes, each ending at a row end (a CSV's header row excluded).
+
+    A range ends at the end of the row holding its ``limit``-th byte, so a cut that falls just after a row
+    end takes no extra row.
+    """
     size = os.path.getsize(path)
     with open(path, "rb") as handle:
-        if header:
-            handle.readline()
-        start = handle.tell()
+        ends = RowEnds(handle, 0, size, quoted=csv)
+        start = ends.end_of_row_at(0) if csv else 0
         while start < size:
-            handle.seek(min(start + limit, size))
-            if handle.tell() < size:
-                # Finish the line the cut fell in; seeking to the byte before the cut keeps a cut that falls
-                # just after a line end from taking the whole next line too.
-                handle.seek(handle.tell() - 1)
-                handle.readline()
-            end = handle.tell()
+            end = ends.end_of_row_at(start + limit - 1) if start + limit < size else size
             yield start, end
             start = end
 
@@ -250,7 +331,7 @@ def _row_group_ranges(path: str, limit: int) -> Iterator[tuple[int, int]]:
 def read_mini_batch(batch: MiniBatch) -> Any:
     """Read a mini-batch as ``run()`` takes it: a DataFrame (tabular) or a list of paths (file input).
 
-    Runs in a worker. The CSV header is read again from the file's first line.
+    Runs in a worker. The CSV header is read again from the file's first ``batch.header`` bytes.
 
     Returns:
         pandas.DataFrame | list[str]: The mini-batch.
@@ -264,7 +345,7 @@ def read_mini_batch(batch: MiniBatch) -> Any:
 
         return pq.ParquetFile(batch.path).read_row_groups(range(batch.start, batch.end)).to_pandas()
     with open(batch.path, "rb") as handle:
-        head = handle.readline() if batch.kind == "csv" else b""
+        head = handle.read(batch.header)
         handle.seek(batch.start)
         data = handle.read(batch.end - batch.start)
     if batch.kind == "jsonl":
@@ -281,7 +362,11 @@ def count_lines(batch: MiniBatch) -> int:
 
         metadata = pq.ParquetFile(batch.path).metadata
         return sum(metadata.row_group(g).num_rows for g in range(batch.start, batch.end))
+    rows = 0
     with open(batch.path, "rb") as handle:
-        handle.seek(batch.start)
-        data = handle.read(batch.end - batch.start)
-    return data.count(b"\n") + (1 if data and not data.endswith(b"\n") else 0)
+        ends = RowEnds(handle, batch.start, batch.end, quoted=batch.kind == "csv")
+        at = batch.start
+        while at < batch.end:
+            at = ends.end_of_row_at(at)
+            rows += 1
+    return rows

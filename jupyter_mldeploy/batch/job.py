@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 from jupyter_mldeploy.batch.backends import check_backend
 from jupyter_mldeploy.batch.config import APPEND_ROW, ParallelRunConfig
-from jupyter_mldeploy.batch.inputs import FILES, plan_mini_batches, resolve_input
+from jupyter_mldeploy.batch.inputs import FILES, resolve_input
 from jupyter_mldeploy.batch.journal import (
     CANCELED,
     COMPLETED,
@@ -168,7 +168,6 @@ class BatchJob:
         folder.path.mkdir(parents=True)
         try:
             app = build_app_folder(folder.app_dir, entry, source_dir, sources, exclude=[workspace.path])
-            total = folder.write_plan(plan_mini_batches(resolved, limit))
             environment = {**app.scoring_environment(), **(config.environment_variables or {})}
             folder.write_record({
                 "id": job_id, "name": name, "kind": "batch", "state": RUNNING, "error": None,
@@ -178,7 +177,9 @@ class BatchJob:
                 "models": [s.id for s in sources], "backend": backend, "scheduler": scheduler,
                 "outputDir": str(output_folder),
                 "outputFile": str(output_file) if config.output_action == APPEND_ROW else None,
-                "environment": environment, "totalMiniBatches": total, "driverStarts": 1,
+                # The driver cuts the input into mini-batches (a CSV is read once to find its row ends) while
+                # its workers start: None until then.
+                "environment": environment, "totalMiniBatches": None, "driverStarts": 1,
                 "inputStamps": [_stamp(f) for f in resolved.files],
                 "submitTime": utc_now(), "startTime": utc_now(), "endTime": None,
             })
@@ -362,7 +363,7 @@ def _entry_script(config: ParallelRunConfig) -> tuple[Path, Path | None]:
 
 
 def _details(record: dict[str, Any], state: str, error: str | None, progress: BatchProgress) -> dict[str, Any]:
-    total = int(record.get("totalMiniBatches", 0))
+    total = int(record.get("totalMiniBatches") or 0)
     start, end = _parse_time(record.get("startTime")), _parse_time(record.get("endTime"))
     elapsed = ((end or datetime.now(timezone.utc)) - start).total_seconds() if start else 0.0
     processed = progress.done + len(progress.terminal_failures)
@@ -418,7 +419,8 @@ def list_jobs(workspace: Workspace) -> list[dict[str, Any]]:
         batches = details["miniBatches"]
         rows.append({
             "id": details["id"], "name": details["name"], "state": details["state"],
-            "progress": round(batches["done"] / batches["total"], 4) if batches["total"] else 1.0,
+            "progress": round(batches["done"] / batches["total"], 4) if batches["total"] else float(
+                details["state"] == COMPLETED),
             "miniBatches": f"{batches['done']}/{batches['total']}", "items": details["items"]["total"],
             "failed": details["items"]["failed"], "rowsPerSecond": details["rowsPerSecond"],
             "backend": job.folder.read_record().get("backend"), "startTime": details["startTime"],

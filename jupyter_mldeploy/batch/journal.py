@@ -3,7 +3,7 @@
 Layout, ``<workspace>/jobs/<name>/<id>/``::
 
     job.json          the record: config, input, models, backend, state, driver pid, times, error
-    plan.jsonl        the mini-batches, one JSON line each, written once at submit
+    plan.jsonl        the mini-batches, one JSON line each, written once by the job's first driver
     journal.jsonl     one line per event, appended: {"batch": i, "event": "retry" | "done" | "failed", ...}
     parts/000042.txt  the rows of mini-batch 42 (``append_row``), made visible by an atomic rename
     app/              the app folder: the script (and source directory) and ``azureml-models/``, as a service's
@@ -148,8 +148,12 @@ class JobFolder:
 
     # -- plan -----------------------------------------------------------------------------------------
 
+    def has_plan(self) -> bool:
+        """Whether the plan is written (a driver killed while planning left none: the next one plans)."""
+        return (self.path / PLAN).exists()
+
     def write_plan(self, batches: Iterable[MiniBatch]) -> int:
-        """Write the plan (once, at submit) through a temporary file; return the mini-batch count."""
+        """Write the plan (once, by the first driver) through a temporary file; return the mini-batch count."""
         tmp = self.path / f".{PLAN}.tmp"
         count = 0
         with open(tmp, "w", encoding="utf-8") as handle:

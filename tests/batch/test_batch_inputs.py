@@ -9,7 +9,14 @@ import pandas as pd
 import pytest
 
 from jupyter_mldeploy.batch import FileInput, TabularInput
-from jupyter_mldeploy.batch.inputs import FILES, TABULAR, plan_mini_batches, read_mini_batch, resolve_input
+from jupyter_mldeploy.batch.inputs import (
+    FILES,
+    TABULAR,
+    count_lines,
+    plan_mini_batches,
+    read_mini_batch,
+    resolve_input,
+)
 from jupyter_mldeploy.errors import InvalidArgument
 
 
@@ -98,3 +105,46 @@ def test_missing_inputs(tmp_path: Path) -> None:
         resolve_input(str(tmp_path / "*.csv"))
     with pytest.raises(InvalidArgument, match="inputs must be a path, a glob"):
         resolve_input(42)
+
+
+def _quoted_frame(rows: int) -> pd.DataFrame:
+    """Rows whose text fields hold line breaks (LF and CRLF), commas and doubled quotes, inside quotes."""
+    notes = [f'line one of {i}\nline two, with a comma\r\nand "quoted" words' if i % 3 else f"plain {i}"
+             for i in range(rows)]
+    return pd.DataFrame({"id": np.arange(rows), "note": notes, "x": np.linspace(0, 1, rows)})
+
+
+@pytest.mark.parametrize("limit", [1, 64, 1024, 8 * 1024])
+def test_quoted_line_breaks_stay_inside_their_row(tmp_path: Path, limit: int) -> None:
+    frame = _quoted_frame(600)
+    path = tmp_path / "notes.csv"
+    frame.to_csv(path, index=False)
+    data = path.read_bytes()
+    assert data.count(b"\n") > 2 * len(frame)  # most rows span several lines
+    batches = list(plan_mini_batches(resolve_input(str(path)), limit))
+    assert len(batches) > 1 and batches[-1].end == len(data)
+    for before, after in zip(batches, batches[1:], strict=False):
+        assert before.end == after.start
+        # every cut lies outside quotes: an even number of quote bytes before it
+        assert data[:before.end].count(b'"') % 2 == 0 and data[before.end - 1:before.end] == b"\n"
+    together = pd.concat([read_mini_batch(b) for b in batches], ignore_index=True)
+    pd.testing.assert_frame_equal(together, frame, check_dtype=False)
+    assert sum(count_lines(b) for b in batches) == len(frame)  # a failed read counts rows, not lines
+
+
+def test_a_quoted_header_and_a_last_row_without_line_end(tmp_path: Path) -> None:
+    path = tmp_path / "odd.csv"
+    path.write_bytes(b'id,"multi\nline name"\n1,"a\nb"\n2,c\n3,"d,""e"""')
+    batches = list(plan_mini_batches(resolve_input(str(path)), 1))
+    assert [len(read_mini_batch(b)) for b in batches] == [1, 1, 1]
+    assert list(read_mini_batch(batches[2]).iloc[0]) == [3, 'd,"e"']
+    assert read_mini_batch(batches[0]).columns.tolist() == ["id", "multi\nline name"]
+
+
+def test_json_lines_are_cut_at_line_ends_whatever_their_quotes(tmp_path: Path) -> None:
+    path = tmp_path / "notes.jsonl"
+    frame = _quoted_frame(300)
+    frame.to_json(path, orient="records", lines=True)  # line breaks escaped as \n inside the strings
+    batches = list(plan_mini_batches(resolve_input(str(path)), 512))
+    together = pd.concat([read_mini_batch(b) for b in batches], ignore_index=True)
+    pd.testing.assert_frame_equal(together, frame, check_dtype=False)

@@ -329,3 +329,25 @@ def test_a_killed_worker_fails_the_job_and_resume_finishes_it(scored_workspace: 
     assert not (tmp_path / "out").exists()
     BatchJob.resume(scored_workspace, job.id).wait_for_completion()
     assert _output_ids(job) == list(range(2000))
+
+
+def test_quoted_line_breaks_in_a_csv_give_every_row_once(scored_workspace: Workspace, tmp_path: Path) -> None:
+    """Fields holding line breaks, commas and quotes inside quotes: the driver cuts between rows, never
+    inside a quoted field, and run() sees each row whole."""
+    rows = 1500
+    notes = [f'note {i}\nsecond line, "quoted"\r\nthird' if i % 2 else f"n{i}" for i in range(rows)]
+    path = tmp_path / "notes.csv"
+    pd.DataFrame({"id": np.arange(rows), "note": notes}).to_csv(path, index=False)
+    script = write_script(tmp_path, textwrap.dedent('''
+        def init():
+            pass
+
+        def run(mini_batch):
+            assert all(n.count("\\n") == 2 for n in mini_batch["note"] if not n.startswith("n")), "a cut row"
+            return mini_batch["id"].tolist()
+    '''))
+    job = BatchJob.submit(scored_workspace, "quoted", _config(script, process_count_per_node=2), str(path), None,
+                          tmp_path / "out")
+    details = job.wait_for_completion()
+    assert details["miniBatches"]["total"] > 20 and details["items"] == {"total": rows, "succeeded": rows, "failed": 0}
+    assert _output_ids(job) == list(range(rows))
