@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -102,8 +103,9 @@ class ParallelRunConfig:
             above it. -1 ignores failed items.
         output_action: ``"append_row"`` (every returned row to one file in the output folder, v1's format) or
             ``"summary_only"`` (only the counts; the script writes its own output).
-        environment: Recorded for v1 compatibility; the workers run the interpreter described in
-            docs/batch.md.
+        environment: Must be None: batch jobs do not build environments (v1 ran the step in it). loky workers
+            run the driver's interpreter and Dask workers their own, so the script's packages are installed
+            there (docs/batch.md, "Backends"). A given one is refused rather than ignored.
         source_directory: A folder copied with the script (as for a web service); None copies the script
             alone.
         mini_batch_size: File input: files per mini-batch (default 10). Tabular input: bytes of input per
@@ -144,6 +146,15 @@ class ParallelRunConfig:
     def __post_init__(self) -> None:
         if not isinstance(self.entry_script, (str, os.PathLike)) or not str(self.entry_script).strip():
             raise InvalidArgument("entry_script must name the batch script (a .py file with init() and run()).")
+        if self.environment is not None:
+            # loky starts its workers with the driver's sys.executable (popen_loky_posix), and a built
+            # environment holds the scoring server alone, not the batch worker: refused, not ignored.
+            name = getattr(self.environment, "name", self.environment)
+            raise InvalidArgument(
+                f"environment={name!r}: batch jobs do not build environments; loky workers run this "
+                f"interpreter ({sys.executable}) and Dask workers their own. Install the entry script's "
+                "packages there and pass environment=None (see docs/batch.md, Backends)."
+            )
         _whole("error_threshold", self.error_threshold, -1)
         if self.output_action not in (APPEND_ROW, SUMMARY_ONLY):
             raise InvalidArgument(
@@ -189,10 +200,8 @@ class ParallelRunConfig:
         return parse_size(self.mini_batch_size if self.mini_batch_size is not None else DEFAULT_TABULAR_BATCH)
 
     def to_dict(self) -> dict[str, Any]:
-        """The config as JSON-safe values (``environment`` as its name), as the job record keeps it."""
+        """The config as JSON-safe values, as the job record keeps it."""
         data = asdict(self)
-        environment = self.environment
-        data["environment"] = None if environment is None else str(getattr(environment, "name", environment))
         data["entry_script"] = str(self.entry_script)
         data["source_directory"] = None if self.source_directory is None else str(self.source_directory)
         return data

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 import pytest
@@ -69,3 +70,17 @@ def test_mini_batch_size_is_checked_for_the_input_kind() -> None:
     assert config.batch_limit(file_input=False) == 1024**2
     with pytest.raises(InvalidArgument, match="for file input give a number of files"):
         config.batch_limit(file_input=True)
+
+
+def test_an_environment_is_refused_not_ignored() -> None:
+    """The step does not run in a built environment (the workers run this interpreter or the cluster's):
+    a v1 config that names one is refused, saying what is supported."""
+    from jupyter_mldeploy.environment import Environment
+
+    env = Environment("sklearn-env")
+    with pytest.raises(InvalidArgument) as refused:
+        ParallelRunConfig("score.py", 0, "append_row", environment=env)
+    message = str(refused.value)
+    assert message.startswith("environment='sklearn-env': batch jobs do not build environments")
+    assert sys.executable in message and "environment=None" in message
+    assert ParallelRunConfig("score.py", 0, "append_row").to_dict()["environment"] is None
