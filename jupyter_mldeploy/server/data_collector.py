@@ -85,6 +85,8 @@ _logger = logging.getLogger("mldeploy.server.data_collector")
 
 #: (UTC second, its ISO text up to the seconds): the last second formatted, shared by every collector.
 _second_text: tuple[int, str] = (-1, "")
+#: (UNIX milliseconds, its full text): the last timestamp formatted.
+_last_stamp: tuple[int, str] = (-1, "")
 
 
 def collection_enabled() -> bool:
@@ -95,7 +97,8 @@ def collection_enabled() -> bool:
 def scoring_timestamp(seconds: float) -> str:
     """Return v1's ``$aml_dc_scoring_timestamp`` text of a UNIX time: ISO 8601, UTC, milliseconds, ``Z``.
 
-    The text up to the seconds is formatted once per second (``collect`` calls this on every request).
+    ``collect`` calls this on every request: the last text made is reused within its millisecond (a
+    request's inputs and predictions), and the part up to the seconds is formatted once per second.
 
     Args:
         seconds: Seconds since the epoch (``time.time()``).
@@ -103,13 +106,19 @@ def scoring_timestamp(seconds: float) -> str:
     Returns:
         str: e.g. ``2026-11-27T20:45:12.345Z``.
     """
-    global _second_text
-    whole, millis = divmod(_milliseconds(seconds), 1000)
+    global _second_text, _last_stamp
+    millis = _milliseconds(seconds)
+    last, stamp = _last_stamp
+    if last == millis:
+        return stamp
+    whole, fraction = divmod(millis, 1000)
     second, text = _second_text
     if second != whole:
         text = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole))
         _second_text = (whole, text)  # one tuple assignment: other threads see the old pair or the new one
-    return f"{text}.{millis:03d}Z"
+    stamp = f"{text}.{fraction:03d}Z"
+    _last_stamp = (millis, stamp)
+    return stamp
 
 
 def _milliseconds(seconds: float) -> int:
@@ -153,11 +162,6 @@ def _rows(data: Any, feature_names: list[str] | None) -> tuple[list[str], list[l
     return _feature_columns(width, feature_names), rows
 
 
-def _numeric_array(data: Any) -> bool:
-    """True for a 1-D or 2-D numpy array of numbers or booleans: its rows are stacked without Python loops."""
-    return type(data).__name__ == "ndarray" and data.ndim in (1, 2) and data.dtype.kind in "biuf"
-
-
 def _snapshot(data: Any) -> Any:
     """What ``collect`` keeps of ``data``: a copy of an array or list (cheap), anything else as it is."""
     if isinstance(data, list):
@@ -174,29 +178,26 @@ def _row_count(data: Any) -> int:
         return 1
 
 
-@dataclass(slots=True)
-class _Record:
-    """One ``collect`` call, as queued: turned into rows by the background writer.
+@dataclass(frozen=True, eq=False)  # compared and hashed by identity: a cheap key for the writer's grouping
+class _Target:
+    """Where one collector's records go and what every row of them says (made once per collector).
 
     Attributes:
-        folder: ``<folder>/<model>/<version>/<designation>`` of the collector.
-        designation: The collector's designation (the file name).
+        folder: ``<folder>/<model>/<version>/<designation>``.
+        designation: The designation (the file name).
         meta: The service, model and version columns.
         feature_names: The collector's ``feature_names``.
-        data: The collected data (see :func:`_snapshot`).
-        correlation: The correlation id.
-        seconds: The scoring time, seconds since the epoch.
-        request: The request id, or ``""``.
     """
 
     folder: str
     designation: str
     meta: tuple[str, str, str]
-    feature_names: list[str] | None
-    data: Any
-    correlation: str
-    seconds: float
-    request: str
+    feature_names: tuple[str, ...] | None
+
+
+#: One ``collect`` call as queued: (target, data, correlation id, scoring time in seconds, request id or "").
+#: A plain tuple: the cheapest object to make on the request path.
+_Record = tuple[_Target, Any, str, float, str]
 
 
 @dataclass
@@ -238,52 +239,59 @@ class _Batch:
         return [v for v, n in zip(values, self.counts, strict=True) for _ in range(n)]
 
     def stacked(self) -> Any:
-        """The array records as one 2-D array (rows in record order)."""
+        """The array records as one 2-D array (rows in record order; a 1-D array's items are rows)."""
         import numpy as np
 
-        return np.concatenate(self.arrays) if len(self.arrays) > 1 else self.arrays[0]
+        stacked = np.concatenate(self.arrays) if len(self.arrays) > 1 else self.arrays[0]
+        return stacked.reshape(-1, 1) if stacked.ndim == 1 else stacked
 
     def all_rows(self) -> list[list[Any]]:
         return self.stacked().tolist() if self.arrays is not None else self.rows
 
 
 def _batches(records: list[_Record]) -> tuple[list[_Batch], int]:
-    """Group records by target file; return the batches and the rows of records that could not be read."""
+    """Group records by target file; return the batches and the rows of records that could not be read.
+
+    The loop runs once per ``collect`` call, in the writer thread but holding the GIL the requests need:
+    a numeric array (the common case) costs a few attribute reads and appends; its rows are stacked per
+    batch by numpy.
+    """
+    import numpy as np
+
     batches: dict[tuple[Any, ...], _Batch] = {}
     unreadable = 0
-    for record in records:
-        data = record.data
-        if _numeric_array(data):
-            array = data.reshape(-1, 1) if data.ndim == 1 else data
-            count = array.shape[0]
-            features = _feature_columns(array.shape[1], record.feature_names)
-            shape: tuple[Any, ...] = ("array", array.dtype.str, tuple(features))
+    for target, data, correlation, seconds, request in records:
+        if type(data) is np.ndarray and 0 < data.ndim <= 2 and data.dtype.kind in "biuf":
+            rows: list[list[Any]] | None = None
+            count = data.shape[0]
+            key: tuple[Any, ...] = (target, int(seconds // 86400), data.dtype, data.shape[1:])
         else:
             try:
-                features, rows = _rows(data, record.feature_names)
+                features, rows = _rows(data, list(target.feature_names or ()) or None)
             except Exception as exc:  # a value collect() cannot make rows of must not stop the writer
-                _logger.error("Model data collection skipped a %s record: %s", record.designation, exc)
+                _logger.error("Model data collection skipped a %s record: %s", target.designation, exc)
                 unreadable += _row_count(data)
                 continue
             count = len(rows)
-            shape = ("rows", tuple(features))
+            key = (target, int(seconds // 86400), tuple(features))
         if not count:
             continue
-        day = int(record.seconds // 86400)
-        key = (record.folder, day, record.meta, shape)
         batch = batches.get(key)
         if batch is None:
-            y, m, d = time.gmtime(record.seconds)[:3]
+            if rows is None:
+                features = _feature_columns(data.shape[1] if data.ndim == 2 else 1,
+                                            list(target.feature_names or ()) or None)
+            y, m, d = time.gmtime(seconds)[:3]
             batch = batches[key] = _Batch(
-                os.path.join(record.folder, f"{y:04d}", f"{m:02d}", f"{d:02d}"), record.designation, record.meta,
-                features, [], [], [], [], [] if shape[0] == "array" else None, [],
+                os.path.join(target.folder, f"{y:04d}", f"{m:02d}", f"{d:02d}"), target.designation, target.meta,
+                features, [], [], [], [], [] if rows is None else None, [],
             )
-        batch.correlations.append(record.correlation)
-        batch.seconds.append(record.seconds)
-        batch.requests.append(record.request)
+        batch.correlations.append(correlation)
+        batch.seconds.append(seconds)
+        batch.requests.append(request)
         batch.counts.append(count)
-        if batch.arrays is not None:
-            batch.arrays.append(array)
+        if rows is None:
+            batch.arrays.append(data)
         else:
             batch.rows.extend(rows)
     return list(batches.values()), unreadable
@@ -442,7 +450,7 @@ class _Writer:
 
     def put(self, record: _Record) -> None:
         if len(self.records) >= QUEUE_RECORDS:
-            self.dropped += _row_count(record.data)
+            self.dropped += _row_count(record[1])
             return
         self.records.append(record)
 
@@ -541,9 +549,12 @@ class ModelDataCollector:
         self.model_version = str(model_version) if model_version is not None else _deployed_version(model_name)
         self.webservice_name = webservice_name or os.environ.get(SERVICE_VARIABLE, "default")
         self.enabled = collection_enabled()
-        self._folder = (os.path.join(os.environ[FOLDER_VARIABLE], model_name, self.model_version, designation)
-                        if self.enabled else "")
-        self._meta = (self.webservice_name, self.model_name, self.model_version)
+        self._target = _Target(
+            os.path.join(os.environ[FOLDER_VARIABLE], model_name, self.model_version, designation)
+            if self.enabled else "",
+            designation, (self.webservice_name, self.model_name, self.model_version),
+            tuple(self.feature_names) if self.feature_names is not None else None,
+        )
 
     def collect(self, input_data: Any, user_correlation_id: str = "") -> dict[str, str]:
         """Record ``input_data`` (one row per data row): queued here, written by a background thread.
@@ -566,8 +577,7 @@ class ModelDataCollector:
             request = ""
         correlation = user_correlation_id or request or str(uuid.uuid4())
         if self.enabled:
-            _get_writer().put(_Record(self._folder, self.designation, self._meta, self.feature_names,
-                                      _snapshot(input_data), correlation, seconds, request))
+            _get_writer().put((self._target, _snapshot(input_data), correlation, seconds, request))
         return {"$aml_dc_correlation_id": correlation, "$aml_dc_scoring_timestamp": scoring_timestamp(seconds)}
 
     def add_correlations(self, input_data: Any, correlations: dict[str, str]) -> Any:

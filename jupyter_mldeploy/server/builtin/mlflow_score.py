@@ -16,6 +16,7 @@ from typing import Any
 
 import mlflow.pyfunc
 import numpy as np
+import orjson
 import pandas as pd
 from azureml.contrib.services.aml_request import AMLRequest, rawhttp
 from azureml.contrib.services.aml_response import AMLResponse
@@ -23,17 +24,19 @@ from azureml.contrib.services.aml_response import AMLResponse
 from jupyter_mldeploy.server.builtin.model_file import MLFLOW_MARKER, find_model_file, served_model
 
 model: Any = None
+#: The model signature's input schema (None without a signature), read once in ``init()``.
+schema: Any = None
 
 
 def init() -> None:
     """Load the deployed MLflow model (the folder holding its ``MLmodel`` file)."""
-    global model
+    global model, schema
     model = mlflow.pyfunc.load_model(os.path.dirname(find_model_file(served_model(), MLFLOW_MARKER, "MLflow")))
+    schema = model.metadata.get_input_schema()
 
 
 def model_input(data: Any) -> Any:
     """Return ``data`` as the model's input: an array for a tensor signature, else a DataFrame."""
-    schema = model.metadata.get_input_schema()
     if schema is not None and schema.is_tensor_spec():
         return np.asarray(data, dtype=schema.numpy_types()[0])
     if isinstance(data, dict) or (isinstance(data, list) and data and isinstance(data[0], dict)):
@@ -56,7 +59,10 @@ def run(request: AMLRequest) -> Any:
     """Answer one request: ``{"data": rows}`` -> the model's prediction."""
     if request.method != "POST":
         return AMLResponse('POST a JSON body {"data": rows}.', 405)
-    body = request.get_json(force=True, silent=True)
+    try:
+        body = orjson.loads(request.data)
+    except orjson.JSONDecodeError:  # json also reads NaN and UTF-16/32 bodies
+        body = request.get_json(force=True, silent=True)
     if not isinstance(body, dict) or "data" not in body:
         return AMLResponse('The body must be a JSON object {"data": rows} (MLflow clients: POST /invocations).', 400)
     try:

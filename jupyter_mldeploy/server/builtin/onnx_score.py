@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 import onnxruntime
+import orjson
 from azureml.contrib.services.aml_request import AMLRequest, rawhttp
 from azureml.contrib.services.aml_response import AMLResponse
 
@@ -34,13 +35,18 @@ DTYPES = {
 }
 
 session: Any = None
+#: The model's inputs as ``(name, numpy dtype)``, and its output names, read once in ``init()``.
+inputs: list[tuple[str, Any]] = []
+output_names: list[str] = []
 
 
 def init() -> None:
     """Open the deployed model in an ``InferenceSession`` on the CPU."""
-    global session
+    global session, inputs, output_names
     path = find_model_file(served_model(), ONNX_SUFFIXES, "ONNX")
     session = onnxruntime.InferenceSession(path, providers=["CPUExecutionProvider"])
+    inputs = [(i.name, DTYPES.get(i.type)) for i in session.get_inputs()]
+    output_names = [o.name for o in session.get_outputs()]
 
 
 def plain(value: Any) -> Any:
@@ -61,9 +67,11 @@ def run(request: AMLRequest) -> Any:
     """Answer one request: tensors by input name (or one ``data`` tensor) -> ``{output_name: value}``."""
     if request.method != "POST":
         return AMLResponse('POST a JSON body {"data": tensor} or {input_name: tensor}.', 405)
-    body = request.get_json(force=True, silent=True)
-    inputs = session.get_inputs()
-    names = [i.name for i in inputs]
+    try:
+        body = orjson.loads(request.data)
+    except orjson.JSONDecodeError:  # json also reads NaN and UTF-16/32 bodies
+        body = request.get_json(force=True, silent=True)
+    names = [name for name, _ in inputs]
     if not isinstance(body, dict):
         return AMLResponse(f"The body must be a JSON object: {{\"data\": tensor}} or tensors named {names}.", 400)
     if "data" in body and "data" not in names:
@@ -74,8 +82,8 @@ def run(request: AMLRequest) -> Any:
     if missing:
         return AMLResponse(f"Missing input(s) {missing}: this model takes {names}.", 400)
     try:
-        feeds = {i.name: np.asarray(body[i.name], dtype=DTYPES.get(i.type)) for i in inputs}
+        feeds = {name: np.asarray(body[name], dtype=dtype) for name, dtype in inputs}
     except (TypeError, ValueError) as exc:
         return AMLResponse(f"An input cannot be read as a tensor: {exc}", 400)
-    outputs = session.run(None, feeds)
-    return {o.name: plain(v) for o, v in zip(session.get_outputs(), outputs, strict=True)}
+    outputs = session.run(output_names, feeds)
+    return {name: plain(value) for name, value in zip(output_names, outputs, strict=True)}
