@@ -68,6 +68,9 @@ PROTECTED = [
     ("GET", "models/m"),
     ("GET", "models/m/1"),
     ("DELETE", "models/m/1"),
+    ("POST", "models/m/1/deploy"),
+    ("GET", "deploys"),
+    ("DELETE", "deploys/s"),
     ("GET", "services"),
     ("GET", "services/s"),
     ("DELETE", "services/s"),
@@ -430,3 +433,198 @@ async def test_score_proxy_reports_a_redirect_and_never_follows_it(jp_fetch, wor
     assert answered["location"] == f"{target}/steal"
     assert answered["headers"]["location"] == f"{target}/steal"
     assert stolen.paths() == [], "the Jupyter server sent the caller's body on to the redirect's target"
+
+
+# -- protocols through the score proxy (issue #14) ---------------------------------------------------------
+
+
+async def test_score_proxy_and_example_speak_each_protocol_with_the_key(jp_fetch, workspace, tmp_path) -> None:
+    path, model, samples = train_ridge(tmp_path / "train")
+    registered = Model.register(workspace, model_path=str(path), model_name="diabetes",
+                                sample_input={"data": samples[:1]})
+    config = InferenceConfig("score.py", source_directory=source_dir(tmp_path, "score_ridge.py"))
+    service = Model.deploy(workspace, "keyed", [registered], config,
+                           LocalWebservice.deploy_configuration(auth_enabled=True))
+    try:
+        service.wait_for_deployment(timeout_sec=120)
+        expected = model.predict(samples).tolist()
+        rounded = [[float(f"{x:.4g}") for x in samples[0]]]
+
+        v2_example = await get_json(jp_fetch, "services", "keyed", "example", params={"protocol": "v2"})
+        assert v2_example["body"] == {"inputs": [{"name": "data", "shape": [1, 10], "datatype": "FP64",
+                                                   "data": rounded}]}
+        mlflow_example = await get_json(jp_fetch, "services", "keyed", "example", params={"protocol": "mlflow"})
+        assert mlflow_example["body"] == {"inputs": rounded}
+
+        tensor = {"name": "data", "shape": [len(samples), 10], "datatype": "FP64", "data": samples}
+        v2 = await get_json(jp_fetch, "services", "keyed", "score", method="POST", params={"protocol": "v2"},
+                            body=json.dumps({"id": "rest-1", "inputs": [tensor]}))
+        assert v2["status"] == 200, v2
+        assert v2["uri"] == f"{service.v2_uri}/models/diabetes/infer"
+        answer = json.loads(v2["body"])
+        assert answer["model_name"] == "diabetes" and answer["id"] == "rest-1"
+        assert answer["outputs"][0]["data"] == pytest.approx(expected)
+
+        # as the sidebar sends it (tornado's client would say application/x-www-form-urlencoded: MLflow's 415)
+        as_json = {"Content-Type": "application/json"}
+        mlflow = await get_json(jp_fetch, "services", "keyed", "score", method="POST", headers=as_json,
+                                params={"protocol": "mlflow"}, body=json.dumps({"inputs": samples}))
+        assert mlflow["status"] == 200 and mlflow["uri"] == service.invocations_uri
+        assert json.loads(mlflow["body"])["predictions"] == pytest.approx(expected)
+
+        score = await get_json(jp_fetch, "services", "keyed", "score", method="POST",
+                               body=json.dumps({"data": samples}))
+        assert score["status"] == 200 and score["uri"] == service.scoring_uri
+
+        # the protocol's own refusal comes back as the service's answer; a body in another protocol's format
+        # is not checked against /score's schema
+        wrong = await get_json(jp_fetch, "services", "keyed", "score", method="POST", headers=as_json,
+                               params={"protocol": "mlflow"}, body=json.dumps({"data": samples}))
+        assert wrong["status"] == 400 and json.loads(wrong["body"])["error_code"] == "BAD_REQUEST"
+        code, err = await error_of(jp_fetch, "services", "keyed", "score", method="POST",
+                                   params={"protocol": "grpc"}, body=b"{}")
+        assert code == 400 and "azureml, v2, mlflow" in err["message"]
+        code, err = await error_of(jp_fetch, "services", "keyed", "example", params={"protocol": "grpc"})
+        assert code == 400 and "protocol" in err["message"]
+    finally:
+        service.delete()
+
+
+# -- no-code deploy from the sidebar (issue #16) -----------------------------------------------------------
+
+
+def register_iris(workspace: Workspace, tmp_path: Path, **kwargs: Any) -> tuple[Any, list[list[float]]]:
+    """A LogisticRegression on iris pickled and registered as ``iris``; returns the model and four rows."""
+    import pickle
+
+    from sklearn.datasets import load_iris
+    from sklearn.linear_model import LogisticRegression
+
+    X, y = load_iris(return_X_y=True)
+    model = LogisticRegression(max_iter=500).fit(X, y)
+    path = tmp_path / "iris.pkl"
+    path.write_bytes(pickle.dumps(model))
+    Model.register(workspace, model_path=str(path), model_name="iris", **kwargs)
+    return model, X[::40].tolist()
+
+
+async def wait_json(jp_fetch, condition, *path: str, timeout: float = 180.0, **kwargs: Any) -> Any:
+    """GET ``path`` until ``condition(answer)`` holds; return that answer. Waiting for ``services``, a
+    background deployment that failed ends the wait with its error."""
+    deadline = time.monotonic() + timeout
+    while True:
+        answer = await get_json(jp_fetch, *path, **kwargs)
+        if condition(answer):
+            return answer
+        if path == ("services",):
+            failed = [job for job in (await get_json(jp_fetch, "deploys"))["deploys"] if job["state"] == "Failed"]
+            assert not failed, failed
+        assert time.monotonic() < deadline, f"not met in {timeout} s: {answer}"
+        await asyncio.sleep(0.2)
+
+
+async def test_deploy_a_framework_model_with_no_code_in_the_background(jp_fetch, workspace, tmp_path) -> None:
+    model, rows = register_iris(workspace, tmp_path, model_framework=Model.Framework.SCIKITLEARN)
+    try:
+        started = time.perf_counter()
+        accepted = await jp_fetch(*API, "models", "iris", "1", "deploy", method="POST", body=b"")
+        answered_s = time.perf_counter() - started
+        job = json.loads(accepted.body)
+        assert accepted.code == 202
+        assert job["service"] == "iris" and job["model"] == "iris:1" and job["state"] == "Deploying"
+        assert any("built-in entry script sklearn_score.py" in note for note in job["notes"]), job["notes"]
+        listed = await get_json(jp_fetch, "deploys")
+        # answered before the deployment ended (unless the whole deploy beat the answer, which then says so)
+        assert listed["deploys"] == [] or listed["deploys"][0]["service"] == "iris", listed
+        assert answered_s < 10, f"the deploy route held the request {answered_s:.1f} s"
+        # a second deploy of the same name while the first runs is a conflict
+        if listed["deploys"]:
+            code, err = await error_of(jp_fetch, "models", "iris", "1", "deploy", method="POST", body=b"")
+            assert code == 409 and "iris" in err["message"]
+
+        services = await wait_json(
+            jp_fetch, lambda a: [s["state"] for s in a["services"]] == ["Healthy"], "services")
+        assert services["services"][0]["models"] == ["iris:1"]
+        await wait_json(jp_fetch, lambda a: a == {"deploys": []}, "deploys", timeout=30)  # done, so unlisted
+        scored = await get_json(jp_fetch, "services", "iris", "score", method="POST",
+                                body=json.dumps({"data": rows}))
+        assert scored["status"] == 200 and json.loads(scored["body"]) == model.predict(rows).tolist()
+
+        # the name is taken now: 409, unless the caller asks to update the service
+        code, err = await error_of(jp_fetch, "models", "iris", "1", "deploy", method="POST", body=b"")
+        assert code == 409 and err["error"] == "Conflict" and "iris" in err["message"]
+        other = await jp_fetch(*API, "models", "iris", "1", "deploy", method="POST",
+                               body=json.dumps({"service": "iris-b"}))
+        assert json.loads(other.body)["service"] == "iris-b"
+        await wait_json(jp_fetch, lambda a: sorted((s["name"], s["state"]) for s in a["services"])
+                        == [("iris", "Healthy"), ("iris-b", "Healthy")], "services")
+        Model.register(workspace, model_path=str(tmp_path / "iris.pkl"), model_name="iris",
+                       model_framework=Model.Framework.SCIKITLEARN)
+        update = await jp_fetch(*API, "models", "iris", "2", "deploy", method="POST",
+                                body=json.dumps({"service": "iris", "overwrite": True}))
+        assert update.code == 202
+        await wait_json(jp_fetch, lambda a: any(s["name"] == "iris" and s["models"] == ["iris:2"]
+                                                and s["state"] == "Healthy" for s in a["services"]), "services")
+    finally:
+        for service in Webservice.list(workspace):
+            service.delete()
+
+
+async def test_deploy_route_refusals_name_the_way_out(jp_fetch, workspace, tmp_path) -> None:
+    register_iris(workspace, tmp_path)  # no model_framework
+    code, err = await error_of(jp_fetch, "models", "iris", "1", "deploy", method="POST", body=b"")
+    assert code == 400 and err["error"] == "InvalidArgument"
+    assert "registered without model_framework" in err["message"]
+    assert "%deploy_local iris --model iris:1 --entry score.py" in err["message"]
+    assert "mldeploy model deploy -n iris -m iris:1 --ic inferenceconfig.json" in err["message"]
+
+    code, err = await error_of(jp_fetch, "models", "iris", "7", "deploy", method="POST", body=b"")
+    assert code == 404 and "7" in err["message"]
+    code, err = await error_of(jp_fetch, "models", "iris", "1", "deploy", method="POST", body=b"[1]")
+    assert code == 400 and "JSON object" in err["message"]
+    code, err = await error_of(jp_fetch, "models", "iris", "1", "deploy", method="POST", body=b"{nope")
+    assert code == 400 and "not JSON" in err["message"]
+    code, err = await error_of(jp_fetch, "models", "iris", "1", "deploy", method="POST",
+                               body=json.dumps({"service": "bad name!"}))
+    assert code == 400 and "service name" in err["message"]
+    code, err = await error_of(jp_fetch, "models", "iris", "1", "deploy", method="POST",
+                               body=json.dumps({"overwrite": "yes"}))
+    assert code == 400 and '"overwrite": true|false' in err["message"]
+    assert Webservice.list(workspace) == [] and (await get_json(jp_fetch, "deploys")) == {"deploys": []}
+    code, err = await error_of(jp_fetch, "deploys", "iris", method="DELETE")
+    assert code == 404
+
+
+async def test_a_deployment_failing_in_the_background_is_listed_until_dismissed(jp_fetch, workspace,
+                                                                              tmp_path) -> None:
+    # An MLflow folder whose requirements cannot be installed: the quick checks pass, the build fails later.
+    folder = tmp_path / "mlflow-broken"
+    folder.mkdir()
+    (folder / "MLmodel").write_text("flavors: {}\n")
+    (folder / "requirements.txt").write_text("no-such-package-mldeploy-xyz==1.0\n")
+    Model.register(workspace, model_path=folder, model_name="broken", model_framework=Model.Framework.MLFLOW)
+    accepted = await jp_fetch(*API, "models", "broken", "1", "deploy", method="POST", body=b"")
+    assert accepted.code == 202
+    failed = await wait_json(jp_fetch, lambda a: a["deploys"] and a["deploys"][0]["state"] == "Failed", "deploys")
+    job = failed["deploys"][0]
+    assert job["service"] == "broken" and job["model"] == "broken:1" and job["finishedTime"]
+    assert "no-such-package-mldeploy-xyz" in job["error"], job["error"]
+    assert (await get_json(jp_fetch, "services")) == {"services": []}
+    assert await get_json(jp_fetch, "deploys", "broken", method="DELETE") == {"dismissed": "broken"}
+    assert (await get_json(jp_fetch, "deploys")) == {"deploys": []}
+
+    # A pickle that does not load: the service is created, its init() fails, and the job carries the reason.
+    (tmp_path / "garbage.pkl").write_bytes(b"not a pickle")
+    Model.register(workspace, model_path=str(tmp_path / "garbage.pkl"), model_name="garbage",
+                   model_framework=Model.Framework.SCIKITLEARN)
+    try:
+        accepted = await jp_fetch(*API, "models", "garbage", "1", "deploy", method="POST", body=b"")
+        assert accepted.code == 202
+        failed = await wait_json(jp_fetch, lambda a: a["deploys"] and a["deploys"][0]["state"] == "Failed",
+                                 "deploys")
+        assert "init function failed" in failed["deploys"][0]["error"], failed
+        listed = await get_json(jp_fetch, "services")
+        assert [(s["name"], s["state"]) for s in listed["services"]] == [("garbage", "Failed")]
+    finally:
+        for service in Webservice.list(workspace):
+            service.delete()

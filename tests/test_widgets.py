@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import json
 import time
 from collections.abc import Callable, Iterator
@@ -22,6 +23,7 @@ from jupyter_mldeploy.registry import Model
 from jupyter_mldeploy.workspace import Workspace
 
 SCORE = '''
+import html
 import json
 import os
 
@@ -42,6 +44,7 @@ def run(data):
 '''
 
 RAW_SCORE = '''
+import html
 import json
 
 
@@ -218,6 +221,76 @@ def test_endpoint_tester_prefills_validates_and_sends(ws: Workspace) -> None:
     tester.send_button.click()
     assert tester.last_report.count == 25 and tester.last_report.failures == 0
     assert "p50" in tester.status.value and "p99" in tester.status.value
+
+
+def test_endpoint_tester_calls_a_keyed_service_through_each_protocol(ws: Workspace) -> None:
+    from jupyter_mldeploy.deploy import LocalWebservice
+
+    config = LocalWebservice.deploy_configuration(auth_enabled=True)
+    service = deploy_model(ws, "keyed", ["factor:1"], InferenceConfig("score.py"), config)
+    service.wait_for_deployment()
+    tester = EndpointTester(ws)
+    assert [value for _, value in tester.protocol.options] == ["azureml", "v2", "mlflow"]
+    assert tester.protocol.value == "azureml"
+    assert json.loads(tester.request.value) == {"data": [[1.0, 2.0, 3.0]]}
+
+    # V2: the example becomes one FP64 tensor named after run()'s parameter, sent to the model's infer route
+    tester.protocol.value = "v2"
+    assert json.loads(tester.request.value) == {
+        "inputs": [{"name": "data", "shape": [1, 3], "datatype": "FP64", "data": [[1.0, 2.0, 3.0]]}]}
+    tester.send_button.click()
+    assert "HTTP 200" in tester.status.value, tester.status.value
+    assert f"{service.v2_uri}/models/factor/infer" in tester.status.value
+    answer = tester.last_response.body
+    assert answer["model_name"] == "factor" and answer["model_version"] == "1"
+    assert answer["outputs"] == [{"name": "output-0", "datatype": "FP64", "shape": [1], "data": [12.0]}]
+    assert '"model_name": "factor"' in html.unescape(tester.response.value)
+
+    # MLflow: the rows as "inputs", posted to /invocations
+    tester.protocol.value = "mlflow"
+    assert json.loads(tester.request.value) == {"inputs": [[1.0, 2.0, 3.0]]}
+    assert tester.status.value == "" and tester.response.value == ""  # the V2 answer went with its request
+    tester.send_button.click()
+    assert f"POST {service.invocations_uri}" in tester.status.value
+    assert tester.last_response.status_code == 200 and tester.last_response.body == {"predictions": [12.0]}
+
+    # A load test goes through the chosen protocol too, every request with the key
+    tester.repeat.value = 10
+    tester.send_button.click()
+    assert tester.last_report.count == 10 and tester.last_report.failures == 0, tester.status.value
+    tester.repeat.value = 1
+
+    # A body in the wrong protocol's format gets that protocol's own error, shown as the answer
+    tester.request.value = json.dumps({"data": [[1.0, 2.0, 3.0]]})
+    tester.send_button.click()
+    assert "HTTP 400" in tester.status.value and "exactly one of the input fields" in html.unescape(tester.response.value)
+
+    tester.protocol.value = "azureml"
+    tester.send_button.click()
+    assert tester.last_response.body == [12.0]
+    # The key was needed: the same request without it is refused
+    import requests
+
+    assert requests.post(service.scoring_uri, json={"data": [[1.0, 2.0, 3.0]]}, timeout=30).status_code == 401
+    assert requests.post(service.invocations_uri, json={"inputs": [[1.0, 2.0, 3.0]]}, timeout=30).status_code == 401
+
+
+def test_endpoint_tester_protocol_errors_are_named(ws: Workspace, tmp_path: Path) -> None:
+    # A ragged sample has no V2 tensor form; MLflow takes it as rows.
+    deploy_model(ws, "raw", ["factor:1"], InferenceConfig("raw_score.py")).wait_for_deployment()
+    Model.register(ws, "factor.json", "ragged", sample_input={"data": [[1.0, 2.0], [3.0]]})
+    deploy_model(ws, "ragged-svc", ["ragged:1"], InferenceConfig("raw_score.py")).wait_for_deployment()
+    tester = EndpointTester(ws)
+    tester.service_select.value = "raw"
+    tester.protocol.value = "v2"
+    tester.send_button.click()
+    # run() answers {"echo": {...}}: V2 has no tensor for a nested dict, and the server's reason is shown
+    assert "HTTP 500" in tester.status.value and "/v2/models/factor/infer" in tester.status.value
+    assert "has no tensor form" in html.unescape(tester.response.value)
+    tester.service_select.value = "ragged-svc"
+    assert tester.message.is_error and "no tensor form" in tester.message.text
+    tester.protocol.value = "mlflow"
+    assert not tester.message.is_error and json.loads(tester.request.value) == {"inputs": [[1.0, 2.0], [3.0]]}
 
 
 def test_endpoint_tester_falls_back_to_the_models_sample_input(ws: Workspace) -> None:

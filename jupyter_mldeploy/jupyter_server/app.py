@@ -9,6 +9,7 @@ from jupyter_server.extension.application import ExtensionApp
 from traitlets import Float, Unicode
 
 from jupyter_mldeploy.errors import NotFound
+from jupyter_mldeploy.jupyter_server.deploys import DeployJobs
 from jupyter_mldeploy.jupyter_server.handlers import API_PREFIX, route_table
 from jupyter_mldeploy.jupyter_server.runs_handlers import runs_route_table
 from jupyter_mldeploy.workspace import Workspace, WorkspaceLocation, locate_workspace
@@ -39,10 +40,21 @@ class MLDeployExtension(ExtensionApp):
         help="Seconds the 'score' route waits for a service to answer a test request before giving up.",
     )
 
+    deploy_timeout = Float(
+        600.0,
+        config=True,
+        help=(
+            "Seconds a deployment started from the sidebar may take (environment build, then the service's "
+            "init()) before it is listed as failed; the service may still become healthy later."
+        ),
+    )
+
     def initialize_settings(self) -> None:
         """Share this app with the handlers through the web app's settings (key ``mldeploy``)."""
         self._workspace: Workspace | None = None
         self._workspace_lock = threading.Lock()
+        #: The sidebar's background deployments (``POST models/{name}/{version}/deploy``).
+        self.deploys = DeployJobs(self.log)
         self.settings["mldeploy"] = self
         self.log.info("jupyter_mldeploy: REST API at %s, workspace %s", API_PREFIX, self.workspace_path())
 
