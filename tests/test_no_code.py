@@ -342,7 +342,8 @@ def test_a_record_names_the_built_in_script_and_survives_a_reinstall(workspace, 
     assert record["inference_config"]["entryScript"] == "mldeploy-builtin:sklearn_score.py"
     assert service.inference_config.entry_script == SKLEARN_SCRIPT
     # A record written before the reference existed holds the script's path in the old installation.
-    record["inference_config"]["entryScript"] = "/old/venv/lib/python3.11/site-packages/jupyter_mldeploy/server/builtin/sklearn_score.py"
+    old_install = "/old/venv/lib/python3.11/site-packages"
+    record["inference_config"]["entryScript"] = f"{old_install}/jupyter_mldeploy/server/builtin/sklearn_score.py"
     write_json_atomic(record_path, record)
     assert service.inference_config.entry_script == SKLEARN_SCRIPT
     service.reload()

@@ -53,7 +53,6 @@ from jupyter_mldeploy.server.builtin.model_file import (
     ModelFileError,
     find_model_file,
 )
-
 from jupyter_mldeploy.server.swagger import SAMPLES_VARIABLE
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -347,7 +346,8 @@ def with_model_resources(workspace: Workspace, models: Any, config: DeploymentCo
     resources = Model(workspace, sources[0].name, version=sources[0].version).resource_configuration
     if resources is None:
         return config
-    return replace(config, container_resource_requirements={**requirements, **resources.container_resource_requirements()})
+    requirements.update(resources.container_resource_requirements())
+    return replace(config, container_resource_requirements=requirements)
 
 
 def record_inference_config(inference_config: InferenceConfig) -> dict[str, Any]:
@@ -441,6 +441,7 @@ def no_code_note(inference_config: InferenceConfig, deployment_config: Deploymen
     if requirements.get("cpu") is not None or requirements.get("memoryInGB") is not None:
         parts = [f"{label} {requirements[key]:g}{unit}" for key, label, unit in
                  (("cpu", "cpu", ""), ("memoryInGB", "memory", " GB"), ("gpu", "gpu", "")) if requirements.get(key)]
-        enforced = " (not limited by the process target)" if deployment_config and deployment_config.runtime == "process" else ""
+        process = deployment_config is not None and deployment_config.runtime == "process"
+        enforced = " (not limited by the process target)" if process else ""
         note += f" Resources: {', '.join(parts)}{enforced}."
     return note

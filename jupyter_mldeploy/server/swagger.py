@@ -216,8 +216,9 @@ def _sample_schema(sample: dict[str, Any]) -> tuple[dict[str, Any], Any]:
             return {"type": "array", "items": cells[0] if cells else {}}, data
         if columns and all(c.get("name") is not None for c in columns):
             names = [str(c["name"]) for c in columns]
-            row: dict[str, Any] = {"type": "object", "properties": dict(zip(names, cells)), "required": names}
-            return {"type": "array", "items": row}, [dict(zip(names, values)) for values in data]
+            properties = dict(zip(names, cells, strict=True))
+            row: dict[str, Any] = {"type": "object", "properties": properties, "required": names}
+            return {"type": "array", "items": row}, [dict(zip(names, values, strict=False)) for values in data]
         same = cells[0] if cells and all(cell == cells[0] for cell in cells) else {}
         row = {"type": "array", "items": same, "minItems": len(columns), "maxItems": len(columns)}
         return {"type": "array", "items": row}, data
