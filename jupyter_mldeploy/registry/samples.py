@@ -103,7 +103,7 @@ class SampleData:
         if self.kind == "table" and self.named:
             names = [c.name for c in self.columns]
             rows = self.data if self.ndim == 2 else [[v] for v in self.data]
-            return [dict(zip(names, row)) for row in rows]
+            return [dict(zip(names, row, strict=True)) for row in rows]
         return self.data
 
     def request_body(self) -> Any:
@@ -127,7 +127,7 @@ class SampleData:
         rows = self.data if self.ndim == 2 else [[v] for v in self.data]
         names = [c.name if c.name is not None else i for i, c in enumerate(self.columns)]
         frame = pd.DataFrame(rows, columns=names)
-        for column, name in zip(self.columns, names):
+        for column, name in zip(self.columns, names, strict=True):
             try:
                 frame[name] = frame[name].astype(column.dtype)
             except (TypeError, ValueError):  # a dtype this pandas does not know, or nulls in an int column
@@ -253,7 +253,7 @@ def _frame_sample(frame: Any, argument: str, named: bool) -> SampleData:
     rows = json.loads(frame.to_json(orient="values", date_format="iso"))
     columns = tuple(
         _column(str(name) if named else None, str(dtype), [row[i] for row in rows])
-        for i, (name, dtype) in enumerate(zip(frame.columns, frame.dtypes))
+        for i, (name, dtype) in enumerate(zip(frame.columns, frame.dtypes, strict=True))
     )
     return SampleData("table", rows, columns, 2)
 
