@@ -257,8 +257,9 @@ def test_collect_only_queues_what_the_writer_turns_into_rows(workspace, monkeypa
     assert data_collector.dropped_rows() == dropped + 1
     assert "cannot be listed" in caplog.text
     collected = read_collected_data(workspace, "queued", "inputs")
-    first = collected.iloc[0]
-    assert headers["$aml_dc_correlation_id"] == "req-42" and first["$aml_request_id"] == "req-42"
+    assert headers["$aml_dc_correlation_id"] == "req-42"
+    first = collected[collected["$aml_dc_correlation_id"] == "req-42"].iloc[0]
+    assert first["$aml_request_id"] == "req-42"
     assert first["$aml_dc_scoring_timestamp"].isoformat(timespec="milliseconds").replace("+00:00", "Z") == \
         headers["$aml_dc_scoring_timestamp"]
     assert [first["feature_0"], first["feature_1"]] == [1.0, 2.0]
