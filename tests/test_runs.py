@@ -19,7 +19,7 @@ import joblib
 import pytest
 from click.testing import CliRunner
 
-from jupyter_mldeploy import Experiment, InvalidArgument, Model, NotFound, Run, Workspace
+from jupyter_mldeploy import Experiment, InvalidArgument, Model, NotFound, ResourceConfiguration, Run, Workspace
 from jupyter_mldeploy.cli import main
 from jupyter_mldeploy.runs import OfflineRun, list_runs, show_run
 from jupyter_mldeploy.workspace import LAYOUT_VERSION
@@ -209,6 +209,25 @@ def test_register_model_links_model_and_run_both_ways(workspace: Workspace, in_t
     assert plain.run_id is None and plain.experiment_name is None
     with pytest.raises(NotFound, match=r"has no file or folder 'outputs/missing.pkl'.*outputs/model.pkl"):
         run.register_model("x", "outputs/missing.pkl")
+
+
+def test_register_model_from_a_run_keeps_samples_and_resources(workspace: Workspace, in_tmp: Path) -> None:
+    run = Experiment(workspace, "lineage").start_logging()
+    (in_tmp / "outputs").mkdir()
+    (in_tmp / "outputs" / "model.pkl").write_bytes(b"weights")
+    model = run.register_model(
+        "sampled", "outputs/model.pkl", model_framework="ScikitLearn",
+        sample_input=[[1.0, 2.0], [3.0, 4.0]], sample_output=[0.5, 0.7],
+        resource_configuration=ResourceConfiguration(cpu=0.5, memory_in_gb=1),
+    )
+    stored = Model(workspace, "sampled")
+    assert stored.resource_configuration.cpu == 0.5 and stored.resource_configuration.memory_in_gb == 1
+    assert stored.sample_input == {"data": [[1.0, 2.0], [3.0, 4.0]]}
+    assert stored.sample_output is not None and model.run_id == run.id
+    with pytest.raises(InvalidArgument, match="sample_output"):
+        run.register_model("sampled", "outputs/model.pkl", sample_output=[1.0])
+    assert [m.version for m in Model.list(workspace, name="sampled")] == [1]  # the refused one stored nothing
+    run.complete()
 
 
 def test_offline_context_prints_and_refuses_to_register(

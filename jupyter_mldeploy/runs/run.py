@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 from jupyter_mldeploy import settings
 from jupyter_mldeploy.errors import InvalidArgument, NotFound
-from jupyter_mldeploy.registry import Model
+from jupyter_mldeploy.registry import Model, ResourceConfiguration
 from jupyter_mldeploy.runs import metrics
 from jupyter_mldeploy.runs.store import (
     CANCELED,
@@ -487,6 +487,10 @@ class Run:
         model_framework_version: str | None = None,
         description: str | None = None,
         sample_input: Any = None,
+        sample_output: Any = None,
+        resource_configuration: ResourceConfiguration | None = None,
+        sample_input_dataset: Any = None,
+        sample_output_dataset: Any = None,
         **kwargs: Any,
     ) -> Model:
         """Register a model from the run's files, linked to this run (v1 ``Run.register_model``).
@@ -504,15 +508,22 @@ class Run:
             model_framework: v1 framework name.
             model_framework_version: Its version.
             description: Free text.
-            sample_input: A JSON-safe sample input.
-            **kwargs: v1 arguments this local registry has no use for (``datasets``,
-                ``sample_input_dataset``, ``resource_configuration`` ...), accepted and ignored.
+            sample_input: A sample request (rows, a DataFrame, an array, or ``{"data": ...}``), as for
+                :meth:`Model.register`.
+            sample_output: A sample response for those rows (needs ``sample_input``).
+            resource_configuration: The CPU/memory a no-code deployment asks for by default.
+            sample_input_dataset: v1's spelling of ``sample_input`` (give one of the two).
+            sample_output_dataset: v1's spelling of ``sample_output``.
+            **kwargs: v1 arguments this local registry has no use for (``datasets`` ...), accepted and
+                ignored.
 
         Returns:
             The registered :class:`~jupyter_mldeploy.registry.Model`.
 
         Raises:
             NotFound: When the run has no such file or folder; the message lists the files it has.
+            InvalidArgument: When a sample or the resource configuration is malformed (as
+                :meth:`Model.register`).
         """
         self.upload_outputs()
         name = artifact_name(model_name if model_path is None else model_path)
@@ -534,6 +545,10 @@ class Run:
             model_framework=model_framework,
             model_framework_version=model_framework_version,
             sample_input=sample_input,
+            sample_output=sample_output,
+            resource_configuration=resource_configuration,
+            sample_input_dataset=sample_input_dataset,
+            sample_output_dataset=sample_output_dataset,
             run_id=self.id,
             experiment_name=self.experiment.name,
         )
