@@ -157,3 +157,42 @@ def test_delete_in_use_needs_force(tmp_path: Path, model_file: Path) -> None:
     assert refused.exit_code == 1 and "'svc'" in refused.stderr and "--force" in refused.stderr
     forced = _invoke("model", "delete", "m:1", "--force", "-o", "json", "-w", str(ws.path))
     assert forced.exit_code == 0 and json.loads(forced.stdout) == {"deleted": "m:1"}
+
+
+def test_register_with_samples_and_resources(tmp_path: Path, model_file: Path) -> None:
+    ws = str(tmp_path / "ws")
+    (tmp_path / "in.csv").write_text("age,bmi\n0.1,0.2\n0.3,0.4\n")
+    (tmp_path / "out.json").write_text("[151.0, 75.5]")
+    result = _invoke("model", "register", "-n", "s", "-p", str(model_file), "--sample-input", str(tmp_path / "in.csv"),
+                     "--sample-output", str(tmp_path / "out.json"), "--cc", "0.5", "--gb", "1.5", "-w", ws)
+    assert result.exit_code == 0, result.stderr
+    model = Model(Workspace(ws), "s")
+    assert model.resource_configuration.cpu == 0.5 and model.resource_configuration.memory_in_gb == 1.5
+    assert model.sample_input_dataset.to_pandas_dataframe().columns.tolist() == ["age", "bmi"]
+    assert model.sample_output is not None
+    shown = json.loads(_invoke("model", "show", "s", "-o", "json", "-w", ws).stdout)
+    assert shown["resourceConfiguration"]["cpu"] == 0.5
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "message"),
+    [
+        (("--sample-input", "{txt}"), 2, "give a .json file"),
+        (("--sample-input", "{bad_json}"), 2, "cannot be read as a sample"),
+        (("--sample-output", "{json}"), 1, "sample_output"),
+        (("--cc", "-1", "--gb", "1"), 1, "cpu"),
+    ],
+)
+def test_register_sample_and_resource_errors_store_nothing(
+    tmp_path: Path, model_file: Path, args: tuple[str, ...], code: int, message: str
+) -> None:
+    (tmp_path / "s.txt").write_text("x")
+    (tmp_path / "bad.json").write_text("{not json")
+    (tmp_path / "ok.json").write_text("[1.0]")
+    paths = {"txt": tmp_path / "s.txt", "bad_json": tmp_path / "bad.json", "json": tmp_path / "ok.json"}
+    filled = [a.format(**paths) for a in args]
+    ws = tmp_path / "ws"
+    result = _invoke("model", "register", "-n", "m", "-p", str(model_file), *filled, "-w", str(ws))
+    assert result.exit_code == code and message in result.stderr
+    if ws.exists():
+        assert Model.list(Workspace(str(ws))) == []

@@ -7,7 +7,9 @@ missing workspace; the other commands report it. Times are local, to the second.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import click
@@ -24,7 +26,7 @@ from jupyter_mldeploy.cli._common import (
     workspace_option,
 )
 from jupyter_mldeploy.names import parse_name_version, validate_name
-from jupyter_mldeploy.registry import Model
+from jupyter_mldeploy.registry import Model, ResourceConfiguration
 from jupyter_mldeploy.runs import register_model_from_run
 from jupyter_mldeploy.workspace import Workspace
 
@@ -49,6 +51,8 @@ def _summary(model: Model) -> dict[str, Any]:
         "files": f"{len(model.files)} ({size} bytes)",
         "path": model.path,
         "run": f"{model.experiment_name} / {model.run_id}" if model.run_id else None,
+        "resources": model.resource_configuration.serialize() if model.resource_configuration else None,
+        "sampleInput": "yes" if model.sample_input is not None else None,
     }
 
 
@@ -85,6 +89,31 @@ def _existing_path(_ctx: click.Context, _param: click.Parameter, value: str | No
     return value
 
 
+def _sample_file(_ctx: click.Context, param: click.Parameter, value: str | None) -> Any:
+    """Read ``--sample-input``/``--sample-output``: a ``.json`` file (rows or ``{"data": rows}``) or a ``.csv``
+    table with a header row (a DataFrame, so column names and types are kept)."""
+    if value is None:
+        return None
+    path = Path(value)
+    if path.suffix.lower() not in {".json", ".csv"}:
+        raise click.BadParameter(f"{value!r}: give a .json file (rows) or a .csv file with a header row.")
+    try:
+        if path.suffix.lower() == ".csv":
+            import pandas as pd  # pandas only for this option: `model list` stays quick to start
+
+            return pd.read_csv(path)
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise click.BadParameter(f"{value!r} cannot be read as a sample: {exc}") from exc
+
+
+def _resources(cpu: float | None, memory_gb: float | None, gpu: int | None) -> ResourceConfiguration | None:
+    """``--cc/--gb/--gc`` (az ml v1's spellings) as a :class:`ResourceConfiguration`, or None."""
+    if cpu is None and memory_gb is None and gpu is None:
+        return None
+    return ResourceConfiguration(cpu=cpu, memory_in_gb=memory_gb, gpu=gpu)
+
+
 def _show(model: Model, output: str) -> None:
     emit(model.serialize() if output == "json" else _summary(model), output)
 
@@ -102,6 +131,13 @@ def _show(model: Model, output: str) -> None:
 @click.option("-d", "--description", default=None, help="Description.")
 @click.option("--model-framework", default=None, help="Framework, e.g. ScikitLearn.")
 @click.option("--model-framework-version", default=None, help="Framework version.")
+@click.option("--sample-input", default=None, metavar="FILE", callback=_sample_file,
+              help="Sample request rows: a .json file or a .csv with a header (gives no-code services a schema).")
+@click.option("--sample-output", default=None, metavar="FILE", callback=_sample_file,
+              help="Sample responses for those rows (.json or .csv); needs --sample-input.")
+@click.option("--cc", "cpu", type=float, default=None, help="CPU cores a no-code deployment asks for (az ml v1 --cc).")
+@click.option("--gb", "memory_gb", type=float, default=None, help="Memory in GB it asks for (az ml v1 --gb).")
+@click.option("--gc", "gpu", type=int, default=None, help="GPUs it asks for (az ml v1 --gc).")
 @output_option
 @workspace_option
 def register_command(
@@ -116,11 +152,21 @@ def register_command(
     run_id: str | None,
     asset_path: str | None,
     experiment_name: str | None,
+    sample_input: Any,
+    sample_output: Any,
+    cpu: float | None,
+    memory_gb: float | None,
+    gpu: int | None,
     output: str,
 ) -> None:
     """Register a file or folder (or a run's file, with --run-id) as the next version of model NAME."""
     if (model_path is None) == (run_id is None) or (run_id is None and (asset_path or experiment_name)):
         raise click.UsageError("Give --path FILE, or --run-id RUN with --asset-path FILE (and --experiment-name).")
+    extras: dict[str, Any] = {
+        "sample_input": sample_input,
+        "sample_output": sample_output,
+        "resource_configuration": _resources(cpu, memory_gb, gpu),
+    }
     if run_id is not None:
         model = register_model_from_run(
             workspace, run_id, name, asset_path, experiment_name,
@@ -129,6 +175,7 @@ def register_command(
             description=description,
             model_framework=model_framework,
             model_framework_version=model_framework_version,
+            **extras,
         )
         _show(model, output)
         return
@@ -141,6 +188,7 @@ def register_command(
         description=description,
         model_framework=model_framework,
         model_framework_version=model_framework_version,
+        **extras,
     )
     _show(model, output)
 
