@@ -16,6 +16,8 @@ export interface IModelVersion {
   description: string | null;
   createdTime: string;
   sampleInput: unknown;
+  /** v1's `model_framework` (`ScikitLearn`, `Onnx`, `MLflow` ...): such a version deploys with no code. */
+  modelFramework: string | null;
 }
 
 /** A model name with its versions, newest first. */
@@ -80,6 +82,29 @@ export interface IScoreResult {
   body: string;
   latency_ms: number;
   headers: { [key: string]: string };
+  /** The URI the proxy called: `/score`, `/v2/models/<model>/infer` or `/invocations`. */
+  uri: string;
+}
+
+/** The wire protocols a service answers, as the score proxy's `?protocol=` names them (`actions.PROTOCOLS`). */
+export const PROTOCOLS: { value: string; label: string }[] = [
+  { value: 'azureml', label: 'Azure ML /score' },
+  { value: 'v2', label: 'Open Inference V2' },
+  { value: 'mlflow', label: 'MLflow /invocations' }
+];
+
+/**
+ * A deployment the sidebar started (`POST models/<name>/<version>/deploy`), as `GET deploys` lists it: under
+ * way (`Deploying`) until its service is healthy, or `Failed` with the reason until dismissed.
+ */
+export interface IDeployJob {
+  service: string;
+  model: string;
+  state: 'Deploying' | 'Failed';
+  error: string | null;
+  notes: string[];
+  startedTime: string;
+  finishedTime: string | null;
 }
 
 /** The JSON body of an error answer: `MLDeployError.to_dict()` (a score proxy's 400 adds `problems`). */

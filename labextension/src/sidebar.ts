@@ -1,18 +1,28 @@
 /**
- * The "ML Deploy" left panel: models, services (live state), a request tester, and experiment runs.
+ * The "ML Deploy" left panel: models (with a no-code Deploy action), services (live state, deployments under
+ * way), a request tester speaking each protocol, and experiment runs.
  *
  * Plain DOM inside a Lumino widget: every list is rebuilt from the REST answers, and every action calls
- * one route and then refreshes. All logic (states, validation, deletion rules) lives in Python.
+ * one route and then refreshes. All logic (states, validation, deletion rules, payload shapes) lives in
+ * Python.
  */
-import { Clipboard, Dialog, showDialog } from '@jupyterlab/apputils';
+import {
+  Clipboard,
+  Dialog,
+  InputDialog,
+  showDialog
+} from '@jupyterlab/apputils';
 import { LabIcon } from '@jupyterlab/ui-components';
 import { Widget } from '@lumino/widgets';
 
 import {
   APIError,
+  IDeployJob,
   IModelGroup,
+  IModelVersion,
   IScoreResult,
   IService,
+  PROTOCOLS,
   requestAPI,
   seg
 } from './api';
@@ -99,18 +109,20 @@ export class MLDeploySidebar extends Widget {
     return this._services;
   }
 
-  /** Re-read workspace, models, services and runs from the server. */
+  /** Re-read workspace, models, services, deployments under way and runs from the server. */
   async refresh(): Promise<void> {
     try {
-      const [workspace, models, services] = await Promise.all([
+      const [workspace, models, services, deploys] = await Promise.all([
         requestAPI<{ path: string }>('workspace'),
         requestAPI<{ models: IModelGroup[] }>('models'),
         requestAPI<{ services: IService[] }>('services'),
+        requestAPI<{ deploys: IDeployJob[] }>('deploys'),
         this._runs.refresh()
       ]);
       this._workspaceNode.textContent = `Workspace: ${workspace.path}`;
       this._models = models.models;
       this._services = services.services;
+      this._deploys = deploys.deploys;
       this._renderModels();
       this._renderServices();
       this._renderServiceChoices();
@@ -118,6 +130,7 @@ export class MLDeploySidebar extends Widget {
         this._pollFailed = false;
         this.clearError();
       }
+      this._reportFailedDeploys();
     } catch (error) {
       this._pollFailed = true;
       this._report(error);
@@ -197,6 +210,23 @@ export class MLDeploySidebar extends Widget {
           .map(([key, value]) => `${key}=${value}`)
           .join(', ');
         row.appendChild(el('span', 'jp-MLDeploy-tags', tags));
+        if (version.modelFramework) {
+          row.appendChild(
+            el('span', 'jp-MLDeploy-framework', version.modelFramework)
+          );
+        }
+        row.appendChild(
+          button(
+            'Deploy',
+            version.modelFramework
+              ? `Deploy ${version.id} as a service with no code (a built-in ${version.modelFramework} entry script)`
+              : `Deploy ${version.id} with no code: only a model registered with model_framework (scikit-learn, ONNX, MLflow) can be`,
+            () => {
+              void this._deployModel(version);
+            },
+            'jp-MLDeploy-deployButton'
+          )
+        );
         row.appendChild(
           button(
             'Delete',
@@ -217,8 +247,17 @@ export class MLDeploySidebar extends Widget {
 
   private _renderServices(): void {
     const list = el('ul', 'jp-MLDeploy-list');
-    if (this._services.length === 0) {
+    const listed = new Set(this._services.map(s => s.name));
+    // A deployment under way whose service exists already (an update, or init() running) is told in the
+    // service's own row; the others get a row of their own.
+    const jobs = this._deploys.filter(
+      job => job.state === 'Failed' || !listed.has(job.service)
+    );
+    if (this._services.length === 0 && jobs.length === 0) {
       list.appendChild(el('li', 'jp-MLDeploy-empty', 'No services deployed.'));
+    }
+    for (const job of jobs) {
+      list.appendChild(this._deployRow(job));
     }
     for (const service of this._services) {
       const item = el('li', 'jp-MLDeploy-service');
@@ -232,6 +271,31 @@ export class MLDeploySidebar extends Widget {
       }
       top.appendChild(badge);
       item.appendChild(top);
+      const deploying = this._deploys.find(
+        job => job.service === service.name && job.state === 'Deploying'
+      );
+      if (deploying) {
+        item.appendChild(
+          el(
+            'div',
+            'jp-MLDeploy-deployNote',
+            `Deploying ${deploying.model}\u2026`
+          )
+        );
+      }
+      if (
+        service.error &&
+        (service.state === 'Failed' || service.state === 'Unhealthy')
+      ) {
+        // The first line (the reason); the tooltip and the Logs tab have the rest.
+        const reason = el(
+          'div',
+          'jp-MLDeploy-serviceError',
+          service.error.split('\n')[0]
+        );
+        reason.title = service.error;
+        item.appendChild(reason);
+      }
       if (service.models && service.models.length > 0) {
         item.appendChild(
           el('div', 'jp-MLDeploy-serviceModels', service.models.join(', '))
@@ -300,6 +364,105 @@ export class MLDeploySidebar extends Widget {
     this._servicesNode.replaceChildren(list);
   }
 
+  /**
+   * A row for a deployment the sidebar started whose service is not listed yet (environment build) or that
+   * failed: the state, the model, what is deployed (the no-code note) or why it failed, and Dismiss.
+   */
+  private _deployRow(job: IDeployJob): HTMLElement {
+    const item = el('li', 'jp-MLDeploy-deploy');
+    item.dataset.service = job.service;
+    const top = el('div', 'jp-MLDeploy-serviceHeader');
+    top.appendChild(el('span', 'jp-MLDeploy-name', job.service));
+    const badge = el('span', 'jp-MLDeploy-state', job.state);
+    badge.dataset.state = job.state;
+    top.appendChild(badge);
+    item.appendChild(top);
+    if (job.state === 'Failed') {
+      item.appendChild(
+        el('div', 'jp-MLDeploy-serviceModels', `${job.model} was not deployed`)
+      );
+      item.appendChild(el('div', 'jp-MLDeploy-deployError', job.error ?? ''));
+      const actions = el('div', 'jp-MLDeploy-actions');
+      actions.appendChild(
+        button('Dismiss', 'Forget this failed deployment', () => {
+          void this._act(() =>
+            requestAPI(`deploys/${seg(job.service)}`, { method: 'DELETE' })
+          );
+        })
+      );
+      item.appendChild(actions);
+    } else {
+      const seconds = Math.max(
+        0,
+        Math.round((Date.now() - Date.parse(job.startedTime)) / 1000)
+      );
+      item.appendChild(
+        el(
+          'div',
+          'jp-MLDeploy-serviceModels',
+          `${job.model}, started ${seconds} s ago`
+        )
+      );
+      for (const note of job.notes) {
+        item.appendChild(el('div', 'jp-MLDeploy-deployNote', note));
+      }
+    }
+    return item;
+  }
+
+  /** Say once, in the notice at the top, that a deployment failed (its row keeps the reason). */
+  private _reportFailedDeploys(): void {
+    for (const job of this._deploys) {
+      const key = `${job.service} ${job.finishedTime}`;
+      if (job.state === 'Failed' && !this._failuresShown.has(key)) {
+        this._failuresShown.add(key);
+        this.showError(
+          `Deploying ${job.model} as ${job.service} failed: ${job.error}`
+        );
+      }
+    }
+  }
+
+  /**
+   * Deploy a version with no code: ask for the service name (default: the model's name), offer to update a
+   * service of that name, then start the deployment, which the server runs in the background
+   * (`POST models/<name>/<version>/deploy`); the Services list shows it under way, then the service.
+   */
+  private async _deployModel(version: IModelVersion): Promise<void> {
+    const answer = await InputDialog.getText({
+      title: `Deploy ${version.id} with no code`,
+      label: 'Service name',
+      text: version.name,
+      okLabel: 'Deploy'
+    });
+    if (!answer.button.accept) {
+      return;
+    }
+    const service = (answer.value ?? '').trim() || version.name;
+    await this._act(async () => {
+      let overwrite = false;
+      if (this._services.some(s => s.name === service)) {
+        const update = await showDialog({
+          title: 'Service exists',
+          body: `Service ${service} exists. Update it to serve ${version.id}? It keeps answering until the new version is ready.`,
+          buttons: [Dialog.cancelButton(), Dialog.okButton({ label: 'Update' })]
+        });
+        if (!update.button.accept) {
+          return;
+        }
+        overwrite = true;
+      }
+      await requestAPI(
+        `models/${seg(version.name)}/${seg(version.version)}/deploy`,
+        {
+          method: 'POST',
+          body: JSON.stringify({ service, overwrite }),
+          headers: { 'Content-Type': 'application/json' }
+        }
+      );
+    });
+  }
+
   private async _deleteModel(name: string, version: number): Promise<void> {
     const answer = await showDialog({
       title: 'Delete model version',
@@ -354,6 +517,19 @@ export class MLDeploySidebar extends Widget {
       this._resultNode.replaceChildren();
       void this._prefill();
     });
+    this._protocolSelect = el('select', 'jp-MLDeploy-protocolSelect');
+    this._protocolSelect.title =
+      'The route the request goes to: /score, /v2/models/<model>/infer or /invocations';
+    for (const protocol of PROTOCOLS) {
+      const option = el('option', '', protocol.label);
+      option.value = protocol.value;
+      this._protocolSelect.appendChild(option);
+    }
+    this._protocolSelect.addEventListener('change', () => {
+      // Another protocol takes another body: its example replaces the text, the old answer goes.
+      this._resultNode.replaceChildren();
+      void this._prefill();
+    });
     this._requestText = el('textarea', 'jp-MLDeploy-requestBody');
     this._requestText.rows = 3;
     this._requestText.spellcheck = false;
@@ -370,6 +546,7 @@ export class MLDeploySidebar extends Widget {
     this._resultNode = el('div', 'jp-MLDeploy-result');
     body.appendChild(this._testerNotice);
     body.appendChild(this._serviceSelect);
+    body.appendChild(this._protocolSelect);
     body.appendChild(this._requestText);
     body.appendChild(this._sendButton);
     body.appendChild(this._resultNode);
@@ -400,6 +577,7 @@ export class MLDeploySidebar extends Widget {
     const empty = names.length === 0;
     this._testerNotice.hidden = !empty;
     this._serviceSelect.disabled = empty;
+    this._protocolSelect.disabled = empty;
     this._sendButton.disabled = empty;
     const shown = Array.from(this._serviceSelect.options).map(o => o.value);
     if (names.join('\n') === shown.join('\n')) {
@@ -422,19 +600,25 @@ export class MLDeploySidebar extends Widget {
 
   /**
    * Put the service's example body in the editor: the one the panel's Test tab shows (input schema example,
-   * else the served model's sample), floats rounded by the server (`GET services/<name>/example`).
+   * else the served model's sample), floats rounded and shaped for the chosen protocol by the server
+   * (`GET services/<name>/example?protocol=...`).
    */
   private async _prefill(): Promise<void> {
     const name = this._serviceSelect.value;
+    const protocol = this._protocolSelect.value;
     if (!name) {
       return;
     }
     try {
       const example = await requestAPI<{ body: unknown }>(
-        `services/${seg(name)}/example`
+        `services/${seg(name)}/example?protocol=${seg(protocol)}`
       );
-      // Another service may have been picked meanwhile: its own prefill wins.
-      if (example.body !== null && this._serviceSelect.value === name) {
+      // Another service or protocol may have been picked meanwhile: its own prefill wins.
+      if (
+        example.body !== null &&
+        this._serviceSelect.value === name &&
+        this._protocolSelect.value === protocol
+      ) {
         this._requestText.value = requestText(example.body);
         this._fitRequest();
       }
@@ -461,7 +645,7 @@ export class MLDeploySidebar extends Widget {
     );
     try {
       const result = await requestAPI<IScoreResult>(
-        `services/${seg(name)}/score`,
+        `services/${seg(name)}/score?protocol=${seg(this._protocolSelect.value)}`,
         {
           method: 'POST',
           body: text,
@@ -523,8 +707,11 @@ export class MLDeploySidebar extends Widget {
     } catch {
       // Not JSON: show the text as the service sent it.
     }
+    const uri = el('div', 'jp-MLDeploy-resultUri', `POST ${result.uri}`);
+    uri.title = result.uri;
     this._resultNode.replaceChildren(
       summary,
+      uri,
       el('pre', 'jp-MLDeploy-responseBody', shown)
     );
   }
@@ -537,11 +724,15 @@ export class MLDeploySidebar extends Widget {
   private _runs: RunsSection;
   private _testerNotice!: HTMLElement;
   private _serviceSelect!: HTMLSelectElement;
+  private _protocolSelect!: HTMLSelectElement;
   private _sendButton!: HTMLButtonElement;
   private _requestText!: HTMLTextAreaElement;
   private _resultNode!: HTMLElement;
   private _models: IModelGroup[] = [];
   private _services: IService[] = [];
+  private _deploys: IDeployJob[] = [];
+  /** Failed deployments already told in the notice (`service finishedTime`). */
+  private _failuresShown = new Set<string>();
   private _timer = 0;
   private _busy = false;
   private _pollFailed = false;

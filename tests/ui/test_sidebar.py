@@ -150,7 +150,7 @@ def test_sidebar_follows_services_scores_and_deletes(
     expect(service.locator(".jp-MLDeploy-state")).to_have_text("Healthy")
     expect(notice).to_be_hidden()
     expect(send).to_be_enabled()
-    expect(tester.locator("select")).to_have_value(SERVICE)
+    expect(tester.locator(".jp-MLDeploy-serviceSelect")).to_have_value(SERVICE)
 
     # models: name -> versions with tags
     model = sidebar.locator('.jp-MLDeploy-model[data-name="diabetes"]')
