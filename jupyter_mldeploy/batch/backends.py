@@ -90,6 +90,8 @@ class OpenBackend:
             write their part files themselves instead of sending the rows back.
         kill_workers: Whether closing kills the worker processes (loky's, which the driver owns).
         closers: What else to close (the Dask client, a local cluster).
+        client: The Dask client, when the app folder was uploaded to its workers.
+        uploaded: The upload's worker plugin name, removed (with the workers' copies) at close.
     """
 
     executor: Executor
@@ -98,14 +100,18 @@ class OpenBackend:
     local: bool = False
     kill_workers: bool = False
     closers: tuple[Any, ...] = ()
+    client: Any = None
+    uploaded: str | None = None
 
     def close(self) -> None:
-        """Stop what this backend started (loky's processes, a local cluster) and any try still running;
-        leave a remote cluster running."""
+        """Stop what this backend started (loky's processes, a local cluster, an app folder upload) and any
+        try still running; leave a remote cluster running."""
         if self.kill_workers:  # loky: no try is worth waiting for once the job ends
             self.executor.shutdown(wait=True, kill_workers=True)
         else:
             self.executor.shutdown(wait=False)
+        if self.uploaded is not None:
+            self.client.unregister_worker_plugin(self.uploaded)
         for closer in self.closers:
             closer.close()
 
@@ -139,6 +145,9 @@ def open_backend(backend: str, scheduler: str | None, processes: int | None, scr
         return OpenBackend(executor, count, f"loky, {count} worker processes", local=True, kill_workers=True)
     from distributed import Client, LocalCluster
 
+    from jupyter_mldeploy.batch.dask_upload import upload_if_unseen
+
+    uploaded = None
     if scheduler in (None, LOCAL_SCHEDULER):
         cluster = LocalCluster(
             n_workers=count, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=None,
@@ -152,7 +161,10 @@ def open_backend(backend: str, scheduler: str | None, processes: int | None, scr
         closers = (client,)
         where = f"the Dask cluster at {scheduler}"
         local = False
+        # Workers elsewhere may not see the job folder: they get the app folder (script and models).
+        uploaded = upload_if_unseen(client, script.environment["AML_APP_ROOT"])
     slots = sum(client.nthreads().values()) or 1
+    copy = ", app folder uploaded to the workers that do not see it" if uploaded else ""
     # pure=False: a retry of the same mini-batch must run again, not return the failed try's cached key.
-    return OpenBackend(client.get_executor(pure=False), slots, f"dask on {where}, {slots} worker threads",
-                       local=local, closers=closers)
+    return OpenBackend(client.get_executor(pure=False), slots, f"dask on {where}, {slots} worker threads{copy}",
+                       local=local, closers=closers, client=client, uploaded=uploaded)

@@ -41,6 +41,8 @@ LOG_FORMAT = "%(asctime)s %(levelname)s %(message)s"
 _LOADED: dict[str, UserScript] = {}
 #: Why loading a job's script failed when :func:`preload` tried it, by job folder: reported by the first try.
 _LOAD_ERRORS: dict[str, str] = {}
+#: This worker's copies of app folders uploaded by drivers whose paths it cannot see, by the driver's path.
+_APP_COPIES: dict[str, str] = {}
 _LOAD_LOCK = threading.Lock()
 
 
@@ -117,13 +119,39 @@ class TryOutcome:
     worker: str = field(default="")
 
 
+def use_app_copy(app_root: str, copy: str | None) -> None:
+    """Make this worker load a job's app folder from a local copy (or stop: ``copy=None``).
+
+    Args:
+        app_root: The app folder's path on the driver's machine (``AML_APP_ROOT``).
+        copy: Where the uploaded copy was unpacked on this worker.
+    """
+    with _LOAD_LOCK:
+        if copy is None:
+            _APP_COPIES.pop(app_root, None)
+        else:
+            _APP_COPIES[app_root] = copy
+
+
+def job_environment(script: ScriptSpec) -> dict[str, str]:
+    """The job's variables on this worker: paths under the driver's app folder point into this worker's
+    copy when one was uploaded (:func:`use_app_copy`), else they are the driver's."""
+    root = script.environment.get("AML_APP_ROOT", "")
+    copy = _APP_COPIES.get(root)
+    if not root or copy is None:
+        return script.environment
+    return {name: copy + value[len(root):] if value == root or value.startswith(root + os.sep) else value
+            for name, value in script.environment.items()}
+
+
 def _load(script: ScriptSpec) -> UserScript:
     """Load and ``init()`` the job's script once in this process (thread-safe for Dask's thread pool)."""
+    environment = job_environment(script)
     with _LOAD_LOCK:
         loaded = _LOADED.get(script.job_key)
         if loaded is None:
-            os.environ.update(script.environment)
-            location = ScriptLocation.from_environ(script.environment)
+            os.environ.update(environment)
+            location = ScriptLocation.from_environ(environment)
             location.prepare_sys_path()
             # v1 runs the script from the app root, so ``open("src/x.json")`` works as in a web service.
             os.chdir(location.app_root)
@@ -133,9 +161,9 @@ def _load(script: ScriptSpec) -> UserScript:
             log.info("Worker %d: entry script loaded and init() done in %.2f s.", os.getpid(),
                      time.perf_counter() - started)
             _LOADED[script.job_key] = loaded
-        elif os.environ.get("AML_APP_ROOT") != script.environment.get("AML_APP_ROOT"):
+        elif os.environ.get("AML_APP_ROOT") != environment.get("AML_APP_ROOT"):
             # Another job ran here in between: its variables would be read by this job's run().
-            os.environ.update(script.environment)
+            os.environ.update(environment)
         return loaded
 
 
@@ -257,7 +285,7 @@ def score_mini_batch(request: TryRequest) -> TryOutcome:
     except BaseException as exc:  # noqa: BLE001 - any failure of the user's import or init() is reported
         failure = _short_traceback(exc)
     if script is None:
-        listing = model_dir_listing(request.script.environment.get("AZUREML_MODEL_DIR"))
+        listing = model_dir_listing(job_environment(request.script).get("AZUREML_MODEL_DIR"))
         outcome.error = (
             f"The entry script could not be loaded or its init() raised (worker {outcome.worker}):\n"
             f"{failure}\n{listing}"

@@ -166,3 +166,56 @@ def test_a_local_cluster_s_workers_exit_with_a_killed_driver(scored_workspace: W
     BatchJob.resume(scored_workspace, job.id)
     job.wait_for_completion(timeout=180)
     assert np.loadtxt(tmp_path / "out" / "parallel_run_step.txt", dtype=int).tolist() == list(range(2000))
+
+
+def _can_hide_a_folder() -> bool:
+    """Whether a process can be started with a folder hidden from it (a private mount namespace: root)."""
+    probe = subprocess.run(["unshare", "--mount", "sh", "-c", "mount -t tmpfs none /mnt"], capture_output=True,
+                           check=False) if os.path.exists("/usr/bin/unshare") else None
+    return probe is not None and probe.returncode == 0
+
+
+@pytest.mark.skipif(not _can_hide_a_folder(), reason="needs unshare --mount (root) to hide the workspace from a worker")
+def test_the_app_folder_is_uploaded_to_a_worker_that_cannot_see_it(
+        scored_workspace: Workspace, diabetes: tuple[pd.DataFrame, Path, Ridge], tmp_path: Path) -> None:
+    """A worker whose file system has no workspace (an empty tmpfs mounted over it, in its own mount
+    namespace) gets the script and model uploaded, scores as loky does, and its copy is deleted at the end."""
+    frame, _, model = diabetes
+    data = tmp_path / "data"  # the input stays visible: only the app folder is uploaded
+    data.mkdir()
+    frame.to_csv(data / "diabetes.csv", index=False)
+    scheduler_file = tmp_path / "scheduler.json"
+    scratch = tmp_path / "worker-scratch"
+    scratch.mkdir()
+    log = open(tmp_path / "cluster.log", "ab")  # noqa: SIM115 - closed after the processes stop
+    common = {"stdout": log, "stderr": subprocess.STDOUT, "cwd": tmp_path}
+    processes = [subprocess.Popen([DASK, "scheduler", "--host", "127.0.0.1", "--port", "0", "--no-dashboard",
+                                   "--scheduler-file", str(scheduler_file)], **common)]
+    try:
+        deadline = time.monotonic() + 60
+        while not scheduler_file.exists() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        address = json.loads(scheduler_file.read_text())["address"]
+        hidden = f"mount -t tmpfs none {scored_workspace.path} && exec {DASK} worker {address} --host 127.0.0.1 " \
+                 f"--nthreads 1 --no-nanny --no-dashboard --local-directory {scratch}"
+        processes.append(subprocess.Popen(["unshare", "--mount", "sh", "-c", hidden], **common))
+        from distributed import Client
+
+        with Client(address, timeout=30) as client:
+            client.wait_for_workers(1, timeout=60)
+            assert list(client.run(os.path.isdir, str(scored_workspace.path)).values()) == [True]  # an empty tmpfs
+            assert list(client.run(os.path.isfile, str(scored_workspace.path / "registry.sqlite")).values()) == [False]
+            worker_address = next(iter(client.scheduler_info()["workers"]))
+        config = ParallelRunConfig(str(write_script(tmp_path, SCORE_BATCH)), 0, "append_row", mini_batch_size="4KB")
+        job = BatchJob.submit(scored_workspace, "uploaded", config, str(data / "diabetes.csv"), "diabetes",
+                              tmp_path / "out", backend="dask", scheduler=address)
+        details = job.wait_for_completion(timeout=180)
+        assert "app folder uploaded to the workers that do not see it" in details["backend"]
+        np.testing.assert_allclose(np.loadtxt(tmp_path / "out" / "parallel_run_step.txt"),
+                                   model.predict(frame.drop(columns="id")), rtol=1e-12)
+        assert f"to the workers that do not see {job.folder.app_dir}: {worker_address}." in job.get_logs()
+        assert not list((scratch).rglob("azureml-models")), "the worker's copy outlived the job"
+    finally:
+        for process in reversed(processes):
+            _stop(process)
+        log.close()
