@@ -22,8 +22,9 @@ Two measures, both printed:
    writer's work (a flush is forced at the end of each block) is counted. Less sensitive than wrk to other
    processes on the machine.
 
-Then it checks that no row was lost: the rows read back with ``read_collected_data`` equal the requests the
-collecting services answered (after ``service.delete()``, a SIGTERM, flushed what was queued).
+Then it prints the rows read back with ``read_collected_data`` after ``service.delete()`` (a SIGTERM, which
+flushes what was queued) next to the requests wrk counted: none may be missing (a few more rows are the
+requests in flight when a wrk run stopped).
 
 Run from the repository root: ``python benchmarks/no_code.py [--seconds 10] [--rounds 3] [--requests 5000]``
 (``--in-process`` for the in-process measure alone; wrk on PATH otherwise). Prints a table, then one JSON line.
@@ -232,7 +233,9 @@ def main() -> int:
         print(f"  no-code / classic {measured['no_code_vs_classic']:.3f}, collecting (Parquet) / no-code "
               f"{measured['collect_parquet_vs_no_code']:.3f}, collecting (CSV) / no-code "
               f"{measured['collect_csv_vs_no_code']:.3f}")
-        print(f"  rows read back {measured['collected_rows']}, requests answered {measured['answered_requests']}")
+        # wrk counts the requests it saw answered; the few in flight when a run stops (at most 16 per run) are
+        # answered and collected too, so the rows read back may exceed the count by that much, never fall short.
+        print(f"  rows read back {measured['collected_rows']}, requests wrk counted {measured['answered_requests']}")
     print(json.dumps(rounded(result)))
     return 0
 

@@ -18,7 +18,8 @@ data_group = group("data", "Model data collected by services deployed with colle
               help="inputs, predictions, labels, signals or general.")
 @click.option("--since", default=None, help="Only rows scored at or after this ISO date or time (UTC).")
 @click.option("--reference", type=click.Path(exists=True, dir_okay=False), default=None,
-              help="A CSV of reference rows (default: the served model's sample_input) for the drift table.")
+              help="A CSV or Parquet file of reference rows (default: the served model's sample_input) for the "
+                   "drift table.")
 @existing_workspace_option
 @output_option
 def show_data(workspace: Workspace, service: str, designation: str, since: str | None, reference: str | None,
@@ -28,7 +29,7 @@ def show_data(workspace: Workspace, service: str, designation: str, since: str |
     if reference is not None:
         import pandas as pd
 
-        sample = pd.read_csv(reference)
+        sample = pd.read_parquet(reference) if reference.lower().endswith((".parquet", ".pq")) else pd.read_csv(reference)
     found = collected_data(workspace, service, designation, since, sample)
     if found.data.empty:
         click.echo(f"No {designation} collected for service {service!r} in {model_data_folder(workspace, service)}: "
