@@ -58,21 +58,30 @@ def keys_document(primary: str, secondary: str) -> str:
     return json.dumps({"primaryKey": primary, "secondaryKey": secondary})
 
 
-def regenerated(keys: tuple[str, str], key: str, set_key: str | None) -> tuple[str, str]:
-    """``keys`` with one replaced, as v1 ``regen_key(key, set_key)``: by ``set_key``, else a generated key.
+def regenerated(service_folder: Path, service: str, key: str, set_key: str | None) -> tuple[str, str]:
+    """The service's keys with one replaced, as v1 ``regen_key(key, set_key)``: by ``set_key``, else a new key.
+
+    The arguments are checked before the keys file is read, so bad input gets its own error even on a service
+    without key auth. Every target's ``regen_key`` goes through here; each then publishes the result its way.
 
     Args:
-        keys: ``(primary, secondary)`` now.
+        service_folder: ``deployments/<service>``.
+        service: The service name (for the error of a service without keys).
         key: ``"Primary"`` or ``"Secondary"``.
         set_key: The new value (16+ URL-safe characters); None generates one (32 random bytes).
 
+    Returns:
+        ``(primary, secondary)`` after the change (nothing is written).
+
     Raises:
         InvalidArgument: For another ``key`` name or a bad ``set_key``.
+        DeploymentError: When the service has no keys file (key auth off).
     """
     if key not in ("Primary", "Secondary"):
         raise InvalidArgument(f"Invalid key {key!r}: use 'Primary' or 'Secondary'.")
     new = check_key(set_key, "set_key") if set_key is not None else generate_key()
-    return (new, keys[1]) if key == "Primary" else (keys[0], new)
+    primary, secondary = read_keys(service_folder, service)
+    return (new, secondary) if key == "Primary" else (primary, new)
 
 
 def keys_file(service_folder: Path) -> Path:

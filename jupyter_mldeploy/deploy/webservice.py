@@ -24,7 +24,7 @@ from jupyter_mldeploy.deploy.client import send_request
 from jupyter_mldeploy.deploy.config import DeploymentConfiguration, local_deploy_configuration
 from jupyter_mldeploy.deploy.no_code import inference_config_from_record
 from jupyter_mldeploy.deploy.plan import plan_update
-from jupyter_mldeploy.deploy.service_keys import check_key, generate_key, read_keys, write_keys
+from jupyter_mldeploy.deploy.service_keys import read_keys, regenerated, write_keys
 from jupyter_mldeploy.deploy.service_store import ServiceStore
 from jupyter_mldeploy.deploy.state import ServiceRecord, ServiceState
 from jupyter_mldeploy.deploy.targets.base import Observation, ServiceTarget
@@ -401,13 +401,9 @@ class Webservice:
             InvalidArgument: For another ``key`` name or a bad ``set_key``.
             DeploymentError: When key auth is off for this service.
         """
-        if key not in ("Primary", "Secondary"):
-            raise InvalidArgument(f"Invalid key {key!r}: use 'Primary' or 'Secondary'.")
-        new = check_key(set_key, "set_key") if set_key is not None else generate_key()
         folder = self._store.folder(self.name)
         with self._store.lock(self.name):
-            primary, secondary = read_keys(folder, self.name)
-            write_keys(folder, new if key == "Primary" else primary, new if key == "Secondary" else secondary)
+            write_keys(folder, *regenerated(folder, self.name, key, set_key))
 
     def auth_headers(self, headers: dict[str, str] | None = None) -> dict[str, str] | None:
         """``headers`` plus ``Authorization: Bearer <primary key>`` when the service has key auth.
