@@ -16,7 +16,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, cast
 
-from jupyter_mldeploy.deploy.service_keys import read_keys, regenerated
+from jupyter_mldeploy.deploy.service_keys import regenerated
 from jupyter_mldeploy.deploy.targets.registry import get_target
 from jupyter_mldeploy.deploy.webservice import Webservice
 from jupyter_mldeploy.errors import DeploymentError, InvalidArgument
@@ -65,7 +65,7 @@ class KubernetesWebservice(Webservice):
         """
         folder = self._store.folder(self.name)
         with self._store.lock(self.name):
-            keys = regenerated(read_keys(folder, self.name), key, set_key)
+            keys = regenerated(folder, self.name, key, set_key)
             record = self._record()
             cast(KubernetesTarget, get_target(record.target)).publish_keys(self._store, record, keys)
 
