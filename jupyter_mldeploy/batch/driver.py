@@ -2,10 +2,12 @@
 
 Started detached by :meth:`~jupyter_mldeploy.batch.job.BatchJob.submit` and ``resume``, so a notebook
 interrupt or a kernel restart does not stop the job, and a killed driver loses nothing the journal holds.
-It opens the backend, submits every mini-batch that is not done (at most two per worker slot in flight,
-so it holds only those), writes each result's part file and journal line, retries a try that raised or
-timed out up to ``run_max_try``, stops as soon as a threshold is crossed, and assembles the output when
-every mini-batch is done. ``SIGTERM`` (``BatchJob.cancel``) stops it as ``Canceled``.
+It opens the backend first (loky's workers load the script and call ``init()`` meanwhile), cuts the input
+into mini-batches on its first start, submits every mini-batch that is not done (at most two per worker
+slot in flight, so it holds only those), journals each result (writing its part file when the worker
+could not), retries a try that raised or timed out up to ``run_max_try``, stops as soon as a threshold is
+crossed, and assembles the output when every mini-batch is done. ``SIGTERM`` (``BatchJob.cancel``) stops it
+as ``Canceled``.
 """
 
 from __future__ import annotations
