@@ -410,14 +410,14 @@ export class MLDeploySidebar extends Widget {
     return item;
   }
 
-  /** Say once, in the notice at the top, that a deployment failed (its row keeps the reason). */
+  /** Say once, in the notice at the top, that a deployment failed; its row under Services has the reason. */
   private _reportFailedDeploys(): void {
     for (const job of this._deploys) {
       const key = `${job.service} ${job.finishedTime}`;
       if (job.state === 'Failed' && !this._failuresShown.has(key)) {
         this._failuresShown.add(key);
         this.showError(
-          `Deploying ${job.model} as ${job.service} failed: ${job.error}`
+          `Deploying ${job.model} as ${job.service} failed; the reason is under Services.`
         );
       }
     }
