@@ -124,8 +124,15 @@ def test_predictions_equal_in_kernel(scored_workspace: Workspace, diabetes: tupl
     assert details["models"] == ["diabetes:1"]
     [row] = list_jobs(scored_workspace)
     assert (row["id"], row["state"], row["progress"], row["items"]) == (job.id, "Completed", 1.0, len(frame))
-    assert "Output:" in job.get_logs()
-    # The part files stay in the job folder; only the whole output is in the output folder.
+    logs = job.get_logs()
+    assert "Output:" in logs
+    # Each worker loaded the script and called init() once, as it started, before the driver planned.
+    assert logs.count("entry script loaded and init() done") == 2
+    assert logs.index("Backend: loky, 2 worker processes") < logs.index("Planned")
+    # The part files stay in the job folder (each written whole by its worker: no temporary left); only the
+    # whole output is in the output folder.
+    assert sorted(p.name for p in (job.folder.path / "parts").iterdir()) == [
+        f"{i:06d}.txt" for i in range(details["miniBatches"]["total"])]
     assert [p.name for p in (tmp_path / "out").iterdir()] == ["parallel_run_step.txt"]
 
 
