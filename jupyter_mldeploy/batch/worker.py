@@ -77,9 +77,9 @@ class TryRequest:
         attempt: 1 for the first try.
         timeout: ``run_invocation_timeout`` in seconds.
         keep_rows: Whether the formatted rows are kept (``append_row``).
-        part_dir: The job folder, when the worker writes the part file itself (loky: the worker sees the
-            driver's folder, so the rows need not travel back through a pipe); None to return the rows
-            (Dask: a worker may be on another machine).
+        part_dir: The job folder, when the worker writes the part file itself (loky, a local Dask cluster:
+            the worker sees the driver's folder, so the rows need not travel back); None to return the rows
+            (a remote Dask cluster: the worker may be on another machine).
     """
 
     script: ScriptSpec
