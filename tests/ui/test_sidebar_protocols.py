@@ -21,6 +21,11 @@ from jupyter_mldeploy.inference_config import InferenceConfig
 from jupyter_mldeploy.workspace import Workspace
 
 
+def editor_text(body: dict[str, Any]) -> str:
+    """The editor's layout (``requestText`` in labextension/src/request.ts): one top-level key per line."""
+    return "{\n" + ",\n".join(f"  {json.dumps(key)}: {json.dumps(value)}" for key, value in body.items()) + "\n}"
+
+
 def test_tester_sends_v2_and_mlflow_requests_with_the_key(
     tmp_path: Path, start_lab: Callable[[Path], Lab], browser: Any
 ) -> None:
@@ -49,10 +54,9 @@ def test_tester_sends_v2_and_mlflow_requests_with_the_key(
 
         # V2: the example becomes one tensor; the answer is the V2 response of the model's infer route
         protocol.select_option(label="Open Inference V2")
-        expect(editor).to_have_value(
-            '{\n  "inputs": [{"name": "data", "shape": [1, 10], "datatype": "FP64", "data": [[%s]]}]\n}'
-            % ", ".join(json.dumps(float(f"{x:.4g}")) for x in samples[0])
-        )
+        rounded = [[float(f"{x:.4g}") for x in samples[0]]]
+        v2_example = [{"name": "data", "shape": [1, 10], "datatype": "FP64", "data": rounded}]
+        expect(editor).to_have_value(editor_text({"inputs": v2_example}))
         tensor = json.loads(editor.input_value())["inputs"][0]
         tester.locator(".jp-MLDeploy-send").click()
         status = tester.locator(".jp-MLDeploy-status")
@@ -68,7 +72,7 @@ def test_tester_sends_v2_and_mlflow_requests_with_the_key(
         # MLflow: the rows as "inputs", answered {"predictions": ...}; the V2 answer went with its request
         protocol.select_option("mlflow")
         expect(tester.locator(".jp-MLDeploy-status")).to_have_count(0)
-        expect(editor).to_have_value('{\n  "inputs": %s\n}' % json.dumps(tensor["data"]))
+        expect(editor).to_have_value(editor_text({"inputs": tensor["data"]}))
         tester.locator(".jp-MLDeploy-send").click()
         expect(status).to_have_attribute("data-status", "200")
         expect(tester.locator(".jp-MLDeploy-resultUri")).to_have_text(f"POST {service.invocations_uri}")
