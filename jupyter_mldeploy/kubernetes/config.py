@@ -209,7 +209,8 @@ def aks_deploy_configuration(
     ``num_replicas`` is given; each replica requests 0.1 CPU and 0.5 GiB; the liveness probe waits 310 s,
     then checks every 10 s with a 2 s timeout and 3 failures allowed; the scoring timeout is 60 s; key auth
     is on. ``collect_model_data`` and ``enable_app_insights`` are accepted for v1 code and kept (there is no
-    Application Insights here).
+    Application Insights here); ``collect_model_data=True`` is not honoured in pods, and a deploy says so
+    (:func:`collection_note`).
 
     Args:
         autoscale_enabled: Scale with a HorizontalPodAutoscaler; default True when ``num_replicas`` is None.
@@ -218,7 +219,8 @@ def aks_deploy_configuration(
         autoscale_refresh_seconds: v1's autoscaler refresh period (default 1); kept as an annotation, since
             the HPA controller's sync period is set cluster-wide.
         autoscale_target_utilization: Target CPU utilization in percent of the request (default 70).
-        collect_model_data: v1 model data collection flag (kept).
+        collect_model_data: v1 model data collection flag: kept (``dataCollection.storageEnabled``), but pods
+            collect nothing; a deploy warns (:func:`collection_note`).
         auth_enabled: Key auth (default True unless token auth is on, as v1 AKS): the keys go into a Secret the
             pods mount, and every route that runs the model needs ``Authorization: Bearer <key>``.
         cpu_cores: CPU request per replica (default 0.1).
@@ -301,6 +303,30 @@ def aks_deploy_configuration(
         keys=keys or None,
         namespace=namespace,
         gpu_cores=gpu_cores,
+        collect_model_data=collect_model_data,
+    )
+
+
+def collection_note(config: DeploymentConfiguration) -> str | None:
+    """The deploy note of ``collect_model_data=True``, which this target does not honour; None when it is off.
+
+    Model data collection writes ``ModelDataCollector`` records into ``<workspace>/modeldata/<service>``
+    (docs/monitoring.md). A pod cannot reach the workspace, so its server gets no collection variables and
+    ``collect()`` is a no-op there, as with collection off: the note says so instead of accepting the flag
+    silently, and names the ways to collect.
+
+    Args:
+        config: A Kubernetes deployment configuration (from the function or from ``"dataCollection":
+            {"storageEnabled": true}`` in deploymentconfig.json).
+    """
+    if not config.collect_model_data:
+        return None
+    return (
+        "collect_model_data=True is not honoured on the Kubernetes target: the pods cannot reach the workspace's "
+        "modeldata/ folder, so ModelDataCollector.collect() records nothing there. To collect inputs and "
+        "predictions, deploy the same model locally or with Docker with collect_model_data=True "
+        "(service.get_collected_data() reads them back), or have score.py write them to storage of the pod's own "
+        "(a volume you mount) and copy them out."
     )
 
 

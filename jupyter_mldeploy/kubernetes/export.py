@@ -16,6 +16,7 @@ placed where the package image has the app (``/var/azureml-app``).
 
 from __future__ import annotations
 
+import logging
 import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
@@ -31,7 +32,7 @@ from jupyter_mldeploy.docker.package import ModelPackage, package_models
 from jupyter_mldeploy.errors import InvalidArgument
 from jupyter_mldeploy.inference_config import InferenceConfig
 from jupyter_mldeploy.kubernetes.compute import SERVICE_TYPES
-from jupyter_mldeploy.kubernetes.config import KubernetesSettings, check_dns1123_label
+from jupyter_mldeploy.kubernetes.config import KubernetesSettings, check_dns1123_label, collection_note
 from jupyter_mldeploy.kubernetes.manifests import ManifestSpec, render_manifests, write_manifests
 from jupyter_mldeploy.workspace import Workspace
 
@@ -42,6 +43,8 @@ if TYPE_CHECKING:
 MAX_WORKERS = 64
 #: The build context's folder inside an export.
 IMAGE_CONTEXT_DIR = "image"
+
+logger = logging.getLogger(__name__)
 
 
 def scoring_environment(plan: DeploymentPlan) -> dict[str, str]:
@@ -216,6 +219,9 @@ def export_manifests(
     directory = Path(output_directory).expanduser().resolve()
     if directory.exists() and any(directory.iterdir()):
         raise InvalidArgument(f"Output directory {directory} is not empty: give a new or empty folder.")
+    note = collection_note(deployment_config)
+    if note is not None:
+        logger.warning("Service %r: %s", name, note)
     package = package_image(plan, build=False) if image is None else None
     image_ref = package.location if package is not None else str(image)
     spec = manifest_spec(plan, image_ref, service_type=service_type)

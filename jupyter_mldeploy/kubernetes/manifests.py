@@ -384,3 +384,30 @@ def read_manifests(directory: Path) -> list[dict[str, Any]]:
     directory = Path(directory)
     kustomization = yaml.safe_load((directory / "kustomization.yaml").read_text(encoding="utf-8"))
     return [yaml.safe_load((directory / name).read_text(encoding="utf-8")) for name in kustomization["resources"]]
+
+
+def remove_secret(directory: Path) -> bool:
+    """Take a keys Secret out of a :func:`write_manifests` folder (written there, in clear, before pods enforced keys).
+
+    The kustomization is replaced atomically first, then the Secret's file removed, so a crash between the two
+    leaves a folder ``kubectl apply -k`` and :func:`read_manifests` still take, and a second call finishes.
+
+    Args:
+        directory: A ``manifests-<generation>/`` folder.
+
+    Returns:
+        True when the folder listed or held a Secret.
+    """
+    directory = Path(directory)
+    secret_file = directory / file_name({"kind": "Secret"})
+    path = directory / "kustomization.yaml"
+    kustomization = yaml.safe_load(path.read_text(encoding="utf-8"))
+    listed = secret_file.name in kustomization["resources"]
+    if listed:
+        kustomization["resources"] = [name for name in kustomization["resources"] if name != secret_file.name]
+        tmp = directory / f".kustomization.yaml.{os.getpid()}.tmp"
+        tmp.write_text(yaml.safe_dump(kustomization, sort_keys=False), encoding="utf-8")
+        os.replace(tmp, path)
+    held = secret_file.exists()
+    secret_file.unlink(missing_ok=True)
+    return listed or held

@@ -24,12 +24,15 @@ pods serve until the new ones are Ready, ``maxUnavailable: 0``), and a refused o
 generation's manifests; ``delete`` removes every object of the service.
 
 The target keeps in the record's ``target_state``: the compute (kubeconfig, context, registry, service
-type), the namespace, the image, the generation and a pending update.
+type), the namespace, the image, the generation and a pending update. Records written before the pods enforced
+keys also held the keys there (``target_state.keys``); :meth:`KubernetesTarget.adopt_legacy_keys` moves them
+to the keys file the first time such a record is used.
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import shutil
 import sys
 import time
@@ -56,6 +59,7 @@ from jupyter_mldeploy.kubernetes.config import (
     KubernetesSettings,
     check_aks_configuration,
     check_dns1123_label,
+    collection_note,
 )
 from jupyter_mldeploy.kubernetes.export import manifest_spec, package_image
 from jupyter_mldeploy.kubernetes.manifests import (
@@ -64,6 +68,7 @@ from jupyter_mldeploy.kubernetes.manifests import (
     ManifestSpec,
     keys_secret,
     read_manifests,
+    remove_secret,
     render_manifests,
     secret_name,
     selector,
@@ -82,6 +87,11 @@ ROLLOUT_TIMEOUT_SEC = 600.0
 POLL_SEC = 1.0
 #: Log lines of each pod attached to a failure.
 ERROR_LOG_LINES = 200
+#: The ``target_state`` field where records written before the pods enforced keys held them (``[primary,
+#: secondary]``, or None with key auth off); see :meth:`KubernetesTarget.adopt_legacy_keys`.
+LEGACY_KEYS_FIELD = "keys"
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -192,6 +202,7 @@ class KubernetesTarget(ServiceTarget):
                 f"A Deployment {namespace}/{plan.name} already exists in the cluster and no service of this workspace "
                 f"owns it; delete it (kubectl delete deployment -n {namespace} {plan.name}) or choose another name."
             )
+        _note_collection(plan, show_output)
         image = self._image(plan, compute, show_output)
         state = KubeState(compute=compute.to_json(), namespace=namespace, image=image)
         plan = _with_auth(plan)
@@ -225,6 +236,7 @@ class KubernetesTarget(ServiceTarget):
         self, store: ServiceStore, record: ServiceRecord, plan: DeploymentPlan, wait: bool, show_output: bool
     ) -> None:
         """A rolling update to a new generation (see the module docstring)."""
+        record = self.adopt_legacy_keys(store, record)  # an older record's keys are kept, not regenerated
         state = KubeState.of(record)
         if plan.deployment_config.namespace and plan.deployment_config.namespace != state.namespace:
             raise InvalidArgument(
@@ -233,6 +245,7 @@ class KubernetesTarget(ServiceTarget):
             )
         compute = KubernetesCompute.from_json(state.compute)
         cluster = self.cluster(compute, state.namespace)
+        _note_collection(plan, show_output)
         image = self._image(plan, compute, show_output)
         plan = _with_auth(plan)
         new_state = KubeState(state.compute, state.namespace, image, state.generation + 1)
@@ -331,6 +344,7 @@ class KubernetesTarget(ServiceTarget):
 
     def settle(self, store: ServiceStore, record: ServiceRecord, timeout: float) -> None:
         """Finish an ``update(wait=False)``: adopt the new generation or roll back to the previous one."""
+        record = self.adopt_legacy_keys(store, record)
         pending = KubeState.of(record).pending
         if not pending:
             return
@@ -491,9 +505,83 @@ class KubernetesTarget(ServiceTarget):
         write_keys(store.folder(record.name), *keys)
 
 
+    def adopt_legacy_keys(self, store: ServiceStore, record: ServiceRecord) -> ServiceRecord:
+        """Move the keys a record written before the pods enforced keys holds into the owner-only keys file.
+
+        Such a record kept ``target_state.keys = [primary, secondary]`` (also in a pending update's previous
+        record), user-given keys in the configuration's ``keys``, and no ``authEnabled`` when key auth was on
+        by default; its ``manifests-<generation>/`` held the keys Secret in clear. Now the keys file is the only
+        copy in the workspace (:func:`~jupyter_mldeploy.deploy.service_keys.write_keys`, as :meth:`create`),
+        ``authEnabled`` is stated, and the Secret leaves the saved manifests. Each step can be repeated, in this
+        order, so a crash half way is finished by the next call: keys file, manifests, then the record, replaced
+        atomically (its models are unchanged, so the registry rows are too). The caller holds the service's
+        lock (``update`` and ``settle`` do, by the target contract; the façade takes it).
+
+        Args:
+            store: The service store.
+            record: The service's record, as read.
+
+        Returns:
+            The record without keys (``record`` itself when it held none).
+        """
+        if not has_legacy_keys(record):
+            return record
+        keys = record.target_state.get(LEGACY_KEYS_FIELD)
+        folder = store.folder(record.name)
+        if keys:
+            write_keys(folder, str(keys[0]), str(keys[1]))
+        for manifests in sorted(folder.glob("manifests-*")):
+            if (manifests / "kustomization.yaml").is_file():
+                remove_secret(manifests)
+        migrated = ServiceRecord.from_dict(_without_legacy_keys(record.to_dict()), store.record_path(record.name))
+        store.save_file_only(migrated)
+        if keys:
+            # Those pods mount no Secret: they answer without a key until an update rolls out ones that check.
+            logger.warning(
+                "Service %r was deployed before Kubernetes pods checked keys: its keys moved to the owner-only keys "
+                "file, and its pods take calls without a key until service.update() rolls out pods that require "
+                "them (the same keys).", record.name,
+            )
+        return migrated
+
+
+def has_legacy_keys(record: ServiceRecord) -> bool:
+    """True when ``record`` (or the previous record of its pending update) holds keys, as before pods enforced them."""
+    return _holds_keys(record.to_dict())
+
+
+def _holds_keys(data: dict[str, Any]) -> bool:
+    state = data.get("target_state") or {}
+    previous = (state.get("pending") or {}).get("previous")
+    return (LEGACY_KEYS_FIELD in state or "keys" in (data.get("deployment_config") or {})
+            or (isinstance(previous, dict) and _holds_keys(previous)))
+
+
+def _without_legacy_keys(data: dict[str, Any]) -> dict[str, Any]:
+    """A record's JSON without keys; ``authEnabled`` stated as the keys say (present: key auth was on)."""
+    state = dict(data.get("target_state") or {})
+    config = {k: v for k, v in (data.get("deployment_config") or {}).items() if k != "keys"}
+    if LEGACY_KEYS_FIELD in state:
+        config["authEnabled"] = bool(state.pop(LEGACY_KEYS_FIELD))
+    pending = state.get("pending")
+    if isinstance(pending, dict) and isinstance(pending.get("previous"), dict):
+        state["pending"] = {**pending, "previous": _without_legacy_keys(pending["previous"])}
+    return {**data, "target_state": state, "deployment_config": config}
+
+
 def _generation_selector(record: ServiceRecord) -> str:
     labels = {**selector(record.name), LABEL_GENERATION: str(KubeState.of(record).generation)}
     return ",".join(f"{k}={v}" for k, v in labels.items())
+
+
+def _note_collection(plan: DeploymentPlan, show_output: bool) -> None:
+    """Warn that ``collect_model_data=True`` is not honoured in pods: logged, and printed with the deploy output."""
+    note = collection_note(plan.deployment_config)
+    if note is None:
+        return
+    logger.warning("Service %r: %s", plan.name, note)
+    if show_output:
+        sys.stdout.write(f"Service {plan.name!r}: {note}\n")
 
 
 def _stored_keys(folder: Path, name: str) -> tuple[str, str] | None:

@@ -16,14 +16,15 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, cast
 
+from jupyter_mldeploy.deploy.config import DeploymentConfiguration
 from jupyter_mldeploy.deploy.service_keys import regenerated
 from jupyter_mldeploy.deploy.targets.registry import get_target
 from jupyter_mldeploy.deploy.webservice import Webservice
-from jupyter_mldeploy.errors import DeploymentError, InvalidArgument
+from jupyter_mldeploy.errors import DeploymentError, InvalidArgument, NotFound
 from jupyter_mldeploy.kubernetes.compute import KubernetesCompute
 from jupyter_mldeploy.kubernetes.config import aks_deploy_configuration
 from jupyter_mldeploy.kubernetes.manifests import keys_secret, read_manifests, write_manifests
-from jupyter_mldeploy.kubernetes.target import KubernetesTarget, KubeState
+from jupyter_mldeploy.kubernetes.target import KubernetesTarget, KubeState, has_legacy_keys
 
 
 class KubernetesWebservice(Webservice):
@@ -46,6 +47,49 @@ class KubernetesWebservice(Webservice):
         """The image the Deployment runs (``Model.package``'s, with the registry when pushed)."""
         return KubeState.of(self._record()).image
 
+    def _kube_target(self) -> KubernetesTarget:
+        return cast(KubernetesTarget, get_target(self._record().target))
+
+    def _adopt_legacy_keys(self) -> None:
+        """Move the keys of a record written before the pods enforced keys into the keys file, before any use.
+
+        Only the members that use or show the keys or ``authEnabled`` call this, outside the service's lock
+        (which it takes; ``update`` and ``wait_for_deployment`` reach the same migration under the lock through
+        the target): see :meth:`KubernetesTarget.adopt_legacy_keys`.
+        """
+        try:
+            if not has_legacy_keys(self._record()):
+                return
+            with self._store.lock(self.name):
+                self._kube_target().adopt_legacy_keys(self._store, self._record())
+        except NotFound:  # deleted meanwhile: the member called next says so its own way
+            return
+
+    def get_keys(self) -> tuple[str, str]:
+        """Return ``(primary_key, secondary_key)`` from the owner-only keys file (v1 ``get_keys``).
+
+        Raises:
+            DeploymentError: When key auth is off for this service.
+        """
+        self._adopt_legacy_keys()
+        return super().get_keys()
+
+    def auth_headers(self, headers: dict[str, str] | None = None) -> dict[str, str] | None:
+        """``headers`` plus ``Authorization: Bearer <primary key>`` when the service has key auth."""
+        self._adopt_legacy_keys()
+        return super().auth_headers(headers)
+
+    @property
+    def deployment_config(self) -> DeploymentConfiguration:
+        """The deployment configuration the service was deployed with (never its keys)."""
+        self._adopt_legacy_keys()
+        return super().deployment_config
+
+    def serialize(self) -> dict[str, Any]:
+        """Return a JSON-safe description (v1 ``serialize``), with ``authEnabled`` and never the keys."""
+        self._adopt_legacy_keys()
+        return super().serialize()
+
     def regen_key(self, key: str, set_key: str | None = None) -> None:
         """Replace one key (v1 ``regen_key``): the keys Secret is applied, then the keys file replaced.
 
@@ -63,11 +107,11 @@ class KubernetesWebservice(Webservice):
             DeploymentError: When key auth is off, or the cluster refuses the Secret or does not answer (then
                 nothing changed).
         """
+        self._adopt_legacy_keys()
         folder = self._store.folder(self.name)
         with self._store.lock(self.name):
             keys = regenerated(folder, self.name, key, set_key)
-            record = self._record()
-            cast(KubernetesTarget, get_target(record.target)).publish_keys(self._store, record, keys)
+            self._kube_target().publish_keys(self._store, self._record(), keys)
 
     def run(self, input_data: Any, headers: dict[str, str] | None = None, timeout: float | None = None) -> Any:
         """Call ``/score`` (v1 ``run``); a ``ClusterIP`` service is reached through ``kubectl port-forward``.
@@ -102,6 +146,7 @@ class KubernetesWebservice(Webservice):
         target = Path(output_directory).expanduser().resolve()
         if target.exists() and any(target.iterdir()):
             raise InvalidArgument(f"Output directory {target} is not empty: give a new or empty folder.")
+        self._adopt_legacy_keys()  # an older service's manifests folder held its Secret: it goes first
         record = self._record()
         state = KubeState.of(record)
         objects = read_manifests(self._store.folder(self.name) / state.manifests_dir)
