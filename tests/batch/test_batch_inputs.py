@@ -148,3 +148,18 @@ def test_json_lines_are_cut_at_line_ends_whatever_their_quotes(tmp_path: Path) -
     batches = list(plan_mini_batches(resolve_input(str(path)), 512))
     together = pd.concat([read_mini_batch(b) for b in batches], ignore_index=True)
     pd.testing.assert_frame_equal(together, frame, check_dtype=False)
+
+
+def test_an_unclosed_quote_makes_the_rest_of_its_file_one_row(tmp_path: Path) -> None:
+    """A malformed CSV (a quote never closed) is still cut without error: the rows before the quote are
+    cut as usual, the rest of the file joins the last range, whose read fails (so that mini-batch fails and
+    its items are counted: its whole rows, plus one for the rest)."""
+    path = tmp_path / "broken.csv"
+    good = "".join(f"{i},ok\n" for i in range(200))
+    path.write_text("id,note\n" + good + '200,"never closed\n' + "".join(f"{i},x\n" for i in range(201, 400)))
+    batches = list(plan_mini_batches(resolve_input(str(path)), 256))
+    before = sum(len(read_mini_batch(b)) for b in batches[:-1])
+    assert 0 < before < 200 and batches[-1].end == path.stat().st_size
+    with pytest.raises(pd.errors.ParserError, match="EOF inside string"):
+        read_mini_batch(batches[-1])
+    assert count_lines(batches[-1]) == 200 - before + 1
