@@ -63,6 +63,10 @@ def test_deploy_list_run_logs_reload_delete_end_to_end(project):
     assert ran.returncode == 0, ran.stderr
     assert json.loads(ran.stdout) == pytest.approx(project["model"].predict(project["samples"]).tolist())
 
+    # no body and no sample_input registered: a usage error naming both ways out
+    no_body = CliRunner().invoke(main, ["service", "run", "cli-svc", "-w", ws])
+    assert no_body.exit_code == 2 and "No request body" in no_body.output and "sample_input" in no_body.output
+
     logs = _invoke("service", "logs", "cli-svc", "-l", "3", "-w", ws)
     assert logs.exit_code == 0 and 1 <= len(logs.output.strip().splitlines()) <= 3
 
@@ -87,7 +91,9 @@ def test_deploy_errors_are_one_line_and_exit_1(project, tmp_path: Path):
     unknown = _invoke("service", "show", "nope", "-w", ws)
     assert unknown.exit_code == 1
     bad_run = CliRunner().invoke(main, ["service", "run", "nope", "-w", ws])
-    assert bad_run.exit_code == 2 and "exactly one of" in bad_run.output
+    assert bad_run.exit_code == 1 and "nope" in bad_run.output
+    both = CliRunner().invoke(main, ["service", "run", "nope", "-d", "{}", "-f", project["ic"], "-w", ws])
+    assert both.exit_code == 2 and "not both" in both.output
 
 
 def test_update_models_and_overwrite(project, tmp_path: Path, workspace):

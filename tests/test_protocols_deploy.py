@@ -27,7 +27,7 @@ from jupyter_mldeploy.inference_config import InferenceConfig
 
 def test_one_service_answers_three_protocols(workspace, tmp_path: Path) -> None:
     path, model, samples = train_ridge(tmp_path / "train")
-    registered = Model.register(workspace, model_path=str(path), model_name="diabetes")
+    registered = Model.register(workspace, model_path=str(path), model_name="diabetes", sample_input=samples)
     config = InferenceConfig("score.py", source_directory=source_dir(tmp_path, "score_ridge.py"))
     service = Model.deploy(workspace, "three-protocols", [registered], config, LocalWebservice.deploy_configuration())
     try:
@@ -62,6 +62,10 @@ def test_one_service_answers_three_protocols(workspace, tmp_path: Path) -> None:
         cli = CliRunner().invoke(main, ["service", "run", "three-protocols", "-w", str(workspace.path), "--protocol",
                                         "mlflow", "-d", json.dumps({"inputs": samples})], catch_exceptions=False)
         assert cli.exit_code == 0 and json.loads(cli.output)["predictions"] == pytest.approx(expected)
+        # no body: the model's sample_input shaped as a V2 tensor
+        cli = CliRunner().invoke(main, ["service", "run", "three-protocols", "-w", str(workspace.path), "--protocol",
+                                        "v2"], catch_exceptions=False)
+        assert cli.exit_code == 0 and json.loads(cli.output)["outputs"][0]["data"] == pytest.approx(expected)
         with pytest.raises(InvalidArgument, match="needs the service name"):
             call_endpoint(service.scoring_uri, v2_body, protocol="v2")
 
@@ -72,8 +76,12 @@ def test_one_service_answers_three_protocols(workspace, tmp_path: Path) -> None:
             shell.user_ns["body"] = {"dataframe_split": {"data": samples}}
             answer = shell.run_line_magic("test_endpoint", "three-protocols --protocol mlflow --data body")
             assert answer["predictions"] == pytest.approx(expected)
-            with pytest.raises(UsageError, match="--protocol v2 needs a body in that protocol's format"):
-                shell.run_line_magic("test_endpoint", "three-protocols --protocol v2")
+            # no body: the model's sample_input, reshaped into a V2 tensor
+            answer = shell.run_line_magic("test_endpoint", "three-protocols --protocol v2")
+            assert answer["model_name"] == "diabetes"
+            assert answer["outputs"][0]["data"] == pytest.approx(expected)
+            answer = shell.run_line_magic("test_endpoint", "three-protocols --protocol mlflow")
+            assert answer["predictions"] == pytest.approx(expected)
         finally:
             InteractiveShell.clear_instance()
     finally:

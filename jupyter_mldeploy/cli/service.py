@@ -90,15 +90,22 @@ def service_logs(workspace: Workspace, name: str, num_lines: int) -> None:
 @existing_workspace_option
 def run_service(workspace: Workspace, name: str, input_data: str | None, input_file: str | None,
                 no_validate: bool, protocol: str, repeat: int, concurrency: int) -> None:
-    """Call the service's /score with a request body and print the answer.
+    """Call the service's /score (or --protocol's route) with a request body and print the answer.
 
-    The body is checked against the service's input schema first, as %test_endpoint and the sidebar do.
+    Without --input-data/--input-file the service's example (its schema's, else the model's sample_input) is
+    sent, shaped for --protocol. The body is checked against the service's input schema first, as %test_endpoint and the sidebar do.
     A non-2xx answer prints its status and message on stderr, then where to look: the service's logs.
     With --repeat N the request is sent N times and the latency figures are printed.
     """
-    if (input_data is None) == (input_file is None):
-        raise click.UsageError("Give exactly one of --input-data JSON or --input-file PATH.")
-    body: str | bytes = input_data if input_file is None else Path(input_file).read_bytes()
+    if input_data is not None and input_file is not None:
+        raise click.UsageError("Give one of --input-data JSON or --input-file PATH, not both.")
+    body: Any = input_data if input_file is None else Path(input_file).read_bytes()
+    if body is None:
+        # As %test_endpoint: the schema's example or the model's sample_input, shaped for the protocol.
+        body = actions.example_payload(actions.resolve_endpoint(name, workspace), protocol=protocol)
+        if body is None:
+            raise click.UsageError("No request body: give --input-data JSON or --input-file PATH (or register the "
+                                   "model with a sample_input to have a default).")
     call = actions.call_endpoint(name, body, workspace, validate=not no_validate, repeat=repeat,
                                  concurrency=concurrency, protocol=protocol)
     if call.report is not None:

@@ -568,8 +568,9 @@ class MLDeployMagics(Magics):
     @argument("--concurrency", type=int, default=1, metavar="C", help="Parallel clients for --repeat.")
     @argument("--no-validate", action="store_true", help="Skip the check against the service's input schema.")
     @argument("--protocol", choices=actions.PROTOCOLS, default="azureml",
-              help="azureml (/score, the default), v2 (/v2/models/<model>/infer) or mlflow (/invocations); the "
-                   "body must be in that protocol's format (docs/protocols.md).")
+              help="azureml (/score, the default), v2 (/v2/models/<model>/infer) or mlflow (/invocations); a "
+                   "given body must be in that protocol's format, the default example is reshaped for it "
+                   "(docs/protocols.md).")
     @argument("-o", "--output-result", action="store_true",
               help="Return the whole result (status, latency, load-test report) instead of the parsed response, "
                    "as %%timeit -o does.")
@@ -627,10 +628,8 @@ class MLDeployMagics(Magics):
                 return json.loads(cell)
             except json.JSONDecodeError as exc:
                 raise UsageError(f"The cell is not JSON: {exc.msg} at line {exc.lineno} column {exc.colno}.") from exc
-        if args.protocol != "azureml":
-            raise UsageError(f"--protocol {args.protocol} needs a body in that protocol's format: pass --data EXPR "
-                             "or --file PATH, or put it in the cell (docs/protocols.md).")
-        example = actions.example_payload(endpoint, schema)
+        # The default body is the service's example, reshaped for the chosen protocol as the panel does.
+        example = actions.example_payload(endpoint, schema, protocol=args.protocol)
         if example is not None:
             return example
         raise UsageError("No request body: pass --data EXPR or --file PATH, or use %%test_endpoint with JSON in "
