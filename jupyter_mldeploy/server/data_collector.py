@@ -83,15 +83,42 @@ PARQUET_PART = "part-{time}-{pid}-{token}.parquet"
 
 _logger = logging.getLogger("mldeploy.server.data_collector")
 
-#: (UTC second, its ISO text up to the seconds): the last second formatted, shared by every collector.
-_second_text: tuple[int, str] = (-1, "")
-#: (UNIX milliseconds, its full text): the last timestamp formatted.
-_last_stamp: tuple[int, str] = (-1, "")
 
 
 def collection_enabled() -> bool:
     """Return True when this service was deployed with ``collect_model_data=True``."""
     return os.environ.get(ENABLED_VARIABLE, "").lower() == "true" and bool(os.environ.get(FOLDER_VARIABLE))
+
+
+class _Timestamps:
+    """Formats v1's scoring timestamps, reusing the text of the last millisecond and of the last second.
+
+    One per thread of use (the requests' and the writer's), so neither thrashes the other's cache: the
+    writer formats times up to a second old while requests format the current one.
+    """
+
+    def __init__(self) -> None:
+        #: (UTC second, its ISO text up to the seconds).
+        self._second: tuple[int, str] = (-1, "")
+        #: (UNIX milliseconds, its full text).
+        self._last: tuple[int, str] = (-1, "")
+
+    def text(self, seconds: float) -> str:
+        millis = _milliseconds(seconds)
+        last, stamp = self._last
+        if last == millis:
+            return stamp
+        whole, fraction = divmod(millis, 1000)
+        second, text = self._second
+        if second != whole:
+            text = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole))
+            self._second = (whole, text)  # one tuple assignment: other threads see the old pair or the new one
+        stamp = f"{text}.{fraction:03d}Z"
+        self._last = (millis, stamp)
+        return stamp
+
+
+_request_timestamps = _Timestamps()
 
 
 def scoring_timestamp(seconds: float) -> str:
@@ -106,19 +133,7 @@ def scoring_timestamp(seconds: float) -> str:
     Returns:
         str: e.g. ``2026-11-27T20:45:12.345Z``.
     """
-    global _second_text, _last_stamp
-    millis = _milliseconds(seconds)
-    last, stamp = _last_stamp
-    if last == millis:
-        return stamp
-    whole, fraction = divmod(millis, 1000)
-    second, text = _second_text
-    if second != whole:
-        text = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole))
-        _second_text = (whole, text)  # one tuple assignment: other threads see the old pair or the new one
-    stamp = f"{text}.{fraction:03d}Z"
-    _last_stamp = (millis, stamp)
-    return stamp
+    return _request_timestamps.text(seconds)
 
 
 def _milliseconds(seconds: float) -> int:
@@ -331,13 +346,14 @@ def _write_parquet(batch: _Batch) -> None:
     # Readers (pyarrow.dataset, pandas, read_collected_data) skip names starting with ".": a part is seen
     # only once it is complete.
     partial = os.path.join(folder, f".{name}.tmp")
-    pq.write_table(table, partial)
+    # Dictionary encoding pays for the repeated service, model and version; not for measurements.
+    pq.write_table(table, partial, use_dictionary=list(META_COLUMNS[3:]))
     os.replace(partial, os.path.join(folder, name))
 
 
 def _csv_field(text: str) -> str:
     """``text`` as one CSV field, quoted as ``csv.writer`` quotes (only when it holds a delimiter or quote)."""
-    if any(c in text for c in ',"\r\n'):
+    if "," in text or '"' in text or "\n" in text or "\r" in text:
         return '"' + text.replace('"', '""') + '"'
     return text
 
@@ -349,8 +365,9 @@ def _csv_text(batch: _Batch, header: bool) -> str:
     if header:
         writer.writerow(batch.columns)
     meta = ",".join(_csv_field(v) for v in batch.meta)
+    stamps = _Timestamps()
     prefixes = batch.per_row([
-        f"{_csv_field(correlation)},{scoring_timestamp(seconds)},{_csv_field(request)},{meta},"
+        f"{_csv_field(correlation)},{stamps.text(seconds)},{_csv_field(request)},{meta},"
         for correlation, seconds, request in zip(batch.correlations, batch.seconds, batch.requests, strict=True)
     ])
     if batch.arrays is not None:
