@@ -57,6 +57,8 @@ _DTYPES: dict[str, tuple[Any, str]] = {
     "FP16": (np.float16, "iuf"), "FP32": (np.float32, "iuf"), "FP64": (np.float64, "iuf"),
     "BYTES": (np.str_, "U"),
 }
+#: The header of the binary tensor data extension (ASGI header names are lower case).
+_BINARY_HEADER = b"inference-header-content-length"
 _KIND_WORDS = {"b": "booleans", "i": "integers", "u": "integers", "f": "floating-point numbers", "U": "strings",
                "O": "mixed values"}
 
@@ -94,13 +96,6 @@ def served_models(environ: dict[str, str] | os._Environ[str]) -> dict[str, list[
 _OUTPUT_DATATYPES: dict[np.dtype[Any], str] = {np.dtype(t): name for name, (t, _) in _DTYPES.items() if name != "BYTES"}
 
 
-def _datatype(array: np.ndarray) -> str | None:
-    found = _OUTPUT_DATATYPES.get(array.dtype)
-    if found is not None:
-        return found
-    return "BYTES" if array.dtype.kind in "US" else None
-
-
 def output_tensor(name: str, value: Any) -> dict[str, Any]:
     """Return ``value`` as a V2 output tensor (datatype and shape inferred, data flat and row-major).
 
@@ -113,49 +108,68 @@ def output_tensor(name: str, value: Any) -> dict[str, Any]:
         array: np.ndarray | None = np.asarray(value)
     except ValueError:  # ragged
         array = None
-    datatype = _datatype(array) if array is not None else None
-    if array is not None and datatype is None and array.size and all(isinstance(v, str) for v in array.flat):
-        datatype, array = "BYTES", array.astype(str)
+    # The usual case (numbers or booleans) is one dict lookup; strings and the refusal take the longer way.
+    datatype = _OUTPUT_DATATYPES.get(array.dtype) if array is not None else None
+    if datatype is None and array is not None:
+        if array.dtype.kind in "US":
+            datatype = "BYTES"
+        elif array.size and all(isinstance(v, str) for v in array.flat):
+            datatype, array = "BYTES", array.astype(str)
     if array is None or datatype is None:
         raise error(500, f"run() returned a {type(value).__name__} for output {name!r} that has no tensor form "
                          "(ragged or mixed values); return an array, a list of numbers or strings, or a dict "
                          "of those.")
     if array.dtype.kind == "S":
         array = np.char.decode(array, "utf-8")
-    shape = list(array.shape) or [1]
-    return {"name": name, "datatype": datatype, "shape": shape, "data": array.ravel()}
+    return {"name": name, "datatype": datatype, "shape": list(array.shape) or [1],
+            "data": array if array.ndim == 1 else array.ravel()}
 
 
 def _input_array(index: int, tensor: Any) -> tuple[str, np.ndarray]:
-    if not isinstance(tensor, dict):
+    # On every infer request: the checks cost little when they pass (messages are built only on failure).
+    if type(tensor) is not dict:
         raise error(400, f"inputs[{index}] must be an object with name, shape, datatype and data.")
-    missing = [key for key in ("name", "shape", "datatype", "data") if key not in tensor]
-    if missing:
-        raise error(400, f"inputs[{index}] lacks {', '.join(missing)}; each input needs name, shape, datatype and data.")
-    name, shape, datatype, data = tensor["name"], tensor["shape"], tensor["datatype"], tensor["data"]
-    label = f"input {name!r}"
-    if (tensor.get("parameters") or {}).get("binary_data_size") is not None:
-        raise error(400, f"{label} uses the binary tensor data extension, which this server does not support; "
-                         "send the data as JSON (tritonclient: set_data_from_numpy(..., binary_data=False)).")
-    if not isinstance(shape, list) or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0
-                                              for d in shape):
-        raise error(400, f"{label}: shape must be a list of non-negative integers, got {shape!r}.")
-    if datatype not in _DTYPES:
-        raise error(400, f"{label}: unknown datatype {datatype!r}; use one of {', '.join(_DTYPES)}.")
-    dtype, accepted = _DTYPES[datatype]
+    try:
+        name, shape, datatype, data = tensor["name"], tensor["shape"], tensor["datatype"], tensor["data"]
+    except KeyError:
+        missing = [key for key in ("name", "shape", "datatype", "data") if key not in tensor]
+        raise error(400, f"inputs[{index}] lacks {', '.join(missing)}; each input needs name, shape, datatype "
+                         "and data.") from None
+    if type(name) is not str:
+        raise error(400, f"inputs[{index}]: name must be a string, got {name!r}.")
+    parameters = tensor.get("parameters")
+    if parameters and type(parameters) is not dict:
+        raise error(400, f"input {name!r}: parameters must be an object, got {parameters!r}.")
+    if parameters and parameters.get("binary_data_size") is not None:
+        raise error(400, f"input {name!r} uses the binary tensor data extension, which this server does not "
+                         "support; send the data as JSON (tritonclient: set_data_from_numpy(..., binary_data=False)).")
+    bad_shape = type(shape) is not list
+    if not bad_shape:
+        for dimension in shape:
+            if type(dimension) is not int or dimension < 0:
+                bad_shape = True
+                break
+    if bad_shape:
+        raise error(400, f"input {name!r}: shape must be a list of non-negative integers, got {shape!r}.")
+    spec = _DTYPES.get(datatype) if type(datatype) is str else None
+    if spec is None:
+        raise error(400, f"input {name!r}: unknown datatype {datatype!r}; use one of {', '.join(_DTYPES)}.")
+    dtype, accepted = spec
     try:
         array = np.asarray(data)
     except ValueError:
-        raise error(400, f"{label}: data is not a rectangular array (rows of different lengths).") from None
+        raise error(400, f"input {name!r}: data is not a rectangular array (rows of different lengths).") from None
     if array.size and array.dtype.kind not in accepted:
         found = _KIND_WORDS.get(array.dtype.kind, array.dtype.kind)
-        raise error(400, f"{label}: datatype {datatype} does not match the data, which holds {found}; send "
+        raise error(400, f"input {name!r}: datatype {datatype} does not match the data, which holds {found}; send "
                          f"{_KIND_WORDS[accepted[-1]]} or declare the datatype of the data.")
     expected = math.prod(shape)
     if array.size != expected:
-        raise error(400, f"{label}: shape {shape} holds {expected} values but data has {array.size}; make the "
-                         "shape match the data (row-major).")
-    return name, array.astype(dtype, copy=False).reshape(shape)
+        raise error(400, f"input {name!r}: shape {shape} holds {expected} values but data has {array.size}; make "
+                         "the shape match the data (row-major).")
+    if array.dtype.type is not dtype:
+        array = array.astype(dtype)
+    return name, array.reshape(shape)
 
 
 class V2Protocol:
@@ -172,6 +186,13 @@ class V2Protocol:
         self.parameters = {p.name: p for p in parameters}
         self.output = output
         self.models = models
+        #: The infer paths, with and without a version -> their preparation: an infer request's route is one
+        #: dict lookup (other spellings, e.g. with a trailing slash, take the general parse in ``route``).
+        self._infer: dict[str, Prepare] = {}
+        for name, versions in models.items():
+            self._infer[f"{PREFIX}/models/{name}/infer"] = self._infer_call(name, versions[-1] if versions else None)
+            for version in versions:
+                self._infer[f"{PREFIX}/models/{name}/versions/{version}/infer"] = self._infer_call(name, version)
 
     def error(self, status: int, message: str) -> WireError:
         """See :func:`error`."""
@@ -183,6 +204,10 @@ class V2Protocol:
         Raises:
             WireError: 404 for an unknown route, model or version; 405 for the wrong method.
         """
+        if method == "POST":
+            infer = self._infer.get(path)
+            if infer is not None:
+                return infer
         parts = path[len(PREFIX):].strip("/").split("/") if path != PREFIX else []
         if parts[:1] == ["models"] and len(parts) >= 2:
             return self._model_route(method, parts[1:])
@@ -222,9 +247,12 @@ class V2Protocol:
             return _reply({"name": name, "ready": True})
         if rest == ["infer"]:
             self._require(method, "POST", path)
-            answered = version or (self.models[name][-1] if self.models[name] else None)
-            return lambda body, content_type, raw: self._prepare(name, answered, body, raw)
+            return self._infer_call(name, version or (self.models[name][-1] if self.models[name] else None))
         raise error(404, f"{path} is not a route of the Open Inference Protocol V2; a model has /ready and /infer.")
+
+    def _infer_call(self, name: str, version: str | None) -> Prepare:
+        """The preparation of ``name``'s infer call, answered as ``version`` (None: the model has none)."""
+        return lambda body, content_type, raw: self._prepare(name, version, body, raw)
 
     def _metadata(self, name: str) -> dict[str, Any]:
         outputs = [self.output.to_metadata()] if self.output is not None else []
@@ -237,17 +265,23 @@ class V2Protocol:
         }
 
     def _prepare(self, name: str, version: str | None, body: bytes, raw: list[tuple[bytes, bytes]]) -> RunCall:
-        if any(key == b"inference-header-content-length" for key, _ in raw):
-            raise error(400, "The binary tensor data extension is not supported; send the request as JSON "
-                             "(tritonclient: binary_data=False on inputs and requested outputs).")
+        for key, _ in raw:
+            if key == _BINARY_HEADER:
+                raise error(400, "The binary tensor data extension is not supported; send the request as JSON "
+                                 "(tritonclient: binary_data=False on inputs and requested outputs).")
         try:
             request = orjson.loads(body)
         except orjson.JSONDecodeError as exc:
             raise error(400, f"The request body is not valid JSON: {exc}") from None
-        if not isinstance(request, dict) or not isinstance(request.get("inputs"), list) or not request["inputs"]:
+        inputs = request.get("inputs") if type(request) is dict else None
+        if type(inputs) is not list or not inputs:
             raise error(400, 'The request must be a JSON object with a non-empty "inputs" list of tensors.')
-        tensors = dict(_input_array(i, t) for i, t in enumerate(request["inputs"]))
-        wanted = [o.get("name") for o in request.get("outputs") or [] if isinstance(o, dict)]
+        tensors: dict[str, np.ndarray] = {}
+        for index, tensor in enumerate(inputs):
+            tensor_name, array = _input_array(index, tensor)
+            tensors[tensor_name] = array
+        outputs = request.get("outputs")
+        wanted = [o.get("name") for o in outputs if isinstance(o, dict)] if outputs else []
         request_id = request.get("id")
         if self.parameters:
             unknown = [n for n in tensors if n not in self.parameters]

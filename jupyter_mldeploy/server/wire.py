@@ -20,6 +20,9 @@ from jupyter_mldeploy.server.encoding import encode_result
 from jupyter_mldeploy.server.shims import Headers
 
 JSON = b"application/json"
+#: The request headers describing the body, which the translated body replaces.
+_BODY_HEADERS = (b"content-type", b"content-length")
+_JSON_CONTENT_TYPE = (b"content-type", JSON)
 
 
 class WireError(Exception):
@@ -38,9 +41,9 @@ class WireError(Exception):
         self.content_type = content_type
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Reply:
-    """A complete answer.
+    """A complete answer (made on every request of these protocols: not frozen, whose ``__init__`` costs 3x).
 
     Attributes:
         status: The HTTP status.
@@ -98,8 +101,8 @@ def json_request_headers(raw: list[tuple[bytes, bytes]]) -> Headers:
     Returns:
         Headers: Every header but ``Content-Type``/``Content-Length``, then ``Content-Type: application/json``.
     """
-    kept = [(name, value) for name, value in raw if name not in (b"content-type", b"content-length")]
-    kept.append((b"content-type", JSON))
+    kept = [pair for pair in raw if pair[0] not in _BODY_HEADERS]
+    kept.append(_JSON_CONTENT_TYPE)
     return Headers.from_request(kept)
 
 

@@ -176,6 +176,11 @@ def _tensor(**overrides: object) -> dict[str, object]:
     (_tensor(shape=[1, -2]), 400, "input 'data': shape must be a list of non-negative integers, got [1, -2]."),
     (_tensor(data=[[1.0], [2.0, 3.0]], shape=[3]), 400,
      "input 'data': data is not a rectangular array (rows of different lengths)."),
+    (_tensor(datatype=["FP32"]), 400, "input 'data': unknown datatype ['FP32']; use one of BOOL, INT8, INT16, "
+                                      "INT32, INT64, UINT8, UINT16, UINT32, UINT64, FP16, FP32, FP64, BYTES."),
+    (_tensor(name=["data"]), 400, "inputs[0]: name must be a string, got ['data']."),
+    (_tensor(parameters=["binary_data_size"]), 400,
+     "input 'data': parameters must be an object, got ['binary_data_size']."),
     ({"inputs": [{"name": "data", "shape": [1]}]}, 400,
      "inputs[0] lacks datatype, data; each input needs name, shape, datatype and data."),
     ({"inputs": []}, 400, 'The request must be a JSON object with a non-empty "inputs" list of tensors.'),
