@@ -41,6 +41,7 @@ from jupyter_mldeploy.server.wire import (
 
 #: The JSON format keys (MLflow's ``SUPPORTED_FORMATS``).
 FORMATS = ("dataframe_split", "dataframe_records", "instances", "inputs")
+_FORMAT_KEYS = frozenset(FORMATS)
 PATHS = frozenset({"/invocations", "/ping", "/health", "/version"})
 _CONTENT_TYPES = ["text/csv", "application/json"]
 _REQUIRED = f"The input must be a JSON dictionary with exactly one of the input fields {set(FORMATS)}"
@@ -125,12 +126,12 @@ def _from_json(body: bytes) -> _Table:
     except orjson.JSONDecodeError as exc:
         raise error(400, f"Failed to parse input from JSON. Ensure that input is a valid JSON formatted "
                          f"string. Error: '{exc}'") from None
-    if not isinstance(document, dict):
+    if type(document) is not dict:
         raise error(400, f"{_REQUIRED}. Received a JSON {type(document).__name__}.")
-    present = [key for key in FORMATS if key in document]
+    present = _FORMAT_KEYS.intersection(document)
     if len(present) != 1:
         raise error(400, f"{_REQUIRED}. Received dictionary with input fields: {list(document)}.")
-    key = present[0]
+    [key] = present
     value = document[key]
     if key == "dataframe_split":
         return _from_split(value)
@@ -138,7 +139,7 @@ def _from_json(body: bytes) -> _Table:
         return _from_records(value)
     if isinstance(value, dict):
         return _Table(value, named=value)
-    if isinstance(value, list) and value and all(isinstance(row, dict) for row in value):
+    if type(value) is list and value and type(value[0]) is dict and all(type(row) is dict for row in value):
         return _from_records(value)
     return _Table(value)
 
@@ -176,6 +177,8 @@ class MlflowProtocol:
         return Reply(200, b"\n")
 
     def _prepare(self, body: bytes, content_type: str, raw_headers: list[tuple[bytes, bytes]]) -> RunCall:
+        if content_type == "application/json":  # what MLflow's clients send: no media type to parse
+            return RunCall(dumps(self._arguments(_from_json(body))), json_request_headers(raw_headers), _finish)
         mime, *options = [part.strip() for part in content_type.split(";")]
         charset = dict(option.partition("=")[::2] for option in options).get("charset", "utf-8").lower()
         if charset != "utf-8":
