@@ -148,12 +148,15 @@ class Driver:
         tally.add(outcome.items, 0, True)
         return False
 
-    def run(self, backend: OpenBackend | None = None) -> str:
+    def run(self, backend: OpenBackend | None = None, opening_error: Exception | None = None) -> str:
         """Run the remaining mini-batches; return the final state. Writes the record's state and error.
 
         Args:
             backend: A backend already opened by the caller (so its workers start while this reads the
                 journal); else one is opened when a mini-batch is left to run. Closed at the end.
+            opening_error: Why the caller could not open the backend: raised (and recorded) when a
+                mini-batch is left to run, rather than trying again (an unreachable scheduler would make
+                the job wait for its connection timeout twice).
         """
         state, error = COMPLETED, None
         try:
@@ -168,6 +171,8 @@ class Driver:
             log.info("Job %s: %d mini-batches, %d done earlier, %d to run.", self.record["id"], len(plan),
                      len(done_entries), len(pending))
             if pending:
+                if opening_error is not None:
+                    raise opening_error
                 backend = backend or self.open_backend()
                 self.folder.update_record(backendDescription=backend.description)
                 self._loop(pending, backend, tally)
@@ -255,13 +260,13 @@ class Driver:
         """
         signal.signal(signal.SIGTERM, self._on_term)
         done = sum(1 for entry in self.folder.entries() if entry.get("event") == "done")
-        backend = None
+        backend, opening_error = None, None
         if not self.folder.has_plan() or done < int(self.record.get("totalMiniBatches") or 0):
             try:
                 backend = self.open_backend()
-            except Exception:  # noqa: BLE001 - run() opens it again and records the failure
-                log.exception("Opening the backend failed")
-        return self.run(backend)
+            except Exception as exc:  # noqa: BLE001 - run() records it as the job's failure
+                opening_error = exc
+        return self.run(backend, opening_error)
 
     def _on_term(self, _signum: int, _frame: Any) -> None:
         self.cancelled = True

@@ -219,3 +219,18 @@ def test_the_app_folder_is_uploaded_to_a_worker_that_cannot_see_it(
         for process in reversed(processes):
             _stop(process)
         log.close()
+
+
+def test_an_unreachable_scheduler_fails_the_job_naming_it(scored_workspace: Workspace, tmp_path: Path) -> None:
+    path = tmp_path / "ids.csv"
+    pd.DataFrame({"id": np.arange(10)}).to_csv(path, index=False)
+    script = write_script(tmp_path, "def init():\n    pass\n\ndef run(mini_batch):\n    return mini_batch['id'].tolist()\n")
+    config = ParallelRunConfig(str(script), 0, "append_row")
+    started = time.monotonic()
+    job = BatchJob.submit(scored_workspace, "unreachable", config, str(path), None, tmp_path / "out", backend="dask",
+                          scheduler="tcp://127.0.0.1:9")
+    details = job.wait_for_completion(timeout=120, raise_on_error=False)
+    assert details["state"] == "Failed" and "127.0.0.1:9" in details["error"]
+    assert "resume with `mldeploy batch resume" in details["error"]
+    assert time.monotonic() - started < 60  # one connection timeout (30 s), not one per attempt
+    assert not (tmp_path / "out").exists()
