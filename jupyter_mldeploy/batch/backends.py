@@ -12,9 +12,10 @@ interface its loky backend also implements); here the seam is the standard execu
 * ``dask``: ``scheduler="tcp://host:port"`` connects to a running cluster; ``"local"`` (the default) starts
   a ``LocalCluster`` of ``process_count_per_node`` single-threaded worker processes on 127.0.0.1, as
   ``distributed.deploy.local`` does, without its dashboard; they too stop with the driver (distributed
-  ends a worker process whose parent is gone). Workers must
-  import ``jupyter_mldeploy``, pandas and what the script imports, and see the job folder and the input at
-  the same paths (see docs/batch.md).
+  ends a worker process whose parent is gone). Workers must import ``jupyter_mldeploy``, pandas and what
+  the script imports, and see the input at the driver's paths; workers of a ``tcp://`` cluster that do not
+  see the job folder get its app folder uploaded (:mod:`~jupyter_mldeploy.batch.dask_upload`; see
+  docs/batch.md).
 """
 
 from __future__ import annotations
