@@ -23,6 +23,10 @@ def run(raw_data):
         raise ValueError("the script failed")
     if data == [[-2.0]]:
         return [[1], [1, 2]]
+    if data[0][0] == 100.5:  # Python floats, as predict(...).tolist() gives
+        return [float(sum(row)) for row in data]
+    if data[0][0] == 200.5:  # Python integers
+        return [int(sum(row)) for row in data]
     return np.asarray(data).sum(axis=1)
 """
 
@@ -150,6 +154,27 @@ def test_the_specifications_example_request_and_response(spec: Server) -> None:
     body = requests.post(f"{spec.url}/v2/models/mymodel/infer", json=example, timeout=10).json()
     echo = next(o for o in body["outputs"] if o["name"] == "echo")
     assert (echo["datatype"], echo["shape"], echo["data"]) == ("UINT64", [2], [3, 7])
+
+
+@pytest.mark.parametrize("data", [
+    [1.5, 2.0, 3.0, 4.0, 5.0, 6.5],  # flat, as tritonclient sends it
+    [[1.5, 2.0, 3.0], [4.0, 5.0, 6.5]],  # nested rows
+    [[1, 2.0, 3.5], [4, 5, 6.5]],  # integers among the floats
+])
+def test_fp64_rows_flat_nested_or_mixed_reach_run_alike(classic: Server, data: list) -> None:
+    body = {"inputs": [{"name": "data", "shape": [2, 3], "datatype": "FP64", "data": data}]}
+    answer = requests.post(f"{classic.url}/v2/models/iris/infer", json=body, timeout=10)
+    assert answer.status_code == 200, answer.text
+    [output] = answer.json()["outputs"]
+    assert (output["datatype"], output["shape"], output["data"]) == ("FP64", [2], [6.5, 15.5])
+
+
+@pytest.mark.parametrize("first, datatype, data", [(100.5, "FP64", [103.5, 15.5]), (200.5, "INT64", [203, 15])])
+def test_list_results_get_their_datatype(classic: Server, first: float, datatype: str, data: list) -> None:
+    body = {"inputs": [{"name": "data", "shape": [2, 3], "datatype": "FP64",
+                        "data": [[first, 2.0, 1.0], [4.0, 5.0, 6.5]]}]}
+    [output] = requests.post(f"{classic.url}/v2/models/iris/infer", json=body, timeout=10).json()["outputs"]
+    assert (output["datatype"], output["shape"], output["data"]) == (datatype, [2], data)
 
 
 def _infer(server: Server, body: object, path: str = "/v2/models/iris/infer", method: str = "POST") -> tuple[int, str]:
