@@ -279,7 +279,8 @@ def _batches(records: list[_Record]) -> tuple[list[_Batch], int]:
         if type(data) is np.ndarray and 0 < data.ndim <= 2 and data.dtype.kind in "biuf":
             rows: list[list[Any]] | None = None
             count = data.shape[0]
-            key: tuple[Any, ...] = (target, int(seconds // 86400), data.dtype, data.shape[1:])
+            # dtype.char, a str, hashes faster than the dtype; the width tells 1-D (0) from 2-D arrays
+            key: tuple[Any, ...] = (target, int(seconds // 86400), data.dtype.char, data.shape[1] if data.ndim == 2 else 0)
         else:
             try:
                 features, rows = _rows(data, list(target.feature_names or ()) or None)
