@@ -33,8 +33,9 @@ queue and returns. A background thread turns the queued records into rows and wr
 SIGKILL loses at most the last interval. A full queue drops records rather than slow requests down, and
 counts their rows (:func:`dropped_rows`).
 
-Standard library only, plus ``pyarrow`` when present (numpy and pandas values are recognised by their
-methods, not imported).
+Standard library only on the request path (numpy and pandas values are recognised by their type name and
+methods, not imported); the writer thread also uses numpy (a scoring-server requirement) and ``pyarrow`` when
+present.
 """
 
 from __future__ import annotations
@@ -260,9 +261,6 @@ class _Batch:
         stacked = np.concatenate(self.arrays) if len(self.arrays) > 1 else self.arrays[0]
         return stacked.reshape(-1, 1) if stacked.ndim == 1 else stacked
 
-    def all_rows(self) -> list[list[Any]]:
-        return self.stacked().tolist() if self.arrays is not None else self.rows
-
 
 def _batches(records: list[_Record]) -> tuple[list[_Batch], int]:
     """Group records by target file; return the batches and the rows of records that could not be read.
@@ -280,7 +278,8 @@ def _batches(records: list[_Record]) -> tuple[list[_Batch], int]:
             rows: list[list[Any]] | None = None
             count = data.shape[0]
             # dtype.char, a str, hashes faster than the dtype; the width tells 1-D (0) from 2-D arrays
-            key: tuple[Any, ...] = (target, int(seconds // 86400), data.dtype.char, data.shape[1] if data.ndim == 2 else 0)
+            width = data.shape[1] if data.ndim == 2 else 0
+            key: tuple[Any, ...] = (target, int(seconds // 86400), data.dtype.char, width)
         else:
             try:
                 features, rows = _rows(data, list(target.feature_names or ()) or None)
