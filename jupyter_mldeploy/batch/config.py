@@ -7,10 +7,10 @@ the allowed range, so a job never starts with a config it would reject half-way.
 
 from __future__ import annotations
 
+import copy
 import os
 import re
-import sys
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -103,9 +103,12 @@ class ParallelRunConfig:
             above it. -1 ignores failed items.
         output_action: ``"append_row"`` (every returned row to one file in the output folder, v1's format) or
             ``"summary_only"`` (only the counts; the script writes its own output).
-        environment: Must be None: batch jobs do not build environments (v1 ran the step in it). loky workers
-            run the driver's interpreter and Dask workers their own, so the script's packages are installed
-            there (docs/batch.md, "Backends"). A given one is refused rather than ignored.
+        environment: The :class:`~jupyter_mldeploy.environment.Environment` the script needs (v1 ran the step
+            in it), or None. Workers are not started in a built environment: loky workers run the
+            interpreter that runs the job, so at submit the job checks that this interpreter satisfies the
+            environment (its Python version and requirement lines) and refuses, naming what is missing,
+            when it does not (docs/batch.md, "Environment"). Dask workers on a ``tcp://`` cluster run their
+            own interpreter, which the cluster provides.
         source_directory: A folder copied with the script (as for a web service); None copies the script
             alone.
         mini_batch_size: File input: files per mini-batch (default 10). Tabular input: bytes of input per
@@ -146,14 +149,13 @@ class ParallelRunConfig:
     def __post_init__(self) -> None:
         if not isinstance(self.entry_script, (str, os.PathLike)) or not str(self.entry_script).strip():
             raise InvalidArgument("entry_script must name the batch script (a .py file with init() and run()).")
-        if self.environment is not None:
-            # loky starts its workers with the driver's sys.executable (popen_loky_posix), and a built
-            # environment holds the scoring server alone, not the batch worker: refused, not ignored.
-            name = getattr(self.environment, "name", self.environment)
+        # An Environment (checked against this interpreter at submit), or its {"name", "version"} record.
+        if self.environment is not None and not isinstance(self.environment, dict) and not (
+            hasattr(self.environment, "python") and hasattr(self.environment, "name")
+        ):
             raise InvalidArgument(
-                f"environment={name!r}: batch jobs do not build environments; loky workers run this "
-                f"interpreter ({sys.executable}) and Dask workers their own. Install the entry script's "
-                "packages there and pass environment=None (see docs/batch.md, Backends)."
+                f"environment must be an Environment (Environment.get(ws, name) or Environment.from_pip_requirements"
+                f"(...)) or None, not {type(self.environment).__name__}."
             )
         _whole("error_threshold", self.error_threshold, -1)
         if self.output_action not in (APPEND_ROW, SUMMARY_ONLY):
@@ -201,9 +203,12 @@ class ParallelRunConfig:
 
     def to_dict(self) -> dict[str, Any]:
         """The config as JSON-safe values, as the job record keeps it."""
-        data = asdict(self)
+        data = {f.name: copy.deepcopy(getattr(self, f.name)) for f in fields(self) if f.name != "environment"}
+        data["environment"] = self.environment
         data["entry_script"] = str(self.entry_script)
         data["source_directory"] = None if self.source_directory is None else str(self.source_directory)
+        if self.environment is not None and not isinstance(self.environment, dict):
+            data["environment"] = {"name": self.environment.name, "version": self.environment.version}
         return data
 
     @classmethod

@@ -143,14 +143,16 @@ class BatchJob:
             BatchJob: The running job.
 
         Raises:
-            InvalidArgument: A bad name, config, backend, input (missing, unreadable, of the wrong type) or
-                output folder (already holding the output file); nothing is recorded.
+            InvalidArgument: A bad name, config, backend, input (missing, unreadable, of the wrong type),
+                output folder (already holding the output file), or an ``environment`` this interpreter does
+                not satisfy (the message lists what is missing); nothing is recorded.
             NotFound: A model that is not registered.
         """
         validate_name(name, "job name")
         if not isinstance(config, ParallelRunConfig):
             raise InvalidArgument(f"config must be a ParallelRunConfig, not {type(config).__name__}.")
         check_backend(backend, scheduler, config.node_count)
+        _check_environment(config, backend, scheduler)
         resolved = resolve_input(inputs)
         limit = config.batch_limit(resolved.kind == FILES)
         entry, source_dir = _entry_script(config)
@@ -346,6 +348,26 @@ def _stamp(path: str) -> list[Any]:
     """``[path, size, mtime_ns]``: what a resume checks to know the input is the one the plan was cut from."""
     stat = os.stat(path)
     return [path, stat.st_size, stat.st_mtime_ns]
+
+
+def _check_environment(config: ParallelRunConfig, backend: str, scheduler: str | None) -> None:
+    """Refuse a config whose ``environment`` the workers' interpreter does not satisfy.
+
+    Workers on this machine (loky, a local Dask cluster) run this interpreter: loky starts them with
+    ``sys.executable``. A ``tcp://`` Dask cluster's workers run their own, which the cluster provides.
+    """
+    env = config.environment
+    if env is None or isinstance(env, dict) or (backend == "dask" and scheduler not in (None, "local")):
+        return
+    from jupyter_mldeploy.environment.satisfied import unsatisfied_requirements
+
+    missing = unsatisfied_requirements(env)
+    if missing:
+        raise InvalidArgument(
+            f"environment {env.name!r} is not satisfied by {sys.executable}, the interpreter this job's workers "
+            f"run (batch workers are not started in a built environment): missing {'; '.join(missing)}. Install "
+            "them into this interpreter, run the job from one that has them, or pass environment=None."
+        )
 
 
 def _entry_script(config: ParallelRunConfig) -> tuple[Path, Path | None]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from typing import Any
 
 import pytest
@@ -72,15 +71,15 @@ def test_mini_batch_size_is_checked_for_the_input_kind() -> None:
         config.batch_limit(file_input=True)
 
 
-def test_an_environment_is_refused_not_ignored() -> None:
-    """The step does not run in a built environment (the workers run this interpreter or the cluster's):
-    a v1 config that names one is refused, saying what is supported."""
+def test_an_environment_is_kept_by_name_and_a_non_environment_refused() -> None:
+    """A v1 config that names an Environment is accepted (checked against this interpreter at submit) and
+    recorded by name; anything else is refused, naming the type."""
     from jupyter_mldeploy.environment import Environment
 
     env = Environment("sklearn-env")
-    with pytest.raises(InvalidArgument) as refused:
-        ParallelRunConfig("score.py", 0, "append_row", environment=env)
-    message = str(refused.value)
-    assert message.startswith("environment='sklearn-env': batch jobs do not build environments")
-    assert sys.executable in message and "environment=None" in message
+    config = ParallelRunConfig("score.py", 0, "append_row", environment=env)
+    assert config.to_dict()["environment"] == {"name": "sklearn-env", "version": env.version}
+    assert ParallelRunConfig.from_dict(config.to_dict()).environment["name"] == "sklearn-env"
+    with pytest.raises(InvalidArgument, match="environment must be an Environment .* not str"):
+        ParallelRunConfig("score.py", 0, "append_row", environment="sklearn-env")
     assert ParallelRunConfig("score.py", 0, "append_row").to_dict()["environment"] is None

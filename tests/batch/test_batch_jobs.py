@@ -358,3 +358,51 @@ def test_quoted_line_breaks_in_a_csv_give_every_row_once(scored_workspace: Works
     details = job.wait_for_completion()
     assert details["miniBatches"]["total"] > 20 and details["items"] == {"total": rows, "succeeded": rows, "failed": 0}
     assert _output_ids(job) == list(range(rows))
+
+
+def test_an_environment_this_interpreter_satisfies_runs_and_one_it_does_not_is_refused(
+    scored_workspace: Workspace, tmp_path: Path
+) -> None:
+    """Workers run this interpreter: an environment it satisfies is accepted; one it does not (a pinned
+    version that is not installed, a package that is not installed) is refused before anything is
+    recorded, with each unmet requirement named."""
+    import sklearn
+
+    from jupyter_mldeploy.environment import Environment
+
+    satisfied = Environment.from_pip_requirements("batch-ok", _requirements(tmp_path, f"scikit-learn=={sklearn.__version__}\npandas"))
+    uses_sklearn = textwrap.dedent('''
+        import sklearn
+
+        def init():
+            pass
+
+        def run(mini_batch):
+            return [f"{i} {sklearn.__version__}" for i in mini_batch["id"]]
+    ''')
+    config = _config(write_script(tmp_path, uses_sklearn), environment=satisfied)
+    job = BatchJob.submit(scored_workspace, "env-ok", config, str(_ids_csv(tmp_path, 50)), ["diabetes:1"],
+                          tmp_path / "out")
+    assert job.wait_for_completion()["state"] == "Completed"
+    lines = (tmp_path / "out" / "parallel_run_step.txt").read_text().splitlines()
+    assert lines == [f"{i} {sklearn.__version__}" for i in range(50)]
+    record = json.loads((next((scored_workspace.path / "jobs" / "env-ok").iterdir()) / "job.json").read_text())
+    assert record["config"]["environment"]["name"] == "batch-ok"
+
+    unmet = Environment.from_pip_requirements(
+        "batch-old", _requirements(tmp_path, "scikit-learn==0.24.2\nno-such-package-mldeploy>=1"))
+    before = sorted(p.name for p in (scored_workspace.path / "jobs").rglob("*"))
+    with pytest.raises(InvalidArgument) as refused:
+        BatchJob.submit(scored_workspace, "env-old", _config(write_script(tmp_path, PARTIAL), environment=unmet),
+                        str(_ids_csv(tmp_path, 50)), ["diabetes:1"], tmp_path / "out2")
+    message = str(refused.value)
+    assert f"scikit-learn==0.24.2 (installed {sklearn.__version__})" in message
+    assert "no-such-package-mldeploy>=1 (not installed)" in message and "environment=None" in message
+    assert sorted(p.name for p in (scored_workspace.path / "jobs").rglob("*")) == before
+    assert not (tmp_path / "out2").exists()
+
+
+def _requirements(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / f"req-{abs(hash(text))}.txt"
+    path.write_text(text + "\n")
+    return path
