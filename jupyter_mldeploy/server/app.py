@@ -16,6 +16,7 @@ import time
 import traceback
 import uuid
 from collections.abc import Awaitable, Callable, Collection, MutableMapping
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -29,7 +30,7 @@ from jupyter_mldeploy.server.runner import Runner, RunOutcome
 from jupyter_mldeploy.server.shims import Headers
 from jupyter_mldeploy.server.swagger import SwaggerDocs, SwaggerError
 from jupyter_mldeploy.server.user_script import OBJECT, RAW, ClientError, Connection, UserScript
-from jupyter_mldeploy.server.wire import Reply, WireError, WireProtocol
+from jupyter_mldeploy.server.wire import Prepare, Reply, WireError, WireProtocol
 
 Scope = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
@@ -361,16 +362,16 @@ class ScoringApp:
                 raw = await self._read_body(request, receive)
             except ClientError as exc:
                 raise protocol.error(exc.status, exc.message) from None
-            call = routed(raw, request.content_type, request.raw_headers)
-            kwargs = {"body": call.body, "headers": call.headers, "path": request.path}
+            kwargs = {"prepare": routed, "body": raw, "content_type": request.content_type,
+                      "raw_headers": request.raw_headers, "path": request.path}
             if self.dispatcher is not None:
                 # The same queue (and queue limits) as /score; other protocols' bodies are not merged.
                 try:
-                    outcome = (await self.dispatcher.submit(kwargs, request.request_id)).outcome
+                    outcome = (await self.dispatcher.submit(kwargs, request.request_id, self._translated_run)).outcome
                 except ClientError as exc:
                     raise protocol.error(exc.status, exc.message) from None
             else:
-                outcome = await self.runner.call(self.script.invoke_run, kwargs, request.request_id, alone=self._alone())
+                outcome = await self.runner.call(self._translated_run, kwargs, request.request_id, alone=self._alone())
             if isinstance(outcome.error, ClientError):
                 raise protocol.error(outcome.error.status, outcome.error.message)
             if outcome.timed_out:
@@ -381,11 +382,53 @@ class ScoringApp:
                 logger.error("Encountered Exception: %s", outcome.traceback.rstrip())
                 failure = protocol.error(500, _MSG_RUN_FAILED)
                 return 500, [(b"content-type", failure.content_type)], failure.body, None, True
-            try:
-                reply = call.finish(outcome.value)
-            except TypeError:
-                logger.error("Encountered Exception: %s", traceback.format_exc().rstrip())
-                raise protocol.error(500, _MSG_INTERNAL) from None
+            reply = outcome.value
+            if isinstance(reply, _Untranslated):
+                if reply.finishing and isinstance(reply.error, TypeError):
+                    # What run() returned has no JSON form.
+                    logger.error("Encountered Exception: %s", "".join(traceback.format_exception(reply.error)).rstrip())
+                    raise protocol.error(500, _MSG_INTERNAL) from None
+                raise reply.error  # a refusal in the protocol's format; anything else is the catch-all 500
             return reply.status, [(b"content-type", reply.content_type)], reply.body, outcome.elapsed_ms, reply.status >= 500
         except WireError as exc:
             return exc.status, [(b"content-type", exc.content_type)], exc.body, None, False
+
+    def _translated_run(self, prepare: Prepare, body: bytes, content_type: str, raw_headers: list[tuple[bytes, bytes]],
+                        path: str) -> Reply | _Untranslated:
+        """Translate a request of another protocol, call ``run()``, translate its answer: in one call.
+
+        It runs where ``run()`` runs (the run thread under concurrency), so the translation's CPU work stays
+        in that thread, as ``/score``'s body parsing does inside ``invoke_run``, instead of holding the GIL
+        on the event loop between the run thread's calls; the other protocols then load the two threads as
+        ``/score`` does.
+
+        Returns:
+            Reply | _Untranslated: The answer, or what translating the request or the answer raised.
+
+        Raises:
+            ClientError: ``invoke_run`` refused the translated request.
+            Exception: Whatever ``run()`` raised.
+        """
+        try:
+            call = prepare(body, content_type, raw_headers)
+        except Exception as exc:
+            return _Untranslated(exc, finishing=False)
+        value = self.script.invoke_run(body=call.body, headers=call.headers, path=path)
+        try:
+            return call.finish(value)
+        except Exception as exc:
+            return _Untranslated(exc, finishing=True)
+
+
+@dataclass(slots=True)
+class _Untranslated:
+    """An exception raised translating a request (or ``run()``'s answer) of another protocol, to raise in the
+    event loop: it is the request's or the server's failure, not ``run()``'s.
+
+    Attributes:
+        error: The exception (a :class:`WireError` is the protocol's refusal).
+        finishing: True when it came from translating ``run()``'s answer.
+    """
+
+    error: Exception
+    finishing: bool

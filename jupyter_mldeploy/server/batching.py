@@ -78,11 +78,11 @@ class Dispatched:
 class _Item:
     """One queued request."""
 
-    __slots__ = ("kwargs", "rid", "rows", "key", "arrival", "future", "expiry")
+    __slots__ = ("call", "kwargs", "rid", "rows", "key", "arrival", "future", "expiry")
 
-    def __init__(self, kwargs: dict[str, Any], rid: str, rows: list[Any] | None, key: str,
+    def __init__(self, call: Callable[..., Any], kwargs: dict[str, Any], rid: str, rows: list[Any] | None, key: str,
                  future: asyncio.Future[Dispatched]) -> None:
-        self.kwargs, self.rid, self.rows, self.key, self.future = kwargs, rid, rows, key, future
+        self.call, self.kwargs, self.rid, self.rows, self.key, self.future = call, kwargs, rid, rows, key, future
         self.arrival = time.perf_counter()
         self.expiry: asyncio.TimerHandle | None = None
 
@@ -153,12 +153,14 @@ class Dispatcher:
         """Requests queued or running in this worker."""
         return len(self._pending) + self._running_count
 
-    async def submit(self, kwargs: dict[str, Any], rid: str) -> Dispatched:
+    async def submit(self, kwargs: dict[str, Any], rid: str, call: Callable[..., Any] | None = None) -> Dispatched:
         """Queue one request's ``invoke_run`` arguments and wait for its outcome.
 
         Args:
-            kwargs: The keyword arguments of :meth:`UserScript.invoke_run`.
+            kwargs: The keyword arguments of :meth:`UserScript.invoke_run` (or of ``call``).
             rid: The request id (log prefix).
+            call: What runs the request instead of ``invoke_run`` (another wire protocol's translation
+                around it); such a request is never merged.
 
         Returns:
             Dispatched: Its outcome and the batch it rode in.
@@ -176,8 +178,8 @@ class Dispatcher:
                 f"{ENV_MAX_CONCURRENT_REQUESTS} = {limit}); retry later or deploy more workers.",
             )
         loop = asyncio.get_running_loop()
-        rows, key = self._rows(kwargs)
-        item = _Item(kwargs, rid, rows, key, loop.create_future())
+        rows, key = self._rows(kwargs) if call is None else (None, "")
+        item = _Item(call or self.script.invoke_run, kwargs, rid, rows, key, loop.create_future())
         wait_ms = self.settings.max_queue_wait_ms
         if wait_ms is not None:
             item.expiry = loop.call_later(wait_ms / 1000, self._expire, item)
@@ -291,7 +293,8 @@ class Dispatcher:
         try:
             if len(batch) == 1:
                 item = batch[0]
-                outcome = await self._call(item.kwargs, item.rid, alone=not self._pending and not self._arriving())
+                outcome = await self._call(item.call, item.kwargs, item.rid,
+                                           alone=not self._pending and not self._arriving())
                 self._deliver(item, outcome, len(item.rows) if item.rows is not None else None)
             else:
                 await self._serve_batch(batch)
@@ -312,7 +315,7 @@ class Dispatcher:
         head = batch[0]
         merged_rows = [row for item in batch for row in item.rows or ()]
         kwargs = {**head.kwargs, "body": orjson.dumps({head.key: merged_rows})}
-        outcome = await self._call(kwargs, head.rid, alone=False)
+        outcome = await self._call(head.call, kwargs, head.rid, alone=False)
         logger.info("Batch of %d rows from %d requests ran in %.1f ms", total, len(batch), outcome.elapsed_ms)
         if outcome.timed_out:
             for item in batch:
@@ -335,11 +338,11 @@ class Dispatcher:
                         len(batch), type(outcome.error).__name__)
         # A failed or non-row-wise batch: each request alone gets its own answer and status.
         for item, count in zip(batch, counts, strict=True):
-            alone = await self._call(item.kwargs, item.rid, alone=False)
+            alone = await self._call(item.call, item.kwargs, item.rid, alone=False)
             self._deliver(item, alone, count)
 
-    async def _call(self, kwargs: dict[str, Any], rid: str, alone: bool) -> RunOutcome:
-        return await self.runner.call(self.script.invoke_run, kwargs, rid, alone=alone)
+    async def _call(self, call: Callable[..., Any], kwargs: dict[str, Any], rid: str, alone: bool) -> RunOutcome:
+        return await self.runner.call(call, kwargs, rid, alone=alone)
 
     @staticmethod
     def _deliver(item: _Item, outcome: RunOutcome, batch_rows: int | None) -> None:

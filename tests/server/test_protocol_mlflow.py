@@ -21,6 +21,8 @@ def run(raw_data):
         raise ValueError("the script failed")
     if data == "as-json-string":
         return json.dumps([1, 2])
+    if data == "unencodable":
+        return object()
     return [sum(row) if isinstance(row, list) else row for row in data]
 """
 
@@ -145,6 +147,20 @@ def test_bad_json_bodies(classic: Server, body: str, status: int, code: str, wor
     assert got_status == status
     assert error["error_code"] == code
     assert words in error["message"]
+
+
+def test_failures_of_run_and_of_its_answer_are_told_apart(classic: Server) -> None:
+    # run() raised: its failure (x-ms-run-function-failed: True); run() returned what has no JSON form: the
+    # server's (False), as on /score.
+    raised = requests.post(f"{classic.url}/invocations", json={"inputs": "boom"}, timeout=10)
+    assert raised.status_code == 500 and raised.headers["x-ms-run-function-failed"] == "True"
+    unencodable = requests.post(f"{classic.url}/invocations", json={"inputs": "unencodable"}, timeout=10)
+    assert unencodable.status_code == 500 and unencodable.headers["x-ms-run-function-failed"] == "False"
+    assert unencodable.json() == {"error_code": "INTERNAL_ERROR",
+                                  "message": "An unexpected internal error occurred. Check the logs for more info."}
+    ok = requests.post(f"{classic.url}/invocations", json={"inputs": [[1, 2]]}, timeout=10)
+    assert ok.json() == {"predictions": [3]} and ok.headers["x-ms-run-function-failed"] == "False"
+    assert float(ok.headers["x-ms-run-fn-exec-ms"]) >= 0
 
 
 def test_bad_content_types_and_methods(classic: Server, two_inputs: Server) -> None:
