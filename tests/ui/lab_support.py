@@ -105,3 +105,22 @@ def stale_extension() -> str | None:
                 "once: jupyter labextension develop --overwrite .)"
             )
     return f"no {EXTENSION_NAME} JupyterLab extension is installed: pip install -e ."
+
+
+def open_sidebar(browser: object, url: str, width: int = 1400) -> tuple[object, object]:
+    """Open JupyterLab at ``url`` in a new page and show the ML Deploy sidebar.
+
+    Args:
+        browser: The Playwright browser (the ``browser`` fixture).
+        url: ``Lab.open()``: the lab's URL with its token.
+        width: The viewport width in pixels (the height is 900).
+
+    Returns:
+        ``(page, sidebar)``: the page and the sidebar's locator.
+    """
+    page = browser.new_page(viewport={"width": width, "height": 900})  # type: ignore[attr-defined]
+    page.set_default_timeout(UI_TIMEOUT_MS)
+    page.goto(url)
+    page.locator("#jp-main-dock-panel").wait_for()
+    page.locator('.jp-SideBar.jp-mod-left [data-id="jp-mldeploy-sidebar"]').click()
+    return page, page.locator("#jp-mldeploy-sidebar")

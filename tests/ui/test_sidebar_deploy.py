@@ -13,7 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from lab_support import ARTIFACTS, UI_TIMEOUT_MS, Lab
+from lab_support import ARTIFACTS, Lab, open_sidebar
 from sklearn.datasets import load_iris
 from sklearn.linear_model import LogisticRegression
 
@@ -45,12 +45,7 @@ def test_deploy_a_framework_model_from_the_sidebar_then_call_it(
     rows = X[::50].tolist()
     try:
         lab = start_lab(ws.path)
-        page = browser.new_page(viewport={"width": 1400, "height": 900})
-        page.set_default_timeout(UI_TIMEOUT_MS)
-        page.goto(lab.open())
-        page.locator("#jp-main-dock-panel").wait_for()
-        page.locator('.jp-SideBar.jp-mod-left [data-id="jp-mldeploy-sidebar"]').click()
-        sidebar = page.locator("#jp-mldeploy-sidebar")
+        page, sidebar = open_sidebar(browser, lab.open())
         expect(sidebar.locator(".jp-MLDeploy-services")).to_contain_text("No services deployed.")
         broken = sidebar.locator('.jp-MLDeploy-version[data-id="broken:1"]')
 

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from fixtures.deploy_support import source_dir, train_ridge
-from lab_support import UI_TIMEOUT_MS, Lab
+from lab_support import Lab, open_sidebar
 
 from jupyter_mldeploy import Model
 from jupyter_mldeploy.deploy import LocalWebservice
@@ -31,12 +31,7 @@ def test_keyed_service_shows_a_masked_key_and_answers_the_tester(
         service.wait_for_deployment(timeout_sec=120)
         primary, secondary = service.get_keys()
         lab = start_lab(ws.path)
-        page = browser.new_page(viewport={"width": 1400, "height": 900})
-        page.set_default_timeout(UI_TIMEOUT_MS)
-        page.goto(lab.open())
-        page.locator("#jp-main-dock-panel").wait_for()
-        page.locator('.jp-SideBar.jp-mod-left [data-id="jp-mldeploy-sidebar"]').click()
-        sidebar = page.locator("#jp-mldeploy-sidebar")
+        page, sidebar = open_sidebar(browser, lab.open())
         row = sidebar.locator('.jp-MLDeploy-service[data-name="keyed"]')
         expect(row.locator(".jp-MLDeploy-state")).to_have_text("Healthy")
         expect(row.locator(".jp-MLDeploy-keyText")).to_have_text("Key: " + "\u2022" * 8)

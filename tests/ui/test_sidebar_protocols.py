@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 from fixtures.deploy_support import source_dir, train_ridge
-from lab_support import ARTIFACTS, UI_TIMEOUT_MS, Lab
+from lab_support import ARTIFACTS, Lab, open_sidebar
 
 from jupyter_mldeploy import Model
 from jupyter_mldeploy.deploy import LocalWebservice
@@ -39,12 +39,7 @@ def test_tester_sends_v2_and_mlflow_requests_with_the_key(
     try:
         service.wait_for_deployment(timeout_sec=120)
         lab = start_lab(ws.path)
-        page = browser.new_page(viewport={"width": 1400, "height": 900})
-        page.set_default_timeout(UI_TIMEOUT_MS)
-        page.goto(lab.open())
-        page.locator("#jp-main-dock-panel").wait_for()
-        page.locator('.jp-SideBar.jp-mod-left [data-id="jp-mldeploy-sidebar"]').click()
-        sidebar = page.locator("#jp-mldeploy-sidebar")
+        page, sidebar = open_sidebar(browser, lab.open())
         expect(sidebar.locator('.jp-MLDeploy-service[data-name="keyed"] .jp-MLDeploy-state')).to_have_text("Healthy")
         tester = sidebar.locator(".jp-MLDeploy-tester")
         editor = tester.locator("textarea")
