@@ -8,6 +8,7 @@ import json
 import os
 import sys
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -92,31 +93,42 @@ def test_probes_stay_open(server: Server, path: str) -> None:
     assert requests.get(server.url + path, timeout=10).status_code == 200
 
 
-def test_regenerating_a_key_fails_no_request_of_the_other(server: Server, keys_path: Path) -> None:
+def rotate_primary_under_load(url: str, publish_keys: Callable[[str, str], None], rounds: int = 20,
+                              prefix: str = "regenerated") -> list[int]:
+    """Replace the primary key ``rounds`` times with ``publish_keys(primary, secondary)`` while a caller keeps
+    posting with the secondary key; after each replacement the new key must answer 200 and the replaced one
+    401. Returns the caller's status codes."""
     outcomes: list[int] = []
     stop = threading.Event()
 
     def caller() -> None:
         while not stop.is_set():
-            answer = requests.post(f"{server.url}/score", json={"data": [[1]]}, headers=bearer(SECONDARY), timeout=10)
+            answer = requests.post(f"{url}/score", json={"data": [[1]]}, headers=bearer(SECONDARY), timeout=10)
             outcomes.append(answer.status_code)
 
     thread = threading.Thread(target=caller)
     thread.start()
     try:
         primary = PRIMARY
-        for round_ in range(20):
-            new = f"regenerated-primary-{round_:04d}-abcdef"
-            write_keys(keys_path, new, SECONDARY)
+        for round_ in range(rounds):
+            new = f"{prefix}-primary-{round_:04d}-abcdef"
+            publish_keys(new, SECONDARY)
             # the new key is in force from the next request, the old one no longer
-            assert requests.post(f"{server.url}/score", json={"data": [[1]]}, headers=bearer(new),
+            assert requests.post(f"{url}/score", json={"data": [[1]]}, headers=bearer(new),
                                  timeout=10).status_code == 200
-            assert requests.post(f"{server.url}/score", json={"data": [[1]]}, headers=bearer(primary),
+            assert requests.post(f"{url}/score", json={"data": [[1]]}, headers=bearer(primary),
                                  timeout=10).status_code == 401
             primary = new
     finally:
         stop.set()
         thread.join(30)
+    return outcomes
+
+
+def test_regenerating_a_key_fails_no_request_of_the_other(server: Server, keys_path: Path) -> None:
+    try:
+        outcomes = rotate_primary_under_load(server.url, lambda p, s: write_keys(keys_path, p, s))
+    finally:
         write_keys(keys_path, PRIMARY, SECONDARY)
     assert len(outcomes) > 20 and set(outcomes) == {200}
 
@@ -198,28 +210,6 @@ def test_a_server_follows_kubelets_swap_with_no_failed_request(serve: ServeFacto
     volume = tmp_path / "secret-volume"
     publish(volume, _secret(PRIMARY, SECONDARY))
     server = serve(SCORE, env={"MLDEPLOY_KEYS_FILE": str(volume / "keys.json")})
-    outcomes: list[int] = []
-    stop = threading.Event()
-
-    def caller() -> None:
-        while not stop.is_set():
-            answer = requests.post(f"{server.url}/score", json={"data": [[1]]}, headers=bearer(SECONDARY), timeout=10)
-            outcomes.append(answer.status_code)
-
-    thread = threading.Thread(target=caller)
-    thread.start()
-    try:
-        primary = PRIMARY
-        for round_ in range(20):
-            new = f"swapped-primary-{round_:04d}-abcdef"
-            publish(volume, _secret(new, SECONDARY))
-            assert requests.post(f"{server.url}/score", json={"data": [[1]]}, headers=bearer(new),
-                                 timeout=10).status_code == 200
-            assert requests.post(f"{server.url}/score", json={"data": [[1]]}, headers=bearer(primary),
-                                 timeout=10).status_code == 401
-            primary = new
-    finally:
-        stop.set()
-        thread.join(30)
+    outcomes = rotate_primary_under_load(server.url, lambda p, s: publish(volume, _secret(p, s)), prefix="swapped")
     assert len(outcomes) > 20 and set(outcomes) == {200}
     assert "Key auth is on but" not in server.log()
