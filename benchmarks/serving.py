@@ -27,6 +27,12 @@ Run: ``python benchmarks/serving.py [--duration 10] [--repeats 3]`` (needs ``wrk
 connections and 1000 rows at 4), and ``/score`` on a server with key auth (``MLDEPLOY_KEYS_FILE``, a Bearer
 key on every request) to price the key check (docs/protocols.md).
 
+``--in-process`` (with ``--protocols``) prices the same routes without sockets or wrk: the ASGI app of one
+worker in this interpreter, the classic Ridge ``score.py``, requests one at a time (``run()`` inline, as for
+a lone client), routes alternating over 20 rounds; the figure is the thread CPU time per request
+(``time.thread_time``, minimum and median over the rounds), which other processes on a shared machine
+disturb far less than req/s. Needs this interpreter to have the server's requirements and scikit-learn.
+
 ``--batching`` runs the adaptive-batching comparison instead (issue #15, docs/throughput.md): azmlinfsrv,
 ours with batching off and ours with ``MLDEPLOY_BATCH_MAX_SIZE=32``, ``MLDEPLOY_BATCH_MAX_LATENCY_MS=10``
 (what ``batching={"max_batch_size": 32, "max_latency_ms": 10}`` sets), on RandomForest(100) / digits with
@@ -394,6 +400,87 @@ def run_protocols(args: argparse.Namespace, python: Path, work: Path, models: Pa
         args.json.write_text(json.dumps({"protocols": results}, indent=2))
 
 
+def run_in_process(args: argparse.Namespace, work: Path, models: Path, scripts: dict[str, Path]) -> None:
+    """The protocol routes through one worker's ASGI app in this interpreter: thread CPU time per request."""
+    import asyncio
+
+    keys = work / "keys.json"
+    keys.write_text(json.dumps({"primaryKey": BENCH_KEY, "secondaryKey": BENCH_KEY[::-1]}))
+    script_path = scripts["classic"]
+    os.environ.update(AZUREML_MODEL_DIR=str(models), MODEL_FILE="ridge.pkl", AML_APP_ROOT=str(script_path.parent))
+    from jupyter_mldeploy.server import logs
+    from jupyter_mldeploy.server.app import ScoringApp
+    from jupyter_mldeploy.server.runner import Runner
+    from jupyter_mldeploy.server.swagger import SwaggerDocs
+    from jupyter_mldeploy.server.user_script import UserScript
+
+    script = UserScript(str(script_path))
+    script.init()
+    swagger = SwaggerDocs(str(script_path.parent), script.run, False, dict(os.environ))
+    sink = open(os.devnull, "w")  # noqa: SIM115 - the access lines are written, as by a worker, and dropped
+    # Every call inline (also the 1000-row ones), so the thread CPU time holds the whole request.
+    runner = Runner(3_600_000, inline_run_ms=60_000)
+    plain = ScoringApp(script, runner, swagger, 100_000_000, logs.AccessLog(sink, True))
+    os.environ["MLDEPLOY_KEYS_FILE"] = str(keys)
+    keyed = ScoringApp(script, runner, swagger, 100_000_000, logs.AccessLog(sink, True))
+    del os.environ["MLDEPLOY_KEYS_FILE"]
+    paths = {"/score": "/score", "/v2 infer": "/v2/models/model/infer", "/invocations": "/invocations",
+             "/score with key": "/score"}
+
+    async def one(app: ScoringApp, path: str, body: bytes, auth: list[tuple[bytes, bytes]]) -> None:
+        scope = {"type": "http", "method": "POST", "path": path, "query_string": b"", "headers": [
+            (b"host", b"127.0.0.1"), (b"content-type", b"application/json"),
+            (b"content-length", str(len(body)).encode()), *auth]}
+        status = []
+
+        async def receive() -> dict[str, object]:
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        async def send(message: dict[str, object]) -> None:
+            if message["type"] == "http.response.start":
+                status.append(message["status"])
+
+        await app(scope, receive, send)
+        if status != [200]:
+            raise RuntimeError(f"{path} answered {status}")
+
+    async def measure() -> dict[str, dict[str, list[float]]]:
+        results: dict[str, dict[str, list[float]]] = {}
+        for scenario in PROTOCOL_SCENARIOS:
+            bodies = {kind: path.read_bytes() for kind, path in
+                      protocol_bodies(work, scenario.rows, scenario.features).items()}
+            bodies["/score with key"] = bodies["/score"]
+            count = 400 if scenario.rows == 1 else 20
+            results[scenario.name] = {kind: [] for kind in paths}
+            for round_index in range(21):  # round 0 warms up
+                for kind in (list(paths) if round_index % 2 == 0 else list(reversed(paths))):
+                    app = keyed if kind == "/score with key" else plain
+                    auth = [(b"authorization", f"Bearer {BENCH_KEY}".encode())] if app is keyed else []
+                    started = time.thread_time()
+                    for _ in range(count):
+                        await one(app, paths[kind], bodies[kind], auth)
+                    if round_index:
+                        results[scenario.name][kind].append((time.thread_time() - started) / count * 1e6)
+        return results
+
+    results = asyncio.run(measure())
+    print()
+    print(f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
+          f"Python {platform.python_version()}, {platform.system()} {platform.release()}")
+    print("Method: one worker's ASGI app in this interpreter (no sockets), classic ridge score.py, run() inline, "
+          "requests one at a time, routes alternating over 20 rounds; thread CPU time per request.")
+    print()
+    print("| rows | route | us/request (min) | x /score | us/request (median) |")
+    print("|---|---|---:|---:|---:|")
+    for scenario in PROTOCOL_SCENARIOS:
+        rows = results[scenario.name]
+        base = min(rows["/score"])
+        for kind, runs in rows.items():
+            print(f"| {scenario.rows} | {kind} | {min(runs):.1f} | {base / min(runs):.2f} | {statistics.median(runs):.1f} |")
+    if args.json:
+        args.json.write_text(json.dumps({"in_process": results}, indent=2))
+
+
 def main() -> int:
     """Run the benchmark and print the table of medians."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -405,7 +492,24 @@ def main() -> int:
                         help="run the adaptive-batching comparison (forest c=16, ridge c=1) instead")
     parser.add_argument("--protocols", action="store_true",
                         help="compare /score, /v2 infer, /invocations and /score with key auth (ours only) instead")
+    parser.add_argument("--in-process", action="store_true",
+                        help="with --protocols: the same routes through the ASGI app in this interpreter, thread CPU "
+                             "time per request (no wrk, no sockets)")
     args = parser.parse_args()
+    if args.in_process:
+        if not args.protocols:
+            parser.error("--in-process goes with --protocols")
+        work = Path(tempfile.mkdtemp(prefix="mldeploy-bench-"))
+        models = work / "models"
+        models.mkdir()
+        subprocess.run([sys.executable, "-c", TRAIN, str(models)], check=True)
+        (work / "classic").mkdir()
+        (work / "classic" / "score.py").write_text(textwrap.dedent(CLASSIC_SCORE))
+        try:
+            run_in_process(args, work, models, {"classic": work / "classic" / "score.py"})
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+        return 0
     if shutil.which("wrk") is None:
         parser.error("wrk is not on PATH; install it (apt-get install -y wrk)")
     theirs, ours = prepare_envs(args.venv_dir)
