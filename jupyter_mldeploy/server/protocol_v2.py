@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import math
 import os
-from itertools import chain
 from typing import Any
 
 import numpy as np
@@ -147,19 +146,32 @@ def _float_rows(data: Any, shape: list[int]) -> list[Any] | None:
     """
     if type(data) is not list or not data:
         return None
+    # Plain loops: for one row they cost half what set(map(type, ...)) passes do, and as much for 1000 rows.
     if len(shape) == 1:
-        return data if len(data) == shape[0] and set(map(type, data)) == _FLOATS else None
+        return data if len(data) == shape[0] and _all_floats(data) else None
     if len(shape) != 2:
         return None
     rows, columns = shape
     if type(data[0]) is list:
-        if (len(data) != rows or not all(type(row) is list for row in data) or set(map(len, data)) != {columns}
-                or set(map(type, chain.from_iterable(data))) != _FLOATS):
+        if len(data) != rows:
             return None
+        for row in data:
+            if type(row) is not list or len(row) != columns:
+                return None
+            for value in row:
+                if type(value) is not float:
+                    return None
         return data
-    if len(data) != rows * columns or set(map(type, data)) != _FLOATS:
+    if len(data) != rows * columns or not _all_floats(data):
         return None
     return [data[start:start + columns] for start in range(0, len(data), columns)]
+
+
+def _all_floats(values: list[Any]) -> bool:
+    for value in values:
+        if type(value) is not float:
+            return False
+    return True
 
 
 def _input_array(index: int, tensor: Any) -> tuple[str, np.ndarray | list[Any]]:
