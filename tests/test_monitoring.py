@@ -142,6 +142,27 @@ def test_no_code_service_collects_with_no_script(workspace, registered, iris) ->
     np.testing.assert_allclose(probabilities[["feature_0", "feature_1", "feature_2"]].to_numpy(),
                                model.predict_proba(X[:2]))
     assert probabilities["value"].isna().all()
+    # the curated environment (no pyarrow of its own) gained pyarrow for collection: Parquet parts, not CSV
+    written = sorted(p.name for p in (workspace.path / "modeldata" / "nocode-dc").rglob("*") if p.is_file())
+    assert written and all(name.endswith(".parquet") for name in written), written
+
+
+def test_collection_adds_pyarrow_to_a_built_environment_only() -> None:
+    from importlib.metadata import version
+
+    from jupyter_mldeploy import Environment
+    from jupyter_mldeploy.deploy.plan import with_collection_packages
+
+    env = Environment("scoring")
+    env.python.conda_dependencies.add_pip_package("scikit-learn")
+    extended = with_collection_packages(env)
+    assert extended.name == "scoring+pyarrow" and extended.version is None
+    assert f"pyarrow=={version('pyarrow')}" in extended.python.conda_dependencies.pip_packages
+    assert "pyarrow" not in " ".join(env.python.conda_dependencies.pip_packages)  # the declared one is untouched
+    assert with_collection_packages(extended) is extended  # already lists it
+    managed = Environment("mine")
+    managed.python.user_managed_dependencies = True
+    assert with_collection_packages(managed) is managed  # nothing is installed into a user-managed one
 
 
 def test_collector_outside_a_service_is_a_no_op_returning_correlation_headers(monkeypatch) -> None:

@@ -44,6 +44,7 @@ import atexit
 import csv
 import functools
 import io
+import itertools
 import logging
 import os
 import threading
@@ -80,7 +81,11 @@ FLUSH_INTERVAL_S = 1.0
 #: ``collect`` calls the queue holds before records are dropped (requests never wait for the disk).
 QUEUE_RECORDS = 100_000
 #: The name of one Parquet part inside ``<designation>.parquet/``: UTC time of the write, process, a token.
-PARQUET_PART = "part-{time}-{pid}-{token}.parquet"
+#: A Parquet part's name: time of its first row, the writing process, then a per-process sequence number so
+#: a process's parts sort in the order they were written (rows of two parts can share a millisecond, and the
+#: reader's stable sort by scoring time then keeps file order), and a random token against pid reuse.
+PARQUET_PART = "part-{time}-{pid}-{seq:08d}-{token}.parquet"
+_part_numbers = itertools.count()
 
 _logger = logging.getLogger("mldeploy.server.data_collector")
 
@@ -342,7 +347,7 @@ def _write_parquet(batch: _Batch) -> None:
     folder = os.path.join(batch.day_folder, f"{batch.designation}.parquet")
     os.makedirs(folder, exist_ok=True)
     name = PARQUET_PART.format(time=time.strftime("%H%M%S", time.gmtime(batch.seconds[0])), pid=os.getpid(),
-                               token=uuid.uuid4().hex[:8])
+                               seq=next(_part_numbers), token=uuid.uuid4().hex[:8])
     # Readers (pyarrow.dataset, pandas, read_collected_data) skip names starting with ".": a part is seen
     # only once it is complete.
     partial = os.path.join(folder, f".{name}.tmp")
