@@ -40,6 +40,14 @@ class Diabetes:
     def inference_config(self) -> InferenceConfig:
         return InferenceConfig("score.py", source_directory=self.source)
 
+    def deploy(self, name: str, compute: object, **config: object) -> object:
+        """Deploy the model as ``name`` on ``compute`` with ``AksWebservice.deploy_configuration(**config)``."""
+        from jupyter_mldeploy.kubernetes import AksWebservice
+        from jupyter_mldeploy.registry import Model
+
+        return Model.deploy(self.workspace, name, [self.model_id], self.inference_config(),
+                            AksWebservice.deploy_configuration(**config), deployment_target=compute)
+
 
 @pytest.fixture(scope="session")
 def diabetes(tmp_path_factory: pytest.TempPathFactory) -> Diabetes:
@@ -86,3 +94,11 @@ def kube_api() -> Iterator[KubeApiMock]:
     mock = KubeApiMock().start()
     yield mock
     mock.stop()
+
+
+@pytest.fixture
+def compute(kube_api: KubeApiMock, tmp_path: Path) -> object:
+    """A ``KubernetesCompute`` (namespace ``ml``) whose kubeconfig points at the MOCK API server."""
+    from jupyter_mldeploy.kubernetes import KubernetesCompute
+
+    return KubernetesCompute(kubeconfig=str(kube_api.kubeconfig(tmp_path / "kubeconfig")), namespace="ml")

@@ -25,21 +25,11 @@ from jupyter_mldeploy.registry import Model
 pytest.importorskip("kubernetes")
 
 
-@pytest.fixture
-def compute(kube_api: KubeApiMock, tmp_path: Path) -> KubernetesCompute:
-    return KubernetesCompute(kubeconfig=str(kube_api.kubeconfig(tmp_path / "kubeconfig")), namespace="ml")
-
-
-def _deploy(diabetes: Diabetes, name: str, compute: KubernetesCompute, **config: object) -> Webservice:
-    return Model.deploy(diabetes.workspace, name, [diabetes.model_id], diabetes.inference_config(),
-                        AksWebservice.deploy_configuration(**config), deployment_target=compute)
-
-
 def test_deploy_applies_every_object_and_becomes_healthy(
     engine: object, diabetes: Diabetes, kube_api: KubeApiMock, compute: KubernetesCompute,
     capsys: pytest.CaptureFixture,
 ) -> None:
-    service = _deploy(diabetes, "diab-ok", compute, num_replicas=2, primary_key="pk" * 8)
+    service = diabetes.deploy("diab-ok", compute, num_replicas=2, primary_key="pk" * 8)
     try:
         assert isinstance(service, KubernetesWebservice) and service.compute_type == "AKS"
         applies = [r for r in kube_api.requests if r.method == "PATCH"]
@@ -82,7 +72,7 @@ def test_pod_conditions_map_to_v1_states(
     behaviour: str, state: str, fragments: list[str],
 ) -> None:
     kube_api.failing(behaviour)
-    service = _deploy(diabetes, f"diab-{behaviour}", compute, num_replicas=1, auth_enabled=False)
+    service = diabetes.deploy(f"diab-{behaviour}", compute, num_replicas=1, auth_enabled=False)
     try:
         assert service.state == state
         with pytest.raises(DeploymentError) as caught:
@@ -98,7 +88,7 @@ def test_pod_conditions_map_to_v1_states(
 def test_update_rolls_out_a_new_generation_and_a_refused_one_is_rolled_back(
     engine: object, diabetes: Diabetes, kube_api: KubeApiMock, compute: KubernetesCompute,
 ) -> None:
-    service = _deploy(diabetes, "diab-upd", compute, autoscale_max_replicas=3, auth_enabled=False)
+    service = diabetes.deploy("diab-upd", compute, autoscale_max_replicas=3, auth_enabled=False)
     try:
         service.wait_for_deployment(timeout_sec=60)
         assert kube_api.objects[("horizontalpodautoscalers", "ml", "diab-upd")]
@@ -134,7 +124,7 @@ def test_no_cluster_configured_is_a_clear_error(diabetes: Diabetes, tmp_path: Pa
     monkeypatch.setenv("KUBECONFIG", str(tmp_path / "missing-kubeconfig"))
     started = time.monotonic()
     with pytest.raises(DeploymentError) as caught:
-        _deploy(diabetes, "diab-none", KubernetesCompute())
+        diabetes.deploy("diab-none", KubernetesCompute())
     message = caught.value.message
     assert "No Kubernetes cluster is configured" in message and str(tmp_path / "missing-kubeconfig") in message
     assert "mldeploy kubernetes manifests" in message and "kubectl apply -k" in message
@@ -145,7 +135,7 @@ def test_no_cluster_configured_is_a_clear_error(diabetes: Diabetes, tmp_path: Pa
 def test_an_unknown_context_is_named(diabetes: Diabetes, kube_api: KubeApiMock, tmp_path: Path) -> None:
     compute = KubernetesCompute(kubeconfig=str(kube_api.kubeconfig(tmp_path / "kc")), context="prod")
     with pytest.raises(DeploymentError, match="context 'prod'.*kubectl config get-contexts"):
-        _deploy(diabetes, "diab-ctx", compute)
+        diabetes.deploy("diab-ctx", compute)
 
 
 def test_an_api_server_that_never_answers_fails_within_the_timeouts(
@@ -165,7 +155,7 @@ def test_an_api_server_that_never_answers_fails_within_the_timeouts(
     started = time.monotonic()
     try:
         with pytest.raises(DeploymentError, match=rf"127\.0\.0\.1:{port}.*did not answer"):
-            _deploy(diabetes, "diab-hang", KubernetesCompute(kubeconfig=str(mock.kubeconfig(tmp_path / "kc"))))
+            diabetes.deploy("diab-hang", KubernetesCompute(kubeconfig=str(mock.kubeconfig(tmp_path / "kc"))))
     finally:
         silent.close()
     assert time.monotonic() - started < 10  # (1 s connect + 2 s read) x 2 tries at most
@@ -212,7 +202,7 @@ def test_a_load_balancer_service_is_scored_at_its_address(
     engine: object, diabetes: Diabetes, kube_api: KubeApiMock, tmp_path: Path,
 ) -> None:
     compute = KubernetesCompute(kubeconfig=str(kube_api.kubeconfig(tmp_path / "kc")), service_type="LoadBalancer")
-    service = _deploy(diabetes, "diab-lb", compute, num_replicas=1, auth_enabled=False)
+    service = diabetes.deploy("diab-lb", compute, num_replicas=1, auth_enabled=False)
     try:
         assert service.scoring_uri == "http://203.0.113.10:80/score"
         assert service.swagger_uri == "http://203.0.113.10:80/swagger.json"
@@ -232,7 +222,7 @@ def test_a_deployment_this_workspace_does_not_own_is_not_overwritten(
         "spec": {"replicas": 1, "template": {"metadata": {"labels": {}}, "spec": {"containers": []}}}, "status": {},
     }
     with pytest.raises(Conflict, match="already exists in the cluster"):
-        _deploy(diabetes, "diab-taken", compute)
+        diabetes.deploy("diab-taken", compute)
     assert kube_api.count("PATCH") == 0 and kube_api.count("DELETE") == 0
     assert not (diabetes.workspace.deployments_dir / "diab-taken").exists()
 
@@ -240,7 +230,7 @@ def test_a_deployment_this_workspace_does_not_own_is_not_overwritten(
 def test_an_update_refused_half_way_puts_the_previous_generation_back(
     engine: object, diabetes: Diabetes, kube_api: KubeApiMock, compute: KubernetesCompute,
 ) -> None:
-    service = _deploy(diabetes, "diab-half", compute, num_replicas=1, auth_enabled=False)
+    service = diabetes.deploy("diab-half", compute, num_replicas=1, auth_enabled=False)
     try:
         service.wait_for_deployment(timeout_sec=60)
         kube_api.refuse.add("poddisruptionbudgets")
@@ -257,7 +247,7 @@ def test_an_update_refused_half_way_puts_the_previous_generation_back(
 def test_a_cluster_that_goes_away_reads_unhealthy_and_delete_keeps_the_record(
     engine: object, diabetes: Diabetes, kube_api: KubeApiMock, compute: KubernetesCompute,
 ) -> None:
-    service = _deploy(diabetes, "diab-gone", compute, num_replicas=1, auth_enabled=False)
+    service = diabetes.deploy("diab-gone", compute, num_replicas=1, auth_enabled=False)
     service.wait_for_deployment(timeout_sec=60)
     port = kube_api.server.server_address[1]  # type: ignore[union-attr]
     kube_api.stop()

@@ -33,21 +33,10 @@ from jupyter_mldeploy.deploy.webservice import Webservice
 from jupyter_mldeploy.errors import DeploymentError, InvalidArgument
 from jupyter_mldeploy.kubernetes import AksWebservice, KubernetesCompute
 from jupyter_mldeploy.kubernetes.manifests import read_manifests, secret_keys
-from jupyter_mldeploy.registry import Model
 
 pytest.importorskip("kubernetes")
 
 KEYS_FILE = Path("keys") / "keys.json"
-
-
-@pytest.fixture
-def compute(kube_api: KubeApiMock, tmp_path: Path) -> KubernetesCompute:
-    return KubernetesCompute(kubeconfig=str(kube_api.kubeconfig(tmp_path / "kubeconfig")), namespace="ml")
-
-
-def _deploy(diabetes: Diabetes, name: str, compute: KubernetesCompute, **config: object) -> Webservice:
-    return Model.deploy(diabetes.workspace, name, [diabetes.model_id], diabetes.inference_config(),
-                        AksWebservice.deploy_configuration(**config), deployment_target=compute)
 
 
 def _secret(kube_api: KubeApiMock, name: str) -> dict[str, Any]:
@@ -67,7 +56,7 @@ def bearer(key: str) -> dict[str, str]:
 def test_the_secret_is_created_applied_on_regen_and_deleted(
     engine: object, diabetes: Diabetes, kube_api: KubeApiMock, compute: KubernetesCompute,
 ) -> None:
-    service = _deploy(diabetes, "diab-keys", compute, num_replicas=1)  # key auth on by default, as v1 AKS
+    service = diabetes.deploy("diab-keys", compute, num_replicas=1)  # key auth on by default, as v1 AKS
     folder = diabetes.workspace.deployments_dir / "diab-keys"
     try:
         primary, secondary = service.get_keys()
@@ -116,7 +105,7 @@ def test_the_secret_is_created_applied_on_regen_and_deleted(
 def test_regen_key_refused_by_the_cluster_changes_nothing_and_names_no_key(
     engine: object, diabetes: Diabetes, kube_api: KubeApiMock, compute: KubernetesCompute,
 ) -> None:
-    service = _deploy(diabetes, "diab-refuse", compute, num_replicas=1,
+    service = diabetes.deploy("diab-refuse", compute, num_replicas=1,
                       primary_key="given-primary-0123456789", secondary_key="given-secondary-0123456789")
     try:
         assert service.get_keys() == ("given-primary-0123456789", "given-secondary-0123456789")
@@ -142,7 +131,7 @@ def test_regen_key_refused_by_the_cluster_changes_nothing_and_names_no_key(
 def test_an_update_refused_half_way_puts_the_previous_keys_back(
     engine: object, diabetes: Diabetes, kube_api: KubeApiMock, compute: KubernetesCompute,
 ) -> None:
-    service = _deploy(diabetes, "diab-half-keys", compute, num_replicas=1)
+    service = diabetes.deploy("diab-half-keys", compute, num_replicas=1)
     try:
         service.wait_for_deployment(timeout_sec=60)
         before = service.get_keys()
@@ -162,7 +151,7 @@ def test_an_update_refused_half_way_puts_the_previous_keys_back(
 def test_turning_auth_off_removes_the_secret_once_the_new_version_serves(
     engine: object, diabetes: Diabetes, kube_api: KubeApiMock, compute: KubernetesCompute,
 ) -> None:
-    service = _deploy(diabetes, "diab-off", compute, num_replicas=1)
+    service = diabetes.deploy("diab-off", compute, num_replicas=1)
     folder = diabetes.workspace.deployments_dir / "diab-off"
     try:
         service.wait_for_deployment(timeout_sec=60)
@@ -249,7 +238,7 @@ def _wait_ready(run: Any, url: str, probe: dict[str, Any]) -> None:
 def test_the_pod_enforces_the_keys_and_follows_a_regenerated_key_with_no_failed_request(
     engine: Any, diabetes: Diabetes, kube_api: KubeApiMock, compute: KubernetesCompute, tmp_path: Path,
 ) -> None:
-    service = _deploy(diabetes, "diab-pod", compute, num_replicas=1, cpu_cores=0.5, cpu_cores_limit=1,
+    service = diabetes.deploy("diab-pod", compute, num_replicas=1, cpu_cores=0.5, cpu_cores_limit=1,
                       memory_gb=0.5, memory_gb_limit=1, scoring_timeout_ms=10000)
     volume = tmp_path / "keys-volume"
     deployment = kube_api.objects[("deployments", "ml", "diab-pod")]

@@ -37,11 +37,6 @@ pytest.importorskip("kubernetes")
 LEGACY = ("legacy-primary-0123456789abcdef", "legacy-secondary-0123456789abcdef")
 
 
-@pytest.fixture
-def compute(kube_api: KubeApiMock, tmp_path: Path) -> KubernetesCompute:
-    return KubernetesCompute(kubeconfig=str(kube_api.kubeconfig(tmp_path / "kubeconfig")), namespace="ml")
-
-
 def _old_manifests(folder: Path, keys: tuple[str, str]) -> None:
     """Rewrite ``folder`` as the old ``write_manifests`` left it: the Secret first, in clear, mode 0644."""
     objects = read_manifests(folder)
