@@ -314,16 +314,29 @@ def run_batching(args: argparse.Namespace, pythons: dict[str, Path], work: Path,
           "1 s warm-up), the three servers' runs interleaved, 1 worker each; medians shown. Batching on: "
           f"{BATCHING_ENV}.")
     print()
-    print("| scenario | server | req/s | x azmlinfsrv | p50 ms | p99 ms | errors |")
+    print_median_table(results, BATCHING_SCENARIOS, "server", "azmlinfsrv")
+    if args.json:
+        args.json.write_text(json.dumps({"batching": results}, indent=2))
+
+
+def print_median_table(results: dict[str, dict[str, list[dict[str, float]]]], scenarios: list[Scenario],
+                       column: str, baseline: str) -> None:
+    """Print a Markdown table of each scenario's median req/s, latencies and errors per server or route.
+
+    Args:
+        results: ``{scenario name: {server or route: [one dict per wrk run: rps, p50_ms, p99_ms, errors]}}``.
+        scenarios: The scenarios, in table order.
+        column: The second column's title (``"server"`` or ``"route"``).
+        baseline: The server or route the ``x`` column divides by.
+    """
+    print(f"| scenario | {column} | req/s | x {baseline} | p50 ms | p99 ms | errors |")
     print("|---|---|---:|---:|---:|---:|---:|")
-    for scenario in BATCHING_SCENARIOS:
+    for scenario in scenarios:
         rows = {kind: {key: statistics.median(r[key] for r in runs) for key in ("rps", "p50_ms", "p99_ms", "errors")}
                 for kind, runs in results[scenario.name].items()}
         for kind, row in rows.items():
-            print(f"| {scenario.name} | {kind} | {row['rps']:.0f} | {row['rps'] / rows['azmlinfsrv']['rps']:.2f}x | "
+            print(f"| {scenario.name} | {kind} | {row['rps']:.0f} | {row['rps'] / rows[baseline]['rps']:.2f}x | "
                   f"{row['p50_ms']:.2f} | {row['p99_ms']:.2f} | {row['errors']:.0f} |")
-    if args.json:
-        args.json.write_text(json.dumps({"batching": results}, indent=2))
 
 
 PROTOCOL_SCENARIOS = [
@@ -388,14 +401,7 @@ def run_protocols(args: argparse.Namespace, python: Path, work: Path, models: Pa
           "warm-up), runs interleaved, 1 worker per server; classic score.py (json.loads -> np.array -> predict); "
           "medians shown.")
     print()
-    print("| scenario | route | req/s | x /score | p50 ms | p99 ms | errors |")
-    print("|---|---|---:|---:|---:|---:|---:|")
-    for scenario in PROTOCOL_SCENARIOS:
-        rows = {kind: {key: statistics.median(r[key] for r in runs) for key in ("rps", "p50_ms", "p99_ms", "errors")}
-                for kind, runs in results[scenario.name].items()}
-        for kind, row in rows.items():
-            print(f"| {scenario.name} | {kind} | {row['rps']:.0f} | {row['rps'] / rows['/score']['rps']:.2f} | "
-                  f"{row['p50_ms']:.2f} | {row['p99_ms']:.2f} | {row['errors']:.0f} |")
+    print_median_table(results, PROTOCOL_SCENARIOS, "route", "/score")
     if args.json:
         args.json.write_text(json.dumps({"protocols": results}, indent=2))
 
