@@ -13,7 +13,6 @@ import pytest
 import tritonclient.http as triton
 from click.testing import CliRunner
 from fixtures.deploy_support import source_dir, train_ridge
-from IPython.core.error import UsageError
 from IPython.core.interactiveshell import InteractiveShell
 from mlflow.pyfunc.scoring_server.client import ScoringServerClient
 from traitlets.config import Config

@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 from fixtures.deploy_support import source_dir, train_ridge
+from fixtures.rest_support import API, extension_config
 from tornado.httpclient import HTTPClientError
 
 from jupyter_mldeploy import Environment, Model
@@ -27,16 +28,10 @@ from jupyter_mldeploy.workspace import Workspace
 
 pytest_plugins = ["pytest_jupyter.jupyter_server"]
 
-API = ("mldeploy", "api")
-
-
 @pytest.fixture
 def jp_server_config(workspace: Workspace) -> dict[str, Any]:
     """Enable the extension and point it at the test's workspace."""
-    return {
-        "ServerApp": {"jpserver_extensions": {"jupyter_mldeploy": True}},
-        "MLDeployExtension": {"workspace": str(workspace.path)},
-    }
+    return extension_config(workspace)
 
 
 async def get_json(jp_fetch, *path: str, **kwargs: Any) -> Any:

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 from fixtures.deploy_support import source_dir, train_ridge
+from fixtures.rest_support import API, extension_config
 from tornado.httpclient import HTTPClientError
 
 from jupyter_mldeploy import Model
@@ -18,15 +19,10 @@ from jupyter_mldeploy.workspace import Workspace
 
 pytest_plugins = ["pytest_jupyter.jupyter_server"]
 
-API = ("mldeploy", "api")
-
-
 @pytest.fixture
 def jp_server_config(workspace: Workspace) -> dict[str, Any]:
-    return {
-        "ServerApp": {"jpserver_extensions": {"jupyter_mldeploy": True}},
-        "MLDeployExtension": {"workspace": str(workspace.path)},
-    }
+    """Enable the extension and point it at the test's workspace."""
+    return extension_config(workspace)
 
 
 async def test_keys_route_listing_and_score_proxy(jp_fetch, workspace: Workspace, tmp_path: Path) -> None:

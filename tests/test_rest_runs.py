@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from fixtures.rest_support import API, extension_config
 from fixtures.run_support import RecordedRuns, record_runs
 from tornado.httpclient import HTTPClientError
 
@@ -22,16 +23,10 @@ from jupyter_mldeploy.workspace import Workspace
 
 pytest_plugins = ["pytest_jupyter.jupyter_server"]
 
-API = ("mldeploy", "api")
-
-
 @pytest.fixture
 def jp_server_config(workspace: Workspace) -> dict[str, Any]:
     """Enable the extension and point it at the test's workspace."""
-    return {
-        "ServerApp": {"jpserver_extensions": {"jupyter_mldeploy": True}},
-        "MLDeployExtension": {"workspace": str(workspace.path)},
-    }
+    return extension_config(workspace)
 
 
 @pytest.fixture

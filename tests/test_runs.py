@@ -19,7 +19,15 @@ import joblib
 import pytest
 from click.testing import CliRunner
 
-from jupyter_mldeploy import Experiment, InvalidArgument, Model, NotFound, ResourceConfiguration, Run, Workspace
+from jupyter_mldeploy import (
+    Experiment,
+    InvalidArgument,
+    Model,
+    NotFound,
+    ResourceConfiguration,
+    Run,
+    Workspace,
+)
 from jupyter_mldeploy.cli import main
 from jupyter_mldeploy.runs import OfflineRun, list_runs, show_run
 from jupyter_mldeploy.workspace import LAYOUT_VERSION
