@@ -57,6 +57,11 @@ def check_backend(backend: str, scheduler: str | None, node_count: int) -> None:
         raise InvalidArgument("backend='dask' needs dask.distributed: pip install 'jupyter-mldeploy[dask]'.") from None
 
 
+def worker_count(processes: int | None) -> int:
+    """``process_count_per_node``, or the core count when it is None (v1's default)."""
+    return processes or os.cpu_count() or 1
+
+
 def exit_with_driver(driver_pid: int) -> None:
     """Make this loky worker exit when the driver is gone.
 
@@ -134,7 +139,7 @@ def open_backend(backend: str, scheduler: str | None, processes: int | None, scr
     Raises:
         OSError: When a scheduler cannot be reached (distributed's own message, with the address).
     """
-    count = processes or os.cpu_count() or 1
+    count = worker_count(processes)
     if backend == "loky":
         from joblib.externals.loky import ProcessPoolExecutor
 

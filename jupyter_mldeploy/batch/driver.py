@@ -8,6 +8,10 @@ slot in flight, so it holds only those), journals each result (writing its part 
 could not), retries a try that raised or timed out up to ``run_max_try``, stops as soon as a threshold is
 crossed, and assembles the output when every mini-batch is done. ``SIGTERM`` (``BatchJob.cancel``) stops it
 as ``Canceled``.
+
+A loky driver then stays warm for the job's ``keep_warm`` seconds (:mod:`~jupyter_mldeploy.batch.warm`): it
+keeps its workers, listens for the next job of its workspace and runs it as a freshly started driver would
+(same :class:`Driver`, its pid in ``driver.json``), its output moved to that job's log.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import argparse
 import collections
 import json
 import logging
+import os
 import signal
 import sys
 import time
@@ -27,8 +32,16 @@ from typing import Any
 from jupyter_mldeploy.batch.backends import OpenBackend, open_backend
 from jupyter_mldeploy.batch.config import APPEND_ROW, ParallelRunConfig
 from jupyter_mldeploy.batch.inputs import MiniBatch, ResolvedInput, plan_mini_batches
-from jupyter_mldeploy.batch.journal import CANCELED, COMPLETED, FAILED, JobFolder
-from jupyter_mldeploy.batch.worker import LOG_FORMAT, ScriptSpec, TryOutcome, TryRequest, score_mini_batch
+from jupyter_mldeploy.batch.journal import CANCELED, COMPLETED, FAILED, RUNNING, JobFolder
+from jupyter_mldeploy.batch.warm import WarmListener, fingerprint, socket_path
+from jupyter_mldeploy.batch.worker import (
+    LOG_FORMAT,
+    ScriptSpec,
+    TryOutcome,
+    TryRequest,
+    point_output_at,
+    score_mini_batch,
+)
 
 log = logging.getLogger("jupyter_mldeploy.batch")
 #: Tries in flight per worker slot: enough to keep workers busy while the driver writes results.
@@ -93,14 +106,29 @@ class Driver:
     Args:
         folder: The job folder.
         record: Its record (``job.json``), as read at start.
+
+    Attributes:
+        state: The job's final state once :meth:`run` returned.
+        kept_backend: The loky backend kept warm after the job (None: closed).
+        listener: Where the warm driver waits for its next job (bound while ``kept_backend`` is set).
+        fingerprint: The job's :func:`~jupyter_mldeploy.batch.warm.fingerprint`, when its backend is kept.
     """
 
     def __init__(self, folder: JobFolder, record: dict[str, Any]) -> None:
         self.folder = folder
         self.record = record
         self.config = ParallelRunConfig.from_dict(self.record["config"])
-        self.script = ScriptSpec(job_key=str(self.folder.path), environment=dict(self.record["environment"]))
+        loky = self.record["backend"] == "loky"
+        self.script = ScriptSpec(job_key=str(self.folder.path), environment=dict(self.record["environment"]),
+                                 log_path=str(self.folder.log_path) if loky else None)
+        self.keep_warm = float(self.record.get("keepWarm") or 0) if loky else 0.0
         self.cancelled = False
+        self.state = RUNNING
+        self.kept_backend: OpenBackend | None = None
+        self.listener: WarmListener | None = None
+        self.fingerprint: str | None = None
+        #: A worker died or the backend failed: its executor cannot be kept.
+        self._backend_broken = False
         #: Next try number of mini-batches waiting for a retry.
         self._attempts: dict[int, int] = {}
 
@@ -185,19 +213,41 @@ class Driver:
             log.error("Job %s: %s", state, stop.message)
         except Exception as exc:  # noqa: BLE001 - a dead worker or an unreachable scheduler ends the job
             state = FAILED
+            self._backend_broken = True
             error = (
                 f"{type(exc).__name__}: {exc}. Mini-batches done so far are kept; resume with "
                 f"`mldeploy batch resume {self.record['id']}`."
             )
             log.exception("Job failed")
         # The state is final before the workers are stopped: the output is in place (or the job failed),
-        # and whoever waits for the job need not wait for the pool's shutdown too.
+        # and whoever waits for the job need not wait for the pool's shutdown too. A driver staying warm
+        # listens before that, so a job submitted as soon as this one reads final finds it.
+        kept = backend if backend is not None and self._stays_warm(backend) else None
         try:
             self.folder.update_record(state=state, error=error, endTime=_utc_now())
         finally:
-            if backend is not None:
+            if backend is not None and kept is None:
                 backend.close()
+        self.state, self.kept_backend = state, kept
         return state
+
+    def _stays_warm(self, backend: OpenBackend) -> bool:
+        """Whether to keep the workers for the next job: a loky job with ``keep_warm`` that was not cancelled
+        and whose workers are sound, when no other driver of the workspace listens already."""
+        if self.keep_warm <= 0 or self.cancelled or self._backend_broken:
+            return False
+        listener = WarmListener(socket_path(self.folder.workspace_path, backend.workers), self.folder.workspace_path)
+        try:
+            self.fingerprint = fingerprint(self.folder, self.record)
+            if not listener.bind():
+                log.info("Another warm driver listens for this workspace's jobs: this one exits.")
+                return False
+        except OSError as exc:
+            log.warning("Not staying warm: %s", exc)
+            listener.close()
+            return False
+        self.listener = listener
+        return True
 
     def _plan(self) -> None:
         """Cut the input into mini-batches (the files and limit submit recorded) and record their count."""
@@ -237,6 +287,7 @@ class Driver:
                 try:
                     outcome = future.result()
                 except Exception as exc:  # the worker process died, or the cluster lost the task
+                    self._backend_broken = True
                     log.exception("Mini-batch %d: no result from the backend", batch.index)
                     first_line = (str(exc).strip().splitlines() or [""])[0]
                     raise JobStopped(FAILED, (
@@ -251,17 +302,20 @@ class Driver:
                 if message:
                     raise JobStopped(FAILED, message)
 
-    def start(self) -> str:
+    def start(self, backend: OpenBackend | None = None) -> str:
         """Run the job with ``SIGTERM`` as cancel; return its final state.
 
         The backend is opened first when mini-batches may be left to run (loky's workers then import the
         script's libraries and call ``init()`` while this process plans the mini-batches, reads its journal
         and imports the rest); a job whose every mini-batch is done only assembles its output.
+
+        Args:
+            backend: The warm workers of this driver's previous job, to run this one on.
         """
         signal.signal(signal.SIGTERM, self._on_term)
         done = sum(1 for entry in self.folder.entries() if entry.get("event") == "done")
-        backend, opening_error = None, None
-        if not self.folder.has_plan() or done < int(self.record.get("totalMiniBatches") or 0):
+        opening_error = None
+        if backend is None and (not self.folder.has_plan() or done < int(self.record.get("totalMiniBatches") or 0)):
             try:
                 backend = self.open_backend()
             except Exception as exc:  # noqa: BLE001 - run() records it as the job's failure
@@ -279,8 +333,53 @@ def _utc_now() -> str:
     return utc_now()
 
 
+def _run_job(folder: JobFolder, record: dict[str, Any], backend: OpenBackend | None) -> Driver:
+    started = time.time()
+    driver = Driver(folder, record)
+    driver.start(backend)
+    log.info("Job %s after %.1f s.", driver.state, time.time() - started)
+    return driver
+
+
+def _wait_warm(driver: Driver) -> JobFolder | None:
+    """Wait, with the kept workers, for the next job handed off to this driver; None to exit."""
+    assert driver.listener is not None
+    stop: list[int] = []
+    signal.signal(signal.SIGTERM, lambda signum, _frame: stop.append(signum))
+    log.info("Staying warm for %g s (pid %d, workers kept) for the next job of this workspace.", driver.keep_warm,
+             os.getpid())
+    try:
+        folder = driver.listener.wait_for_job(driver.keep_warm, lambda: bool(stop))
+    finally:
+        driver.listener.close()
+    if folder is None:
+        why = "SIGTERM" if stop else ("the workspace folder is gone" if not driver.folder.workspace_path.is_dir()
+                                      else f"idle for {driver.keep_warm:g} s")
+        log.info("Warm driver %d exits: %s.", os.getpid(), why)
+    return folder
+
+
+def _next_job(previous: Driver, folder: JobFolder) -> Driver:
+    """Run a job handed off to this warm driver, on the kept workers when its fingerprint is the same."""
+    # As a freshly spawned driver: running in the job folder, writing to the job log.
+    os.chdir(folder.path)
+    point_output_at(folder.log_path)
+    record = json.loads(folder.record_path.read_text(encoding="utf-8"))
+    logging.getLogger().setLevel(getattr(logging, record.get("config", {}).get("logging_level", "INFO"), logging.INFO))
+    backend = previous.kept_backend
+    assert backend is not None
+    if fingerprint(folder, record) == previous.fingerprint:
+        log.info("Warm driver %d: reusing the workers of job %s.", os.getpid(), previous.record["id"])
+    else:
+        log.info("Warm driver %d: starting fresh workers (script, source files, environment_variables or "
+                 "logging_level differ from job %s).", os.getpid(), previous.record["id"])
+        backend.close()
+        backend = None
+    return _run_job(folder, record, backend)
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Run the job in the given folder; exit 0 when it completes, 1 otherwise."""
+    """Run the job in the given folder, then the jobs handed off while warm; exit 0 when the last completed."""
     parser = argparse.ArgumentParser(prog="python -m jupyter_mldeploy.batch.driver")
     parser.add_argument("job_folder")
     args = parser.parse_args(argv)
@@ -290,10 +389,14 @@ def main(argv: list[str] | None = None) -> int:
     record = json.loads(folder.record_path.read_text(encoding="utf-8"))
     level = record.get("config", {}).get("logging_level", "INFO")
     logging.basicConfig(stream=sys.stdout, level=getattr(logging, level, logging.INFO), format=LOG_FORMAT)
-    started = time.time()
-    state = Driver(folder, record).start()
-    log.info("Job %s after %.1f s.", state, time.time() - started)
-    return 0 if state == COMPLETED else 1
+    driver = _run_job(folder, record, None)
+    while driver.kept_backend is not None:
+        next_folder = _wait_warm(driver)
+        if next_folder is None:
+            driver.kept_backend.close()
+            break
+        driver = _next_job(driver, next_folder)
+    return 0 if driver.state == COMPLETED else 1
 
 
 if __name__ == "__main__":

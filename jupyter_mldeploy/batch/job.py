@@ -1,9 +1,10 @@
 """``BatchJob``: submit, follow, cancel and resume a batch scoring job (v1's ``ParallelRunStep`` run).
 
 A job is recorded in the workspace (``jobs/<name>/<id>/``, see :mod:`~jupyter_mldeploy.batch.journal`)
-and run by a detached driver process (:mod:`~jupyter_mldeploy.batch.driver`); the ``BatchJob`` object
-only reads the record and the journal, so any process (a notebook, ``mldeploy batch show``, the panel)
-sees the same progress, and a job survives the kernel that submitted it.
+and run by a detached driver process (:mod:`~jupyter_mldeploy.batch.driver`): for loky, the warm driver of
+an earlier job when one is listening (:mod:`~jupyter_mldeploy.batch.warm`), else a new one. The ``BatchJob``
+object only reads the record and the journal, so any process (a notebook, ``mldeploy batch show``, the
+panel) sees the same progress, and a job survives the kernel that submitted it.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
-from jupyter_mldeploy.batch.backends import check_backend
+from jupyter_mldeploy.batch.backends import check_backend, worker_count
 from jupyter_mldeploy.batch.config import APPEND_ROW, ParallelRunConfig
 from jupyter_mldeploy.batch.inputs import FILES, resolve_input
 from jupyter_mldeploy.batch.journal import (
@@ -35,9 +36,10 @@ from jupyter_mldeploy.batch.journal import (
     job_folders,
     jobs_dir,
 )
+from jupyter_mldeploy.batch.warm import hand_off, resolve_keep_warm
 from jupyter_mldeploy.deploy.app_folder import build_app_folder
 from jupyter_mldeploy.deploy.model_sources import resolve_model_sources
-from jupyter_mldeploy.deploy.state import read_json, utc_now, write_json_atomic
+from jupyter_mldeploy.deploy.state import utc_now, write_json_atomic
 from jupyter_mldeploy.deploy.targets.local_process import is_running
 from jupyter_mldeploy.errors import Conflict, InvalidArgument, MLDeployError, NotFound
 from jupyter_mldeploy.names import validate_name
@@ -46,7 +48,6 @@ if TYPE_CHECKING:  # pragma: no cover
     from jupyter_mldeploy.workspace import Workspace
 
 DRIVER_MODULE = "jupyter_mldeploy.batch.driver"
-DRIVER_FILE = "driver.json"
 #: Seconds between two reads of the journal while waiting.
 POLL_S = 0.1
 #: Width of the text progress bar, in characters.
@@ -69,8 +70,24 @@ def _new_id(name: str) -> str:
     return f"{name}_{int(time.time())}_{secrets.token_hex(4)}"
 
 
-def _spawn_driver(folder: JobFolder, starts: int) -> None:
-    """Start the driver detached (its own session) with its output appended to the job log."""
+def _record_driver(folder: JobFolder, pid: int, starts: int) -> None:
+    """Write ``driver.json``: the driver serving start ``starts`` of the job (what ``state`` and ``cancel`` use)."""
+    try:
+        import psutil
+
+        create_time = psutil.Process(pid).create_time()
+    except Exception:  # noqa: BLE001 - exited at once: still identified by its pid and the start number
+        create_time = 0.0
+    write_json_atomic(folder.driver_path, {"pid": pid, "createTime": create_time, "start": starts})
+
+
+def _start_driver(folder: JobFolder, starts: int, record: dict[str, Any], workspace_path: Path) -> None:
+    """Hand the job to the warm loky driver of its workspace, or start a driver detached (its own session)
+    with its output appended to the job log."""
+    if record["backend"] == "loky":
+        workers = worker_count(record["config"].get("process_count_per_node"))
+        if hand_off(workspace_path, workers, folder, lambda pid: _record_driver(folder, pid, starts)) is not None:
+            return
     folder.log_path.parent.mkdir(parents=True, exist_ok=True)
     with open(folder.log_path, "ab") as log:
         proc = subprocess.Popen(
@@ -79,13 +96,7 @@ def _spawn_driver(folder: JobFolder, starts: int) -> None:
             env={**os.environ, "PYTHONUNBUFFERED": "1"}, start_new_session=True, close_fds=True,
         )
     _DRIVERS[proc.pid] = proc
-    try:
-        import psutil
-
-        create_time = psutil.Process(proc.pid).create_time()
-    except Exception:  # noqa: BLE001 - exited at once: still identified by its pid and the start number
-        create_time = 0.0
-    write_json_atomic(folder.path / DRIVER_FILE, {"pid": proc.pid, "createTime": create_time, "start": starts})
+    _record_driver(folder, proc.pid, starts)
 
 
 class BatchJob:
@@ -126,6 +137,7 @@ class BatchJob:
         output_dir: str | os.PathLike[str],
         backend: str = "loky",
         scheduler: str | None = None,
+        keep_warm: float | None = None,
     ) -> BatchJob:
         """Check everything, record the job and start its driver; return at once.
 
@@ -138,20 +150,24 @@ class BatchJob:
             output_dir: Folder the ``append_row`` file is written to (created when missing).
             backend: ``"loky"`` (this machine) or ``"dask"``.
             scheduler: For dask: ``"local"`` (default) or ``"tcp://host:port"``.
+            keep_warm: loky: seconds the driver keeps its workers after the job, for the next job of this
+                workspace (see docs/batch.md, "Warm workers"); 0 exits at once. None reads
+                ``MLDEPLOY_BATCH_KEEP_WARM``, else 300 (loky's own idle timeout). Ignored for dask.
 
         Returns:
             BatchJob: The running job.
 
         Raises:
-            InvalidArgument: A bad name, config, backend, input (missing, unreadable, of the wrong type),
-                output folder (already holding the output file), or an ``environment`` this interpreter does
-                not satisfy (the message lists what is missing); nothing is recorded.
+            InvalidArgument: A bad name, config, backend, ``keep_warm``, input (missing, unreadable, of the
+                wrong type), output folder (already holding the output file), or an ``environment`` this
+                interpreter does not satisfy (the message lists what is missing); nothing is recorded.
             NotFound: A model that is not registered.
         """
         validate_name(name, "job name")
         if not isinstance(config, ParallelRunConfig):
             raise InvalidArgument(f"config must be a ParallelRunConfig, not {type(config).__name__}.")
         check_backend(backend, scheduler, config.node_count)
+        warm_seconds = resolve_keep_warm(keep_warm) if backend == "loky" else 0.0
         _check_environment(config, backend, scheduler)
         resolved = resolve_input(inputs)
         limit = config.batch_limit(resolved.kind == FILES)
@@ -181,28 +197,31 @@ class BatchJob:
                 "outputFile": str(output_file) if config.output_action == APPEND_ROW else None,
                 # The driver cuts the input into mini-batches (a CSV is read once to find its row ends) while
                 # its workers start: None until then.
-                "environment": environment, "totalMiniBatches": None, "driverStarts": 1,
+                "environment": environment, "totalMiniBatches": None, "driverStarts": 1, "keepWarm": warm_seconds,
                 "inputStamps": [_stamp(f) for f in resolved.files],
                 "submitTime": utc_now(), "startTime": utc_now(), "endTime": None,
             })
         except BaseException:
             shutil.rmtree(folder.path, ignore_errors=True)
             raise
-        _spawn_driver(folder, 1)
+        _start_driver(folder, 1, folder.read_record(), workspace.path)
         return cls(workspace, job_id, folder.path)
 
     @classmethod
-    def resume(cls, workspace: Workspace, job_id: str) -> BatchJob:
-        """Start a new driver for a job that stopped before completing; done mini-batches are kept.
+    def resume(cls, workspace: Workspace, job_id: str, keep_warm: float | None = None) -> BatchJob:
+        """Start a driver (or hand the job to a warm one) for a job that stopped before completing; done
+        mini-batches are kept.
 
         Args:
             workspace: The workspace.
             job_id: The job.
+            keep_warm: As for :meth:`submit`.
 
         Returns:
             BatchJob: The running job.
 
         Raises:
+            InvalidArgument: A bad ``keep_warm``.
             NotFound: No such job.
             Conflict: The job completed, its driver is still running, or an input file changed since submit.
         """
@@ -213,6 +232,7 @@ class BatchJob:
         if state == RUNNING:
             raise Conflict(f"Batch job {job_id} is still running; cancel it first (mldeploy batch cancel {job_id}).")
         record = job.folder.read_record()
+        warm_seconds = resolve_keep_warm(keep_warm) if record.get("backend") == "loky" else 0.0
         for path, *stamp in record.get("inputStamps", []):
             if not os.path.exists(path) or _stamp(path)[1:] != stamp:
                 raise Conflict(
@@ -220,8 +240,9 @@ class BatchJob:
                     "mini-batches no longer match it; submit a new job."
                 )
         starts = int(record.get("driverStarts", 1)) + 1
-        job.folder.update_record(state=RUNNING, error=None, endTime=None, driverStarts=starts)
-        _spawn_driver(job.folder, starts)
+        record = job.folder.update_record(state=RUNNING, error=None, endTime=None, driverStarts=starts,
+                                          keepWarm=warm_seconds)
+        _start_driver(job.folder, starts, record, workspace.path)
         return job
 
     @classmethod
@@ -234,7 +255,7 @@ class BatchJob:
     # -- state ----------------------------------------------------------------------------------------
 
     def _driver_alive(self, record: dict[str, Any]) -> bool:
-        driver = read_json(self.folder.path / DRIVER_FILE) or {}
+        driver = self.folder.read_driver()
         if int(driver.get("start", 0)) != int(record.get("driverStarts", 1)):
             return True  # being started: the submitter has not written the new driver's pid yet
         pid = int(driver.get("pid", 0))
@@ -332,7 +353,7 @@ class BatchJob:
         record = self.folder.read_record()
         if record.get("state") != RUNNING:
             return
-        driver = read_json(self.folder.path / DRIVER_FILE) or {}
+        driver = self.folder.read_driver()
         if self._driver_alive(record) and driver.get("pid"):
             os.kill(int(driver["pid"]), signal.SIGTERM)
             deadline = time.monotonic() + timeout

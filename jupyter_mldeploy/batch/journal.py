@@ -2,7 +2,8 @@
 
 Layout, ``<workspace>/jobs/<name>/<id>/``::
 
-    job.json          the record: config, input, models, backend, state, driver pid, times, error
+    job.json          the record: config, input, models, backend, state, keep_warm, times, error
+    driver.json       the driver running the job: pid, create time, which start of the job it serves
     plan.jsonl        the mini-batches, one JSON line each, written once by the job's first driver
     journal.jsonl     one line per event, appended: {"batch": i, "event": "retry" | "done" | "failed", ...}
     parts/000042.txt  the rows of mini-batch 42 (``append_row``), made visible by an atomic rename
@@ -38,6 +39,7 @@ JOURNAL = "journal.jsonl"
 PARTS = "parts"
 APP = "app"
 DRIVER_LOG = "logs/driver.log"
+DRIVER = "driver.json"
 
 #: Job states, v1's run statuses.
 NOT_STARTED = "NotStarted"
@@ -118,6 +120,24 @@ class JobFolder:
     def app_dir(self) -> Path:
         """``app/``: the app folder the workers load the script and models from."""
         return self.path / APP
+
+    @property
+    def driver_path(self) -> Path:
+        """``driver.json``: ``{"pid", "createTime", "start"}`` of the driver serving start ``start`` of the job."""
+        return self.path / DRIVER
+
+    @property
+    def workspace_path(self) -> Path:
+        """The workspace the job is recorded in (``<workspace>/jobs/<name>/<id>``)."""
+        return self.path.parents[2]
+
+    def read_driver(self) -> dict[str, Any]:
+        """``driver.json`` (``{}`` when missing or being replaced)."""
+        try:
+            data = json.loads((self.path / DRIVER).read_text(encoding="utf-8"))
+        except (FileNotFoundError, json.JSONDecodeError, UnicodeDecodeError):
+            return {}
+        return data if isinstance(data, dict) else {}
 
     @property
     def log_path(self) -> Path:

@@ -4,7 +4,11 @@ A worker process loads the job's entry script once with the scoring server's loa
 (:class:`~jupyter_mldeploy.server.user_script.UserScript`) after setting the layout variables a web service
 gets (``AZUREML_MODEL_DIR``, ``AML_APP_ROOT``...) and the job's ``environment_variables``, calls ``init()``
 once, then ``run(mini_batch)`` for every mini-batch it is given (v1's ParallelRunStep contract). A worker
-shared by two jobs (a long-lived Dask worker) keeps one loaded script per job.
+shared by two jobs (a long-lived Dask worker) keeps one loaded script per job. A loky worker kept warm by
+its driver (:mod:`~jupyter_mldeploy.batch.warm`) serves one job at a time: when a try of another job
+arrives, it drops the previous job's script (and its models), restores ``os.environ`` and ``sys.path`` as
+they were before that job, points its output at the new job's log, then loads and
+``init()``s the new script.
 
 The function never raises for the user's errors: a failed read, a raising or slow ``run()`` comes back as
 :class:`TryOutcome.error` so the driver can count, retry and log it. Output rows are formatted here, in
@@ -46,6 +50,25 @@ _APP_COPIES: dict[str, str] = {}
 _LOAD_LOCK = threading.Lock()
 
 
+@dataclass
+class _JobTraces:
+    """What a loky worker restores before it serves another job (see the module docstring).
+
+    Attributes:
+        job_key: The job being served.
+        environ: ``os.environ`` before the job set its variables (a job's ``run()`` may set more).
+        sys_path: ``sys.path`` before the job's app folder was added.
+    """
+
+    job_key: str
+    environ: dict[str, str]
+    sys_path: list[str]
+
+
+#: The job a loky worker serves (None in a Dask worker, which may serve several at once).
+_SERVING: _JobTraces | None = None
+
+
 class InvocationTimeout(BaseException):
     """``run()`` took longer than ``run_invocation_timeout``.
 
@@ -61,10 +84,13 @@ class ScriptSpec:
         job_key: The job folder: one loaded script per job per worker.
         environment: Layout variables (``AML_APP_ROOT``, ``AZUREML_MODEL_DIR``...) plus the job's
             ``environment_variables``.
+        log_path: loky only: the job's log. A loky worker serves one job at a time and, when a warm driver
+            gives it another job, points its stdout and stderr here; None for Dask workers.
     """
 
     job_key: str
     environment: dict[str, str]
+    log_path: str | None = None
 
 
 @dataclass(frozen=True)
@@ -144,12 +170,48 @@ def job_environment(script: ScriptSpec) -> dict[str, str]:
             for name, value in script.environment.items()}
 
 
+def point_output_at(log_path: Path) -> None:
+    """Make this process's stdout and stderr (file descriptors 1 and 2) append to ``log_path``.
+
+    A warm driver and its loky workers started with the first job's log as their output; each later job's
+    lines go to its own log.
+    """
+    sys.stdout.flush()
+    sys.stderr.flush()
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        os.dup2(fd, 1)
+        os.dup2(fd, 2)
+    finally:
+        os.close(fd)
+
+
+def _serve(script: ScriptSpec) -> None:
+    """loky: leave the previous job (its script, variables, ``sys.path``, log) and note what the new one
+    must restore. (The working folder needs no restoring: every job moves to its own app folder.)"""
+    global _SERVING
+    if _SERVING is not None and _SERVING.job_key == script.job_key:
+        return  # a retry of a load that failed: what to restore was noted before the job changed anything
+    if _SERVING is not None:
+        _LOADED.clear()  # the previous job's script, and the models its init() loaded
+        _LOAD_ERRORS.clear()
+        os.environ.clear()
+        os.environ.update(_SERVING.environ)
+        sys.path[:] = _SERVING.sys_path
+        assert script.log_path is not None
+        point_output_at(Path(script.log_path))
+    _SERVING = _JobTraces(script.job_key, dict(os.environ), list(sys.path))
+
+
 def _load(script: ScriptSpec) -> UserScript:
     """Load and ``init()`` the job's script once in this process (thread-safe for Dask's thread pool)."""
     environment = job_environment(script)
     with _LOAD_LOCK:
         loaded = _LOADED.get(script.job_key)
         if loaded is None:
+            if script.log_path is not None:
+                _serve(script)
             os.environ.update(environment)
             location = ScriptLocation.from_environ(environment)
             location.prepare_sys_path()

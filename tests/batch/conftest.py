@@ -35,6 +35,14 @@ def diabetes(tmp_path_factory: pytest.TempPathFactory) -> tuple[pd.DataFrame, Pa
     return frame, path, model
 
 
+@pytest.fixture(autouse=True)
+def drivers_exit_after_their_job(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Jobs of these tests run on their own driver, which exits with the job (``keep_warm=0``): a warm
+    driver and its two workers would otherwise stay 300 s after every test. The warm-driver tests pass
+    ``keep_warm`` explicitly (tests/batch/test_batch_warm.py)."""
+    monkeypatch.setenv("MLDEPLOY_BATCH_KEEP_WARM", "0")
+
+
 @pytest.fixture
 def scored_workspace(workspace: Workspace, diabetes: tuple[pd.DataFrame, Path, Ridge]) -> Workspace:
     """A workspace with ``diabetes:1`` registered."""
