@@ -26,7 +26,7 @@ from jupyter_mldeploy.server.config import ThroughputSettings
 from jupyter_mldeploy.server.encoding import encode_result
 from jupyter_mldeploy.server.keys import OPEN_PATHS, UNAUTHORIZED_MESSAGE, ServiceKeys
 from jupyter_mldeploy.server.run_parameters import run_output_schema, run_parameter_schemas
-from jupyter_mldeploy.server.runner import Runner, RunOutcome
+from jupyter_mldeploy.server.runner import Runner, RunOutcome, ScoringTimeout
 from jupyter_mldeploy.server.shims import Headers
 from jupyter_mldeploy.server.swagger import SwaggerDocs, SwaggerError
 from jupyter_mldeploy.server.user_script import OBJECT, RAW, ClientError, Connection, UserScript
@@ -403,7 +403,8 @@ class ScoringApp:
         ``/score`` does.
 
         Returns:
-            Reply | _Untranslated: The answer, or what translating the request or the answer raised.
+            Reply | _Untranslated: The answer, or what translating the request or the answer raised (also
+            when ``run()`` raised on forwarded bytes that the full translation refuses: ``RunCall.recheck``).
 
         Raises:
             ClientError: ``invoke_run`` refused the translated request.
@@ -413,7 +414,19 @@ class ScoringApp:
             call = prepare(body, content_type, raw_headers)
         except Exception as exc:
             return _Untranslated(exc, finishing=False)
-        value = self.script.invoke_run(body=call.body, headers=call.headers, path=path)
+        try:
+            value = self.script.invoke_run(body=call.body, headers=call.headers, path=path)
+        except ScoringTimeout:
+            raise
+        except Exception:
+            if call.recheck is not None:
+                # run() got the client's bytes unparsed: a body the full path refuses gets that refusal (a
+                # misspelled number), not run()'s error.
+                try:
+                    call.recheck()
+                except Exception as refusal:
+                    return _Untranslated(refusal, finishing=False)
+            raise
         try:
             return call.finish(value)
         except Exception as exc:

@@ -26,6 +26,7 @@ from typing import Any
 import orjson
 
 from jupyter_mldeploy._version import __version__
+from jupyter_mldeploy.server import passthrough
 from jupyter_mldeploy.server.encoding import dumps
 from jupyter_mldeploy.server.run_parameters import RunParameterSchema
 from jupyter_mldeploy.server.wire import (
@@ -120,18 +121,28 @@ def _from_records(value: Any) -> _Table:
     return _Table([[row.get(name) for name in names] for row in value], names)
 
 
-def _from_json(body: bytes) -> _Table:
-    try:
-        document = orjson.loads(body)
-    except orjson.JSONDecodeError as exc:
-        raise error(400, f"Failed to parse input from JSON. Ensure that input is a valid JSON formatted "
-                         f"string. Error: '{exc}'") from None
+def _format_key(document: Any) -> str:
+    """Return the one format key of a parsed JSON body.
+
+    Raises:
+        WireError: 400 when the body is not an object or has zero or several format keys.
+    """
     if type(document) is not dict:
         raise error(400, f"{_REQUIRED}. Received a JSON {type(document).__name__}.")
     present = _FORMAT_KEYS.intersection(document)
     if len(present) != 1:
         raise error(400, f"{_REQUIRED}. Received dictionary with input fields: {list(document)}.")
     [key] = present
+    return key
+
+
+def _from_json(body: bytes) -> _Table:
+    try:
+        document = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise error(400, f"Failed to parse input from JSON. Ensure that input is a valid JSON formatted "
+                         f"string. Error: '{exc}'") from None
+    key = _format_key(document)
     value = document[key]
     if key == "dataframe_split":
         return _from_split(value)
@@ -144,16 +155,54 @@ def _from_json(body: bytes) -> _Table:
     return _Table(value)
 
 
+#: The keys whose array value may be forwarded: (quoted key, the format key that holds it).
+_FORWARDED = ((b'"inputs"', "inputs"), (b'"instances"', "instances"), (b'"data"', "dataframe_split"))
+
+
+def _forward(body: bytes) -> bytes | None:
+    """Return a classic ``run()``'s body holding the client's own bytes of the rows, or None when the body
+    is not of that form (the full path then answers it, refusals included)."""
+    for key, format_key in _FORWARDED:
+        span = passthrough.locate(body, key)
+        if span is not None:
+            return _forwarded_rows(body, span, format_key)
+    return None
+
+
+def _forwarded_rows(body: bytes, span: passthrough.Span, format_key: str) -> bytes | None:
+    # Every field but the rows is parsed and checked as on the full path: one format key, and for
+    # dataframe_split its "columns".
+    try:
+        document = orjson.loads(span.rest(body))
+        if _format_key(document) != format_key:
+            return None
+        value = document[format_key]
+        if format_key == "dataframe_split":
+            _from_split(value)
+            value = value["data"]
+    except (orjson.JSONDecodeError, WireError):
+        return None
+    if value != [] or passthrough.float_layout(body, span) is None:
+        return None
+    return span.rows_body(body)
+
+
 class MlflowProtocol:
     """The MLflow routes of one loaded script.
 
     Args:
         parameters: The decorated ``run``'s inputs (:func:`~jupyter_mldeploy.server.run_parameters.run_parameter_schemas`);
             empty for a classic ``run(raw_data)``.
+        passthrough_min_bytes: For a classic ``run``, JSON bodies at least this large whose rows
+            (``inputs``, ``instances`` or ``dataframe_split``'s ``data``) are a 1-d or 2-d array of floats
+            are forwarded as the client wrote them (:mod:`~jupyter_mldeploy.server.passthrough`); None
+            translates every body.
     """
 
-    def __init__(self, parameters: list[RunParameterSchema]) -> None:
+    def __init__(self, parameters: list[RunParameterSchema],
+                 passthrough_min_bytes: int | None = passthrough.MIN_BYTES) -> None:
         self.parameters = parameters
+        self._forward_from = passthrough_min_bytes if passthrough_min_bytes is not None and not parameters else None
 
     def error(self, status: int, message: str) -> WireError:
         """See :func:`error`."""
@@ -178,7 +227,12 @@ class MlflowProtocol:
 
     def _prepare(self, body: bytes, content_type: str, raw_headers: list[tuple[bytes, bytes]]) -> RunCall:
         if content_type == "application/json":  # what MLflow's clients send: no media type to parse
-            return RunCall(dumps(self._arguments(_from_json(body))), json_request_headers(raw_headers), _finish)
+            if self._forward_from is not None and len(body) >= self._forward_from:
+                rows_body = _forward(body)
+                if rows_body is not None:
+                    return RunCall(rows_body, json_request_headers(raw_headers), _finish,
+                                   lambda: self._translate(_from_json(body), raw_headers))
+            return self._translate(_from_json(body), raw_headers)
         mime, *options = [part.strip() for part in content_type.split(";")]
         charset = dict(option.partition("=")[::2] for option in options).get("charset", "utf-8").lower()
         if charset != "utf-8":
@@ -190,6 +244,10 @@ class MlflowProtocol:
         else:
             raise error(415, f"This predictor only supports the following content types: Types: {_CONTENT_TYPES}. "
                              f"Got '{content_type}'.")
+        return self._translate(table, raw_headers)
+
+    def _translate(self, table: _Table, raw_headers: list[tuple[bytes, bytes]]) -> RunCall:
+        """The full path: ``run()``'s input encoded from the parsed rows."""
         return RunCall(dumps(self._arguments(table)), json_request_headers(raw_headers), _finish)
 
     def _arguments(self, table: _Table) -> dict[str, Any]:

@@ -25,12 +25,14 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 import orjson
 
 from jupyter_mldeploy._version import __version__
+from jupyter_mldeploy.server import passthrough
 from jupyter_mldeploy.server.encoding import dumps
 from jupyter_mldeploy.server.model_path import models_root
 from jupyter_mldeploy.server.run_parameters import RunParameterSchema
@@ -57,6 +59,7 @@ _DTYPES: dict[str, tuple[Any, str]] = {
     "FP16": (np.float16, "iuf"), "FP32": (np.float32, "iuf"), "FP64": (np.float64, "iuf"),
     "BYTES": (np.str_, "U"),
 }
+_TENSOR_KEYS = ("name", "shape", "datatype", "data")
 _FLOATS = {float}
 _INTS = {int}
 _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
@@ -174,16 +177,20 @@ def _all_floats(values: list[Any]) -> bool:
     return True
 
 
-def _input_array(index: int, tensor: Any) -> tuple[str, np.ndarray | list[Any]]:
+def _tensor_header(index: int, tensor: Any) -> tuple[str, list[int], str]:
+    """Check an input tensor's fields but its data; return its name, shape and datatype.
+
+    Raises:
+        WireError: 400 naming the field that is missing or wrong.
+    """
     # On every infer request: the checks cost little when they pass (messages are built only on failure).
     if type(tensor) is not dict:
         raise error(400, f"inputs[{index}] must be an object with name, shape, datatype and data.")
-    try:
-        name, shape, datatype, data = tensor["name"], tensor["shape"], tensor["datatype"], tensor["data"]
-    except KeyError:
-        missing = [key for key in ("name", "shape", "datatype", "data") if key not in tensor]
+    missing = [key for key in _TENSOR_KEYS if key not in tensor]
+    if missing:
         raise error(400, f"inputs[{index}] lacks {', '.join(missing)}; each input needs name, shape, datatype "
-                         "and data.") from None
+                         "and data.")
+    name, shape, datatype = tensor["name"], tensor["shape"], tensor["datatype"]
     if type(name) is not str:
         raise error(400, f"inputs[{index}]: name must be a string, got {name!r}.")
     parameters = tensor.get("parameters")
@@ -200,14 +207,19 @@ def _input_array(index: int, tensor: Any) -> tuple[str, np.ndarray | list[Any]]:
                 break
     if bad_shape:
         raise error(400, f"input {name!r}: shape must be a list of non-negative integers, got {shape!r}.")
-    spec = _DTYPES.get(datatype) if type(datatype) is str else None
-    if spec is None:
+    if type(datatype) is not str or datatype not in _DTYPES:
         raise error(400, f"input {name!r}: unknown datatype {datatype!r}; use one of {', '.join(_DTYPES)}.")
+    return name, shape, datatype
+
+
+def _input_array(index: int, tensor: Any) -> tuple[str, np.ndarray | list[Any]]:
+    name, shape, datatype = _tensor_header(index, tensor)
+    data = tensor["data"]
     if datatype == "FP64":
         rows = _float_rows(data, shape)
         if rows is not None:
             return name, rows
-    dtype, accepted = spec
+    dtype, accepted = _DTYPES[datatype]
     try:
         array = np.asarray(data)
     except ValueError:
@@ -232,13 +244,17 @@ class V2Protocol:
         parameters: The decorated ``run``'s inputs; empty for a classic ``run(raw_data)``.
         output: The decorated ``run``'s output (from ``@output_schema``), or None.
         models: Model name -> versions (:func:`served_models`).
+        passthrough_min_bytes: For a classic ``run``, bodies at least this large whose one input is an FP64
+            array of floats, 1-d or 2-d nested rows, are forwarded as the client wrote them
+            (:mod:`~jupyter_mldeploy.server.passthrough`); None translates every body.
     """
 
     def __init__(self, parameters: list[RunParameterSchema], output: RunParameterSchema | None,
-                 models: dict[str, list[str]]) -> None:
+                 models: dict[str, list[str]], passthrough_min_bytes: int | None = passthrough.MIN_BYTES) -> None:
         self.parameters = {p.name: p for p in parameters}
         self.output = output
         self.models = models
+        self._forward_from = passthrough_min_bytes if passthrough_min_bytes is not None and not parameters else None
         #: The infer paths, with and without a version -> their preparation: an infer request's route is one
         #: dict lookup (other spellings, e.g. with a trailing slash, take the general parse in ``route``).
         self._infer: dict[str, Prepare] = {}
@@ -322,6 +338,33 @@ class V2Protocol:
             if key == _BINARY_HEADER:
                 raise error(400, "The binary tensor data extension is not supported; send the request as JSON "
                                  "(tritonclient: binary_data=False on inputs and requested outputs).")
+        if self._forward_from is not None and len(body) >= self._forward_from:
+            forwarded = self._forward(name, version, body, raw)
+            if forwarded is not None:
+                return forwarded
+        return self._translate(name, version, body, raw)
+
+    def _forward(self, name: str, version: str | None, body: bytes, raw: list[tuple[bytes, bytes]]) -> RunCall | None:
+        """The call of a classic ``run`` with the client's own bytes of the one FP64 input's rows, or None
+        when the body is not of that form (then :meth:`_translate` answers, refusals included)."""
+        span = passthrough.locate(body, b'"data"')
+        if span is None:
+            return None
+        try:
+            request = orjson.loads(span.rest(body))
+            inputs = request["inputs"]
+            if type(inputs) is not list or len(inputs) != 1 or inputs[0].get("data") != []:
+                return None
+            _, shape, datatype = _tensor_header(0, inputs[0])
+        except (orjson.JSONDecodeError, TypeError, KeyError, AttributeError, WireError):
+            return None
+        if datatype != "FP64" or len(shape) > 2 or passthrough.float_layout(body, span) != tuple(shape):
+            return None
+        return RunCall(span.rows_body(body), json_request_headers(raw), self._finish(name, version, request),
+                       lambda: self._translate(name, version, body, raw))
+
+    def _translate(self, name: str, version: str | None, body: bytes, raw: list[tuple[bytes, bytes]]) -> RunCall:
+        """The full path: parse the body, check every tensor's values, encode ``run()``'s input."""
         try:
             request = orjson.loads(body)
         except orjson.JSONDecodeError as exc:
@@ -333,9 +376,6 @@ class V2Protocol:
         for index, tensor in enumerate(inputs):
             tensor_name, array = _input_array(index, tensor)
             tensors[tensor_name] = array
-        outputs = request.get("outputs")
-        wanted = [o.get("name") for o in outputs if isinstance(o, dict)] if outputs else []
-        request_id = request.get("id")
         if self.parameters:
             unknown = [n for n in tensors if n not in self.parameters]
             if unknown:
@@ -348,6 +388,14 @@ class V2Protocol:
         else:
             raise error(400, f"run() takes one input (passed as {{\"data\": rows}}); the request has {len(tensors)}: "
                              f"{', '.join(tensors)}. Send one tensor, or decorate run() with @input_schema.")
+        return RunCall(dumps(arguments), json_request_headers(raw), self._finish(name, version, request))
+
+    @staticmethod
+    def _finish(name: str, version: str | None, request: dict[str, Any]) -> Callable[[Any], Reply]:
+        """How to answer ``run()``'s value for ``request`` (its requested ``outputs`` and ``id``)."""
+        outputs = request.get("outputs")
+        wanted = [o.get("name") for o in outputs if isinstance(o, dict)] if outputs else []
+        request_id = request.get("id")
 
         def finish(value: Any) -> Reply:
             own = script_response(value)
@@ -369,4 +417,4 @@ class V2Protocol:
             answer["outputs"] = [output_tensor(str(n), v) for n, v in named.items()]
             return Reply(200, dumps(answer), JSON)
 
-        return RunCall(dumps(arguments), json_request_headers(raw), finish)
+        return finish

@@ -65,11 +65,15 @@ class RunCall:
         headers: The headers for ``invoke_run`` (the request's, with ``Content-Type: application/json``).
         finish: Makes the answer of ``run()``'s return value; raises :class:`WireError` when the value
             has no form in the protocol.
+        recheck: Set when ``body`` forwards the client's bytes, whose numbers were not parsed
+            (:mod:`~jupyter_mldeploy.server.passthrough`): the full translation, called when ``run()``
+            raises, which raises the :class:`WireError` the full path would have answered the request with.
     """
 
     body: bytes
     headers: Headers
     finish: Callable[[Any], Reply]
+    recheck: Callable[[], object] | None = None
 
 
 #: Parses the request (body, Content-Type, ASGI headers) into a :class:`RunCall`; raises :class:`WireError`.
