@@ -63,6 +63,9 @@ def _summary(details: dict[str, Any]) -> dict[str, Any]:
 @click.option("--process-count", "process_count", type=int, default=None, help="Worker processes (default: cores).")
 @click.option("--run-invocation-timeout", type=int, default=60, show_default=True, help="Seconds per run() call.")
 @click.option("--run-max-try", type=int, default=3, show_default=True, help="Tries of a failing mini-batch.")
+@click.option("--keep-warm", "keep_warm", type=float, default=None, metavar="SECONDS",
+              help="loky: seconds the driver keeps its workers for the next job (0: exit after the job; default "
+                   "$MLDEPLOY_BATCH_KEEP_WARM or 300).")
 @click.option("--no-wait", is_flag=True, help="Return after starting the job; follow it with `batch show`.")
 @click.option("--format", "output", type=click.Choice(["table", "json"]), default="table", show_default=True,
               help="How to print the result (--output is the output folder here); json is stable for scripts.")
@@ -71,8 +74,8 @@ def run_command(workspace: Workspace, entry_script: str, models: tuple[str, ...]
                 output_dir: str, name: str, source_dir: str | None, mini_batch_size: str | None, backend: str,
                 scheduler: str | None, error_threshold: int, allowed_failed_count: int | None,
                 allowed_failed_percent: float | None, output_action: str, append_row_file_name: str | None,
-                process_count: int | None, run_invocation_timeout: int, run_max_try: int, no_wait: bool,
-                output: str) -> None:
+                process_count: int | None, run_invocation_timeout: int, run_max_try: int,
+                keep_warm: float | None, no_wait: bool, output: str) -> None:
     """Score an input with a batch script; wait, printing progress, and show the counts."""
     config = ParallelRunConfig(
         entry_script=entry_script, error_threshold=error_threshold, output_action=output_action,
@@ -82,7 +85,7 @@ def run_command(workspace: Workspace, entry_script: str, models: tuple[str, ...]
         allowed_failed_percent=allowed_failed_percent,
     )
     job = BatchJob.submit(workspace, name, config, _inputs(input_path, input_type), list(models), output_dir,
-                          backend=backend, scheduler=scheduler)
+                          backend=backend, scheduler=scheduler, keep_warm=keep_warm)
     click.echo(f"Started batch job {job.id}", err=True)
     if no_wait:
         emit({"id": job.id, "state": job.state}, output)
@@ -125,12 +128,14 @@ def show_command(workspace: Workspace, job_id: str, output: str) -> None:
 
 @batch_group.command("resume")
 @click.argument("job_id", metavar="ID")
+@click.option("--keep-warm", "keep_warm", type=float, default=None, metavar="SECONDS",
+              help="As for `batch run`.")
 @click.option("--no-wait", is_flag=True, help="Return after restarting the job.")
 @existing_workspace_option
 @output_option
-def resume_command(workspace: Workspace, job_id: str, no_wait: bool, output: str) -> None:
+def resume_command(workspace: Workspace, job_id: str, keep_warm: float | None, no_wait: bool, output: str) -> None:
     """Finish a job whose driver was killed, failed or was cancelled; done mini-batches are kept."""
-    job = BatchJob.resume(workspace, job_id)
+    job = BatchJob.resume(workspace, job_id, keep_warm=keep_warm)
     click.echo(f"Resumed batch job {job.id}", err=True)
     if no_wait:
         emit({"id": job.id, "state": job.state}, output)

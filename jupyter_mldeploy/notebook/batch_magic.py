@@ -97,6 +97,8 @@ class BatchMagics(Magics):
     @argument("--run-invocation-timeout", type=int, default=60, help="Seconds per run() call (default 60).")
     @argument("--run-max-try", type=int, default=3, help="Tries of a failing mini-batch (default 3).")
     @argument("--output-action", choices=["append_row", "summary_only"], default="append_row")
+    @argument("--keep-warm", type=float, default=None,
+              help="loky: seconds the driver keeps its workers for the next job (0: exit after it; default 300).")
     @argument("--no-wait", action="store_true", help="Return the job at once.")
     def batch_score(self, line: str) -> BatchJob:
         """Score an input with a batch script (v1 ParallelRunStep contract), showing live progress.
@@ -123,7 +125,7 @@ class BatchMagics(Magics):
                 allowed_failed_percent=args.allowed_failed_percent, append_row_file_name=args.append_row_file_name,
             )
             job = BatchJob.submit(self._workspace(), args.name, config, inputs, args.model, args.output,
-                                  backend=args.backend, scheduler=args.scheduler)
+                                  backend=args.backend, scheduler=args.scheduler, keep_warm=args.keep_warm)
         except MLDeployError as exc:
             raise UsageError(exc.summary) from exc
         if args.no_wait:

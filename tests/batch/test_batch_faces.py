@@ -35,9 +35,11 @@ def test_cli_run_list_show_resume(scored_workspace: Workspace, diabetes: tuple[p
     write_script(tmp_path, SCORE_BATCH)
     ws = str(scored_workspace.path)
     run = _mldeploy("batch", "run", "-w", ws, "--entry", "score_batch.py", "-m", "diabetes:1", "--input", "data.csv",
-                    "--output", "out", "--mini-batch-size", "8KB", "--process-count", "1", "--format", "json", cwd=tmp_path)
+                    "--output", "out", "--mini-batch-size", "8KB", "--process-count", "1", "--keep-warm", "0.5", "--format", "json",
+                    cwd=tmp_path)
     assert run.returncode == 0, run.stderr
     details = json.loads(run.stdout)
+    assert json.loads(next((scored_workspace.path / "jobs" / "batch").glob("*/job.json")).read_text())["keepWarm"] == 0.5
     assert details["state"] == "Completed" and details["items"]["succeeded"] == len(frame)
     assert "Started batch job" in run.stderr and "mini-batches |" in run.stderr  # progress on stderr
     np.testing.assert_allclose(np.loadtxt(tmp_path / "out" / "parallel_run_step.txt"),
@@ -51,6 +53,9 @@ def test_cli_run_list_show_resume(scored_workspace: Workspace, diabetes: tuple[p
     bad = _mldeploy("batch", "run", "-w", ws, "--entry", "score_batch.py", "--input", "data.csv", "--output", "o2",
                     "--mini-batch-size", "1TB", cwd=tmp_path)
     assert bad.returncode == 1 and bad.stderr.strip().count("\n") == 0 and "1KB to 2GB" in bad.stderr
+    cold = _mldeploy("batch", "run", "-w", ws, "--entry", "score_batch.py", "--input", "data.csv", "--output", "o2",
+                     "--keep-warm", "-1", cwd=tmp_path)
+    assert cold.returncode == 1 and "keep_warm must be a number of seconds from 0" in cold.stderr
     assert not (tmp_path / "o2").exists()
 
 
@@ -83,6 +88,8 @@ def test_batch_score_magic_returns_the_job(shell: InteractiveShell, scored_works
     with pytest.raises(UsageError, match="allowed_failed_percent must be a number 0 to 100"):
         shell.run_line_magic("batch_score", "--entry score_batch.py --input data.csv --output o3 "
                              "--allowed-failed-percent 120")
+    with pytest.raises(UsageError, match="keep_warm must be a number of seconds from 0"):
+        shell.run_line_magic("batch_score", "--entry score_batch.py --input data.csv --output o4 --keep-warm -1")
     with pytest.raises(UsageError, match="entry_script .* does not exist"):
         shell.run_line_magic("batch_score", "--entry nope.py --input data.csv --output out2")
     assert "batch_score" in shell.magics_manager.magics["line"]
