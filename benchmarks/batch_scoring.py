@@ -16,11 +16,17 @@ What it measures, on the same machine in the same run:
    ``wait_for_completion`` returning with the output file in place (driver start, worker start with
    ``init()``, scoring, assembling), rows/s, and the ratio to both bare loops; then the job's phases, read
    from its log, part files and journal. The outputs must hold the bare loop's rows. With ``--repeat N``
-   the bare loops and jobs run interleaved N times and the medians are printed.
-3. ``backend="dask"`` on a ``dask scheduler`` and two ``dask worker`` processes started here on 127.0.0.1
+   the bare loops and jobs run interleaved N times and the medians are printed. These jobs run with
+   ``keep_warm=0``: each starts its own driver and workers (a cold job).
+3. Warm jobs (``keep_warm``, docs/batch.md "Warm workers"): in a second workspace, a first 2-worker job
+   leaves its driver and workers running; each repeat then runs ``--warm-jobs`` jobs on them (interleaved
+   with the bare loops), timed from ``submit`` to the output as above. Their ratio to the warm bare loop
+   is the target line (both have their imports done), printed beside the cold job's ratio to the cold
+   loop.
+4. ``backend="dask"`` on a ``dask scheduler`` and two ``dask worker`` processes started here on 127.0.0.1
    (stopped by PID at the end), two jobs in a row (the second finds the workers' imports done): time, and
    the output compared with loky's row for row.
-4. On a ``--big-rows`` CSV: the bare loop, then loky with 2 workers and the driver's peak RSS while it
+5. On a ``--big-rows`` CSV: the bare loop, then loky with 2 workers and the driver's peak RSS while it
    scores (sampled every 50 ms with psutil).
 
 The model is the quickstart's: ``Ridge`` on scikit-learn's diabetes data; the CSV holds its 10 features,
@@ -66,6 +72,8 @@ def run(mini_batch):
 '''
 #: Rows written per chunk while generating the CSV and read per chunk by the bare loop.
 CHUNK = 100_000
+#: keep_warm of the warm jobs: longer than a repeat takes.
+WARM_S = 600.0
 
 
 def write_csv(path: Path, rows: int, seed: int = 0) -> None:
@@ -117,7 +125,8 @@ def phases(job: BatchJob, submitted: float, returned: float) -> tuple[str, float
     (Dask workers do not log it)."""
     folder = job.folder.path
     lines = (folder / "logs" / "driver.log").read_text().splitlines()
-    backend = next(_log_time(line) for line in lines if "Backend:" in line)
+    # A job on a warm driver opens no backend: it logs that it reuses the workers instead.
+    backend = next(_log_time(line) for line in lines if "Backend:" in line or "reusing the workers" in line)
     inits = [_log_time(line) for line in lines if "init() done" in line]
     parts = sorted(p.stat().st_mtime for p in (folder / "parts").iterdir())
     output = Path(job.folder.read_record()["outputFile"]).stat().st_mtime
@@ -146,8 +155,8 @@ def compare(output: bytes, reference: bytes) -> str:
 
 
 def run_job(ws: Workspace, name: str, script: Path, source: Path, output: Path, processes: int,
-            mini_batch_size: str, backend: str = "loky",
-            scheduler: str | None = None) -> tuple[float, float, str, float | None]:
+            mini_batch_size: str, backend: str = "loky", scheduler: str | None = None,
+            keep_warm: float = 0.0) -> tuple[float, float, str, float | None]:
     """Run one job; return (wall seconds from submit to output, driver peak RSS in MB, its phases, seconds
     from submit to its first worker ready)."""
     config = ParallelRunConfig(str(script), 0, "append_row", mini_batch_size=mini_batch_size,
@@ -155,7 +164,8 @@ def run_job(ws: Workspace, name: str, script: Path, source: Path, output: Path, 
     peak = [0]
     done = threading.Event()
     started, submitted = time.perf_counter(), time.time()
-    job = BatchJob.submit(ws, name, config, str(source), "diabetes", output, backend=backend, scheduler=scheduler)
+    job = BatchJob.submit(ws, name, config, str(source), "diabetes", output, backend=backend, scheduler=scheduler,
+                          keep_warm=keep_warm)
 
     def sample() -> None:
         driver_file = job.folder.path / "driver.json"
@@ -209,6 +219,14 @@ def stop_cluster(processes: list[subprocess.Popen[bytes]]) -> None:
             process.wait()
 
 
+def stop_warm_driver(ws: Workspace) -> None:
+    """SIGTERM the warm driver of the workspace's last job (its workers exit with it)."""
+    last = max((ws.path / "jobs").glob("*/*/driver.json"), key=lambda p: p.stat().st_mtime)
+    pid = json.loads(last.read_text())["pid"]
+    if psutil.pid_exists(pid):
+        os.kill(pid, signal.SIGTERM)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--rows", type=int, default=1_000_000, help="Rows of the timed CSV.")
@@ -216,6 +234,7 @@ def main() -> None:
     parser.add_argument("--mini-batch-size", default="10MB")
     parser.add_argument("--no-dask", action="store_true", help="Skip the Dask cluster run.")
     parser.add_argument("--repeat", type=int, default=3, help="Interleaved runs of the bare loops and loky jobs.")
+    parser.add_argument("--warm-jobs", type=int, default=2, help="Jobs on the warm driver per repeat (0 skips them).")
     parser.add_argument("--workdir", default=None, help="Where to write data (default: a temporary folder).")
     args = parser.parse_args()
 
@@ -228,6 +247,9 @@ def main() -> None:
     joblib.dump(model, work / "diabetes_ridge.pkl")
     ws = Workspace.create(work / "ws")
     Model.register(ws, model_path=str(work / "diabetes_ridge.pkl"), model_name="diabetes")
+    # The warm driver serves the jobs of its workspace: the cold jobs run in the other one.
+    warm_ws = Workspace.create(work / "ws-warm")
+    Model.register(warm_ws, model_path=str(work / "diabetes_ridge.pkl"), model_name="diabetes")
     script = work / "score_batch.py"
     script.write_text(SCRIPT)
     cores = os.cpu_count()
@@ -244,7 +266,12 @@ def main() -> None:
     jobs: dict[int, list[float]] = {1: [], 2: []}
     # The job's time once its first worker was ready: like the warm loop, it excludes the imports.
     after_ready: dict[int, list[float]] = {1: [], 2: []}
+    warm_jobs: list[float] = []
     loky_output = b""
+    if args.warm_jobs:
+        elapsed, _, _, _ = run_job(warm_ws, "warm", script, source, work / "warm-first", 2, args.mini_batch_size,
+                                   keep_warm=WARM_S)
+        print(f"  warm driver's first job (starts it and its 2 workers): {elapsed:.2f} s")
     for repeat in range(args.repeat):
         warm.append(bare_loop(model, source, work / "bare.txt"))
         cold.append(cold_loop(work / "diabetes_ridge.pkl", source, work / "bare-cold.txt"))
@@ -259,6 +286,15 @@ def main() -> None:
             print(f"  run {repeat + 1}, loky {processes} worker(s): {elapsed:.2f} s (bare warm {warm[-1]:.2f} s, "
                   f"cold {cold[-1]:.2f} s); driver peak RSS {rss:.0f} MB; {compare(loky_output, reference)}")
             print(f"    phases: {timeline}")
+        for index in range(args.warm_jobs):
+            out = work / f"warm-{repeat}-{index}"
+            elapsed, rss, timeline, _ = run_job(warm_ws, "warm", script, source, out, 2, args.mini_batch_size,
+                                                keep_warm=WARM_S)
+            warm_jobs.append(elapsed)
+            print(f"  run {repeat + 1}, loky 2 workers, warm driver, job {index + 1}: {elapsed:.2f} s (bare warm "
+                  f"{warm[-1]:.2f} s); driver peak RSS {rss:.0f} MB; "
+                  f"{compare((out / 'parallel_run_step.txt').read_bytes(), reference)}")
+            print(f"    phases: {timeline}")
     baseline, baseline_cold = statistics.median(warm), statistics.median(cold)
     label = f"median of {args.repeat}" if args.repeat > 1 else "one run"
     print(f"bare loop, warm (in this process, imports excluded): {baseline:6.2f} s {args.rows / baseline:10,.0f} rows/s ({label})")
@@ -270,6 +306,12 @@ def main() -> None:
         print(f"loky, {processes} worker(s):                                {elapsed:6.2f} s {args.rows / elapsed:10,.0f} rows/s"
               f"  {elapsed / baseline:.2f}x warm bare, {elapsed / baseline_cold:.2f}x cold bare; from its first worker "
               f"ready to the output: {ready:.2f} s, {ready / baseline:.2f}x warm bare")
+    if warm_jobs:
+        elapsed, cold_job = statistics.median(warm_jobs), statistics.median(jobs[2])
+        print(f"loky, 2 workers, warm driver:                     {elapsed:6.2f} s {args.rows / elapsed:10,.0f} rows/s"
+              f"  {elapsed / baseline:.2f}x warm bare (target <= 1.3x; median of {len(warm_jobs)} jobs); a cold job: "
+              f"{cold_job / baseline_cold:.2f}x cold bare")
+        stop_warm_driver(warm_ws)
     if not args.no_dask:
         address, processes = start_cluster(work)
         try:
