@@ -26,9 +26,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import lru_cache
 
-#: Bodies at least this large are forwarded (measured: below a few kB the full translation costs about
-#: what locating and checking the span does; docs/protocols.md).
-MIN_BYTES = 4096
+#: Bodies at least this large are forwarded. Measured (10 features per row): at 1 row (180 bytes) locating and
+#: checking the span costs 4 us more than the full translation, at 10 rows (1 kB) 3 us less, at 1000 rows
+#: (100 kB) 80 us instead of 800-990 us.
+MIN_BYTES = 1024
 #: The whitespace JSON allows between tokens.
 _WHITESPACE = b" \t\n\r"
 #: Deleted from the span to leave its skeleton; ``E`` is mapped to ``e`` by :data:`_SKELETON_TABLE`.
@@ -161,8 +162,8 @@ def float_layout(body: bytes, span: Span) -> tuple[int, ...] | None:
     if len(found) < 3:
         return None
     if found[1] == 91:  # '[': rows
-        row = found.find(b"]")  # "[[.,.,.]": a row and its comma are 2 * columns + 2 long
-        shape: tuple[int, ...] = ((len(found) - 1) // row, (row - 1) // 2)
+        closing = found.find(b"]")  # "[[.,.,.]": 2 * columns + 1; a row and its comma are one longer
+        shape: tuple[int, ...] = ((len(found) - 1) // (closing + 1), (closing - 1) // 2)
     else:
         shape = ((len(found) - 1) // 2,)
     if min(shape) < 1 or found != skeleton(shape):

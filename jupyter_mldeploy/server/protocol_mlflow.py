@@ -45,7 +45,9 @@ FORMATS = ("dataframe_split", "dataframe_records", "instances", "inputs")
 _FORMAT_KEYS = frozenset(FORMATS)
 PATHS = frozenset({"/invocations", "/ping", "/health", "/version"})
 _CONTENT_TYPES = ["text/csv", "application/json"]
-_REQUIRED = f"The input must be a JSON dictionary with exactly one of the input fields {set(FORMATS)}"
+# MLflow prints its set of formats; spelled here in a fixed order (a set's order changes with the process).
+_REQUIRED = ("The input must be a JSON dictionary with exactly one of the input fields "
+             f"{{{', '.join(repr(name) for name in FORMATS)}}}")
 _ERROR_CODES = {400: "BAD_REQUEST", 401: "UNAUTHENTICATED", 404: "ENDPOINT_NOT_FOUND", 413: "BAD_REQUEST",
                 415: "BAD_REQUEST"}
 
