@@ -305,3 +305,30 @@ def test_a_bad_keep_warm_variable_is_refused_naming_it(warm_workspace: Workspace
                           keep_warm=0)
     job.wait_for_completion()
     assert json.loads(job.folder.record_path.read_text())["keepWarm"] == 0
+
+
+def test_a_job_submitted_while_the_warm_driver_is_busy_gets_its_own_driver(
+    warm_workspace: Workspace, tmp_path: Path
+) -> None:
+    """One job at a time per warm driver; of two drivers that could stay warm, the one that finds the other
+    listening exits."""
+    config = _config(write_script(tmp_path, STEADY))
+    small = str(_ids_csv(tmp_path, 100, name="small.csv"))
+    first = BatchJob.submit(warm_workspace, "busy", config, small, None, tmp_path / "out1", keep_warm=30)
+    first.wait_for_completion()
+    _idle(first)
+    warm = _driver_pid(first)
+    long = BatchJob.submit(warm_workspace, "busy", config, str(_ids_csv(tmp_path, 8000)), None, tmp_path / "out2",
+                           keep_warm=30)
+    assert _driver_pid(long) == warm
+    meanwhile = BatchJob.submit(warm_workspace, "busy", config, small, None, tmp_path / "out3", keep_warm=30)
+    other = _driver_pid(meanwhile)
+    assert other != warm
+    meanwhile.wait_for_completion()
+    assert long.state == "Running"  # the other driver finished first and now listens
+    long.wait_for_completion()
+    _wait_gone({warm}, 10, "the driver that finds another one listening exits after its job")
+    assert "Another warm driver listens" in long.get_logs()
+    assert _alive(other)
+    assert np.loadtxt(tmp_path / "out2" / "parallel_run_step.txt", dtype=int).tolist() == list(range(8000))
+    assert np.loadtxt(tmp_path / "out3" / "parallel_run_step.txt", dtype=int).tolist() == list(range(100))
