@@ -127,8 +127,9 @@ class Driver:
         self.kept_backend: OpenBackend | None = None
         self.listener: WarmListener | None = None
         self.fingerprint: str | None = None
-        #: A worker died or the backend failed: its executor cannot be kept.
-        self._backend_broken = False
+        #: False when a worker died, the backend failed, or a try of this job still runs: the executor is
+        #: not kept for another job.
+        self._workers_reusable = True
         #: Next try number of mini-batches waiting for a retry.
         self._attempts: dict[int, int] = {}
 
@@ -213,7 +214,7 @@ class Driver:
             log.error("Job %s: %s", state, stop.message)
         except Exception as exc:  # noqa: BLE001 - a dead worker or an unreachable scheduler ends the job
             state = FAILED
-            self._backend_broken = True
+            self._workers_reusable = False
             error = (
                 f"{type(exc).__name__}: {exc}. Mini-batches done so far are kept; resume with "
                 f"`mldeploy batch resume {self.record['id']}`."
@@ -234,7 +235,7 @@ class Driver:
     def _stays_warm(self, backend: OpenBackend) -> bool:
         """Whether to keep the workers for the next job: a loky job with ``keep_warm`` that was not cancelled
         and whose workers are sound, when no other driver of the workspace listens already."""
-        if self.keep_warm <= 0 or self.cancelled or self._backend_broken:
+        if self.keep_warm <= 0 or self.cancelled or not self._workers_reusable:
             return False
         listener = WarmListener(socket_path(self.folder.workspace_path, backend.workers), self.folder.workspace_path)
         try:
@@ -272,6 +273,18 @@ class Driver:
 
     def _loop(self, pending: collections.deque[MiniBatch], backend: OpenBackend, tally: Tally) -> None:
         in_flight: dict[Future[TryOutcome], tuple[MiniBatch, int]] = {}
+        try:
+            self._submit_and_record(pending, backend, tally, in_flight)
+        except BaseException:
+            # A stopped job's tries left running would write this job's parts and load its script again on
+            # workers already serving the next job: such workers are not kept.
+            left_running = [future for future in in_flight if not future.done() and not future.cancel()]
+            if left_running:
+                self._workers_reusable = False
+            raise
+
+    def _submit_and_record(self, pending: collections.deque[MiniBatch], backend: OpenBackend, tally: Tally,
+                           in_flight: dict[Future[TryOutcome], tuple[MiniBatch, int]]) -> None:
         limit = max(1, backend.workers * IN_FLIGHT_PER_WORKER)
         while pending or in_flight:
             while pending and len(in_flight) < limit:
@@ -287,7 +300,7 @@ class Driver:
                 try:
                     outcome = future.result()
                 except Exception as exc:  # the worker process died, or the cluster lost the task
-                    self._backend_broken = True
+                    self._workers_reusable = False
                     log.exception("Mini-batch %d: no result from the backend", batch.index)
                     first_line = (str(exc).strip().splitlines() or [""])[0]
                     raise JobStopped(FAILED, (

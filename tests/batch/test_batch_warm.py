@@ -25,7 +25,7 @@ from batch_helpers import SCORE_BATCH, children_of, write_script
 from fixtures.deploy_support import wait_for
 from sklearn.linear_model import Ridge
 
-from jupyter_mldeploy.batch import BatchJob, ParallelRunConfig
+from jupyter_mldeploy.batch import BatchJob, JobFailed, ParallelRunConfig
 from jupyter_mldeploy.batch.warm import socket_path
 from jupyter_mldeploy.errors import InvalidArgument
 from jupyter_mldeploy.workspace import Workspace
@@ -332,3 +332,28 @@ def test_a_job_submitted_while_the_warm_driver_is_busy_gets_its_own_driver(
     assert _alive(other)
     assert np.loadtxt(tmp_path / "out2" / "parallel_run_step.txt", dtype=int).tolist() == list(range(8000))
     assert np.loadtxt(tmp_path / "out3" / "parallel_run_step.txt", dtype=int).tolist() == list(range(100))
+
+
+def test_a_job_stopped_with_tries_still_running_does_not_keep_its_workers(
+    warm_workspace: Workspace, tmp_path: Path
+) -> None:
+    """A threshold crossed while other tries run: those tries would write this job's parts on workers
+    serving the next job, so the driver exits with its job."""
+    script = write_script(tmp_path, textwrap.dedent('''
+        import time
+
+        def init():
+            pass
+
+        def run(mini_batch):
+            if 0 in set(mini_batch["id"]):
+                raise ValueError("first mini-batch fails")
+            time.sleep(2)
+            return mini_batch["id"].tolist()
+    '''))
+    job = BatchJob.submit(warm_workspace, "stopped", _config(script, run_max_try=1), str(_ids_csv(tmp_path, 500)),
+                          None, tmp_path / "out", keep_warm=30)
+    with pytest.raises(JobFailed, match="error_threshold=0 crossed"):
+        job.wait_for_completion()
+    _wait_gone({_driver_pid(job)}, 15, "a driver whose stopped job left tries running does not stay warm")
+    assert "Staying warm" not in job.get_logs()
