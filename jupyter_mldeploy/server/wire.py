@@ -56,7 +56,7 @@ class Reply:
     content_type: bytes = JSON
 
 
-@dataclass
+@dataclass(slots=True)
 class RunCall:
     """One ``run()`` call a protocol asks for, and how to answer with what it returned.
 
