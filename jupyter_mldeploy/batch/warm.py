@@ -5,9 +5,10 @@ libraries) costs more than scoring a million rows. joblib keeps its loky workers
 the same reason (loky's reusable executor, 300 s idle timeout); a batch driver does the same while staying
 a detached process (a kernel restart does not stop a job, a SIGKILL loses nothing the journal holds):
 
-* After a loky job ends (not when it was cancelled), its driver keeps its executor for the job's
-  ``keep_warm`` seconds and listens on a Unix socket named after (workspace, interpreter, worker count):
-  :func:`socket_path`, in ``/tmp/mldeploy-<uid>/`` (mode 0700; a Unix socket path is limited to 108 bytes).
+* After a loky job ends (not when it was cancelled, a worker died, or tries of it were left running),
+  its driver keeps its executor for the job's ``keep_warm`` seconds and listens on a Unix socket named
+  after (workspace, interpreter, worker count): :func:`socket_path`, in ``/tmp/mldeploy-<uid>/`` (mode
+  0700; a Unix socket path is limited to 108 bytes).
 * ``submit`` and ``resume`` first offer the job to that socket (:func:`hand_off`). The warm driver replies
   with its pid; the submitter records that pid in ``driver.json`` (as it does for a driver it spawns) and
   says ``go``; the warm driver runs the job only when ``driver.json`` names it, so exactly one driver runs
