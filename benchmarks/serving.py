@@ -27,6 +27,9 @@ Run: ``python benchmarks/serving.py [--duration 10] [--repeats 3]`` (needs ``wrk
 connections and 1000 rows at 4), and ``/score`` on a server with key auth (``MLDEPLOY_KEYS_FILE``, a Bearer
 key on every request) to price the key check (docs/protocols.md).
 
+Both say which V2 and MLflow bodies are forwarded to ``run()`` as the client wrote them (1000 rows: a 100 kB
+array of floats) and which are translated (1 row: below ``passthrough.MIN_BYTES``); docs/protocols.md.
+
 ``--in-process`` (with ``--protocols``) prices the same routes without sockets or wrk: the ASGI app of one
 worker in this interpreter, the classic Ridge ``score.py``, requests one at a time (``run()`` inline, as for
 a lone client), routes alternating over 20 rounds; the figure is the thread CPU time per request
@@ -357,6 +360,21 @@ def protocol_bodies(folder: Path, rows: int, features: int) -> dict[str, Path]:
     return {"/score": body_file(folder, rows, features), "/v2 infer": v2, "/invocations": mlflow}
 
 
+def forwarded_routes(bodies: dict[str, Path]) -> str:
+    """Say which of the protocol bodies a classic ``run()`` gets as the client wrote them (the large-body path of
+    docs/protocols.md) rather than translated, as our server's protocol modules decide it."""
+    from jupyter_mldeploy.server.protocol_mlflow import MlflowProtocol
+    from jupyter_mldeploy.server.protocol_v2 import V2Protocol
+
+    prepares = {"/v2 infer": V2Protocol([], None, {"model": []}).route("POST", "/v2/models/model/infer"),
+                "/invocations": MlflowProtocol([]).route("POST", "/invocations")}
+    said = []
+    for kind, prepare in prepares.items():
+        call = prepare(bodies[kind].read_bytes(), "application/json", [])
+        said.append(f"{kind} {'forwarded' if call.recheck is not None else 'translated'}")
+    return ", ".join(said)
+
+
 def run_protocols(args: argparse.Namespace, python: Path, work: Path, models: Path, scripts: dict[str, Path],
                   lua: Path) -> None:
     """Ours only: /score against /v2/models/model/infer and /invocations on one server, and /score with key
@@ -365,8 +383,10 @@ def run_protocols(args: argparse.Namespace, python: Path, work: Path, models: Pa
     keys.write_text(json.dumps({"primaryKey": BENCH_KEY, "secondaryKey": BENCH_KEY[::-1]}))
     kinds = ["/score", "/v2 infer", "/invocations", "/score with key"]
     results: dict[str, dict[str, list[dict[str, float]]]] = {s.name: {k: [] for k in kinds} for s in PROTOCOL_SCENARIOS}
+    paths_taken = {}
     for scenario in PROTOCOL_SCENARIOS:
         bodies = protocol_bodies(work, scenario.rows, scenario.features)
+        paths_taken[scenario.rows] = forwarded_routes(bodies)
         plain = RunningServer("mldeploy", python, scripts["classic"], models, scenario, work / "protocols.log",
                               bodies["/score"])
         keyed = RunningServer("mldeploy", python, scripts["classic"], models, scenario, work / "protocols-keyed.log",
@@ -400,6 +420,8 @@ def run_protocols(args: argparse.Namespace, python: Path, work: Path, models: Pa
     print(f"Method: wrk on 127.0.0.1, {args.repeats} runs x {args.duration:g} s per scenario and route (after a 1 s "
           "warm-up), runs interleaved, 1 worker per server; classic score.py (json.loads -> np.array -> predict); "
           "medians shown.")
+    for rows, taken in paths_taken.items():
+        print(f"Bodies of {rows} row(s): {taken}.")
     print()
     print_median_table(results, PROTOCOL_SCENARIOS, "route", "/score")
     if args.json:
@@ -450,11 +472,14 @@ def run_in_process(args: argparse.Namespace, work: Path, models: Path, scripts: 
         if status != [200]:
             raise RuntimeError(f"{path} answered {status}")
 
+    paths_taken = {}
+
     async def measure() -> dict[str, dict[str, list[float]]]:
         results: dict[str, dict[str, list[float]]] = {}
         for scenario in PROTOCOL_SCENARIOS:
-            bodies = {kind: path.read_bytes() for kind, path in
-                      protocol_bodies(work, scenario.rows, scenario.features).items()}
+            files = protocol_bodies(work, scenario.rows, scenario.features)
+            paths_taken[scenario.rows] = forwarded_routes(files)
+            bodies = {kind: path.read_bytes() for kind, path in files.items()}
             bodies["/score with key"] = bodies["/score"]
             count = 400 if scenario.rows == 1 else 20
             results[scenario.name] = {kind: [] for kind in paths}
@@ -475,6 +500,8 @@ def run_in_process(args: argparse.Namespace, work: Path, models: Path, scripts: 
           f"Python {platform.python_version()}, {platform.system()} {platform.release()}")
     print("Method: one worker's ASGI app in this interpreter (no sockets), classic ridge score.py, run() inline, "
           "requests one at a time, routes alternating over 20 rounds; thread CPU time per request.")
+    for rows, taken in paths_taken.items():
+        print(f"Bodies of {rows} row(s): {taken}.")
     print()
     print("| rows | route | us/request (min) | x /score | us/request (median) |")
     print("|---|---|---:|---:|---:|")
