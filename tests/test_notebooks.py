@@ -47,7 +47,10 @@ def test_magics_notebooks_load_the_extension() -> None:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("notebook", NOTEBOOKS, ids=lambda p: p.name)
-def test_notebook_runs_under_papermill(notebook: Path, tmp_path: Path) -> None:
+def test_notebook_runs_under_papermill(notebook: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A batch job's driver would stay warm for 300 s after the notebook (the kernel inherits this variable);
+    # warm drivers have their own tests in tests/batch/test_batch_warm.py.
+    monkeypatch.setenv("MLDEPLOY_BATCH_KEEP_WARM", "0")
     workspace_dir = tmp_path / "ws"
     output = tmp_path / notebook.name
     try:

@@ -44,6 +44,8 @@ from jupyter_mldeploy.batch.worker import (
 )
 
 log = logging.getLogger("jupyter_mldeploy.batch")
+#: Seconds a warm driver waits for its kept workers to answer before starting fresh ones.
+PROBE_TIMEOUT_S = 10.0
 #: Tries in flight per worker slot: enough to keep workers busy while the driver writes results.
 IN_FLIGHT_PER_WORKER = 2
 
@@ -112,6 +114,7 @@ class Driver:
         kept_backend: The loky backend kept warm after the job (None: closed).
         listener: Where the warm driver waits for its next job (bound while ``kept_backend`` is set).
         fingerprint: The job's :func:`~jupyter_mldeploy.batch.warm.fingerprint`, when its backend is kept.
+        worker_pids: The pids of the workers its tries ran on (checked before a warm driver reuses them).
     """
 
     def __init__(self, folder: JobFolder, record: dict[str, Any]) -> None:
@@ -127,6 +130,7 @@ class Driver:
         self.kept_backend: OpenBackend | None = None
         self.listener: WarmListener | None = None
         self.fingerprint: str | None = None
+        self.worker_pids: set[int] = set()
         #: False when a worker died, the backend failed, or a try of this job still runs: the executor is
         #: not kept for another job.
         self._workers_reusable = True
@@ -149,6 +153,9 @@ class Driver:
 
     def _record_outcome(self, outcome: TryOutcome, batch: MiniBatch, tally: Tally) -> bool:
         """Journal one finished try; return True when the mini-batch must be tried again."""
+        worker_pid = outcome.worker.rpartition(":")[2]
+        if worker_pid.isdigit():
+            self.worker_pids.add(int(worker_pid))
         if outcome.error is None:
             if self.config.output_action == APPEND_ROW and not outcome.part_written:
                 self.folder.write_part(batch.index, outcome.rows)
@@ -381,14 +388,46 @@ def _next_job(previous: Driver, folder: JobFolder) -> Driver:
     logging.getLogger().setLevel(getattr(logging, record.get("config", {}).get("logging_level", "INFO"), logging.INFO))
     backend = previous.kept_backend
     assert backend is not None
-    if fingerprint(folder, record) == previous.fingerprint:
-        log.info("Warm driver %d: reusing the workers of job %s.", os.getpid(), previous.record["id"])
-    else:
+    if fingerprint(folder, record) != previous.fingerprint:
         log.info("Warm driver %d: starting fresh workers (script, source files, environment_variables or "
                  "logging_level differ from job %s).", os.getpid(), previous.record["id"])
         backend.close()
         backend = None
+    elif not _workers_answer(backend, previous.worker_pids):
+        log.warning("Warm driver %d: a worker kept from job %s died while idle; starting fresh workers.",
+                    os.getpid(), previous.record["id"])
+        backend.close()
+        backend = None
+    else:
+        log.info("Warm driver %d: reusing the workers of job %s.", os.getpid(), previous.record["id"])
     return _run_job(folder, record, backend)
+
+
+def _workers_answer(backend: OpenBackend, worker_pids: set[int]) -> bool:
+    """Whether the kept loky pool can run the next job.
+
+    A worker may die while idle (the OOM killer, a signal): loky then marks the whole pool broken, but only
+    some time after the death, and every later submit fails, which would fail the next job's first
+    mini-batches. So every worker the last job heard from must still be alive (not a zombie), and one no-op
+    task must come back.
+
+    Args:
+        backend: The kept loky backend.
+        worker_pids: The pids of the workers that ran the last job's tries (:attr:`Driver.worker_pids`).
+    """
+    import psutil
+
+    for pid in worker_pids:
+        try:
+            if psutil.Process(pid).status() == psutil.STATUS_ZOMBIE:
+                return False
+        except psutil.NoSuchProcess:
+            return False
+    try:
+        backend.executor.submit(os.getpid).result(timeout=PROBE_TIMEOUT_S)
+    except Exception:  # noqa: BLE001 - loky's TerminatedWorkerError / BrokenProcessPool, or no answer
+        return False
+    return True
 
 
 def main(argv: list[str] | None = None) -> int:

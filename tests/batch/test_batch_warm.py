@@ -127,10 +127,12 @@ def test_the_next_job_runs_on_the_same_driver_and_workers(
     first = BatchJob.submit(warm_workspace, "warm", config, str(source), "diabetes", tmp_path / "out1", keep_warm=30)
     first.wait_for_completion()
     _idle(first)
+    # The processes the warm driver kept (a worker still starting may have run none of the first job's tries).
+    kept = {p.pid for p in children_of(_driver_pid(first))}
     second = BatchJob.submit(warm_workspace, "warm", config, str(source), "diabetes", tmp_path / "out2", keep_warm=30)
     details = second.wait_for_completion()
     assert _driver_pid(second) == _driver_pid(first)
-    assert _worker_pids(second) and _worker_pids(second) <= _worker_pids(first)
+    assert _worker_pids(first) <= kept and _worker_pids(second) and _worker_pids(second) <= kept
     expected = model.predict(frame.drop(columns="id"))
     for out in ("out1", "out2"):
         np.testing.assert_allclose(np.loadtxt(tmp_path / out / "parallel_run_step.txt"), expected, rtol=1e-12)
@@ -142,6 +144,28 @@ def test_the_next_job_runs_on_the_same_driver_and_workers(
     assert logs.count("entry script loaded and init() done") == len(_worker_pids(second))
     assert first.get_logs().count("entry script loaded and init() done") == 2
     assert "Staying warm for 30 s" in first.get_logs()
+
+
+def test_a_worker_that_died_while_idle_is_replaced_before_the_next_job(
+    warm_workspace: Workspace, tmp_path: Path
+) -> None:
+    config = _config(write_script(tmp_path, PRINTS))
+    source = _ids_csv(tmp_path, 300)
+    first = BatchJob.submit(warm_workspace, "warm", config, str(source), [], tmp_path / "out1", keep_warm=30)
+    first.wait_for_completion()
+    _idle(first)
+    victim = sorted(_worker_pids(first))[0]
+    os.kill(victim, signal.SIGKILL)
+    _wait_gone({victim}, timeout=10, what=f"worker {victim} killed")
+    second = BatchJob.submit(warm_workspace, "warm", config, str(source), [], tmp_path / "out2", keep_warm=30)
+    details = second.wait_for_completion()
+    assert _driver_pid(second) == _driver_pid(first)
+    assert details["items"] == {"total": 300, "succeeded": 300, "failed": 0}
+    assert details["miniBatches"]["failed"] == 0 and details["retries"] == 0
+    assert victim not in _worker_pids(second) and not (_worker_pids(second) & _worker_pids(first))
+    assert "died while idle; starting fresh workers" in second.get_logs()
+    written = (tmp_path / "out2" / "parallel_run_step.txt").read_text().split()
+    assert sorted(map(int, written)) == list(range(300))
 
 
 def test_another_script_or_environment_gets_fresh_workers_and_no_state_of_the_last_job(
@@ -181,10 +205,11 @@ def test_worker_output_goes_to_the_log_of_the_job_it_serves(warm_workspace: Work
                             keep_warm=30)
     first.wait_for_completion()
     _idle(first)
+    kept = {p.pid for p in children_of(_driver_pid(first))}
     second = BatchJob.submit(warm_workspace, "logs", config, str(_ids_csv(tmp_path, 200, 10_000, "later.csv")), None,
                              tmp_path / "out2", keep_warm=30)
     second.wait_for_completion()
-    assert _worker_pids(second) <= _worker_pids(first)
+    assert _worker_pids(second) <= kept
     first_log, second_log = first.get_logs(), second.get_logs()
     def ids_logged(log: str) -> list[int]:
         return [int(line.split()[-1]) for line in log.splitlines() if "run() got ids from" in line]
