@@ -11,7 +11,9 @@ The rows reach ``run()`` through :meth:`~jupyter_mldeploy.server.user_script.Use
 
 * undecorated (or ``@rawhttp``) ``run(raw_data)`` gets ``{"data": rows}``, the v1 convention: rows are
   lists in column order for the three tabular forms (``dataframe_split``'s ``data``, the records' values,
-  the CSV rows), ``instances``/``inputs`` as sent;
+  the CSV rows), ``instances``/``inputs`` as sent (from 1 kB, an array of floats in ``inputs``,
+  ``instances`` or ``dataframe_split``'s ``data`` as the client wrote it:
+  :mod:`~jupyter_mldeploy.server.passthrough`);
 * an ``@input_schema`` ``run`` with one parameter gets the rows as that parameter (records, i.e. a
   DataFrame after the decorator, when it is a ``PandasParameterType``); with several parameters,
   ``inputs`` (or ``instances``) must be an object naming them.

@@ -14,7 +14,8 @@ root; all of them call the same ``run()``); a service without a registered model
 ``SERVICE_NAME`` (default ``model``). Request tensors (``name``, ``shape``, ``datatype``, ``data`` row-major,
 flat or nested) are checked (datatype against the values, shape against their count) and become ``run()``'s
 input through :meth:`~jupyter_mldeploy.server.user_script.UserScript.invoke_run`: a classic
-``run(raw_data)`` gets its one input as ``{"data": rows}``; a decorated ``run`` gets each tensor as the
+``run(raw_data)`` gets its one input as ``{"data": rows}`` (from 1 kB, an FP64 array of floats as the client
+wrote it: :mod:`~jupyter_mldeploy.server.passthrough`); a decorated ``run`` gets each tensor as the
 parameter of the same name. The answer's outputs have datatype and shape inferred from what ``run()``
 returned: a dict gives one output per key, anything else one output ``output-0``. Errors are
 ``{"error": "..."}`` with 400, 404, 405 or 500. The binary tensor data extension is not implemented; a
