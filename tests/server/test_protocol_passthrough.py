@@ -289,3 +289,16 @@ def test_float_layout(text: bytes, shape: tuple[int, ...] | None) -> None:
 def test_locate(body: bytes, found: bytes | None) -> None:
     span = passthrough.locate(body, b'"data"')
     assert (body[span.start:span.end] if span else None) == found
+
+
+def test_through_the_batching_queue_the_same_answers(serve_module: ServeFactory) -> None:
+    # Other protocols' calls go through the dispatcher's queue when batching is on: forwarding and the
+    # re-check work there as well.
+    batching = serve_module(ECHO, env={"MLDEPLOY_BATCH_MAX_SIZE": "32", "MLDEPLOY_BATCH_MAX_LATENCY_MS": "5"},
+                            files={f"azureml-models/{MODEL}/2/model.txt": "x"})
+    for body in (_dumps(_v2(), "default"), _spelled(b"1-2.5")):
+        status, answer, forwarded = _post(batching, V2_PATH, body)
+        assert forwarded and (status, answer) == _full_v2(body)
+    for body in (_dumps({"inputs": ROWS}, "default"), _mlflow_spelled(b"01.5")):
+        status, answer, forwarded = _post(batching, "/invocations", body)
+        assert forwarded and (status, answer) == _full_mlflow(body)
