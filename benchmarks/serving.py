@@ -23,7 +23,8 @@ Run: ``python benchmarks/serving.py [--duration 10] [--repeats 3]`` (needs ``wrk
 ``apt-get install -y wrk``).
 
 ``--protocols`` compares, on our server only, ``/score`` with the Open Inference Protocol V2
-(``/v2/models/model/infer``) and MLflow (``/invocations``) for the same rows and model (Ridge, 1 row at 16
+(``/v2/models/model/infer``, with nested rows and with flat data as tritonclient sends it) and MLflow
+(``/invocations``) for the same rows and model (Ridge, 1 row at 16
 connections and 1000 rows at 4), and ``/score`` on a server with key auth (``MLDEPLOY_KEYS_FILE``, a Bearer
 key on every request) to price the key check (docs/protocols.md).
 
@@ -350,14 +351,19 @@ BENCH_KEY = "benchmark-key-0123456789abcdefghij"
 
 
 def protocol_bodies(folder: Path, rows: int, features: int) -> dict[str, Path]:
-    """The same rows as a /score body, an Open Inference Protocol V2 request and an MLflow ``inputs`` body."""
+    """The same rows as a /score body, an Open Inference Protocol V2 request (nested rows, and flat data as
+    tritonclient sends it) and an MLflow ``inputs`` body."""
     data = json.loads(body_file(folder, rows, features).read_text())["data"]
     v2 = folder / f"v2_{rows}x{features}.json"
     v2.write_text(json.dumps({"inputs": [{"name": "data", "shape": [rows, features], "datatype": "FP64",
                                           "data": data}]}))
+    flat = folder / f"v2flat_{rows}x{features}.json"
+    flat.write_text(json.dumps({"inputs": [{"name": "data", "shape": [rows, features], "datatype": "FP64",
+                                            "data": [value for row in data for value in row]}]}))
     mlflow = folder / f"mlflow_{rows}x{features}.json"
     mlflow.write_text(json.dumps({"inputs": data}))
-    return {"/score": body_file(folder, rows, features), "/v2 infer": v2, "/invocations": mlflow}
+    return {"/score": body_file(folder, rows, features), "/v2 infer": v2, "/v2 infer flat": flat,
+            "/invocations": mlflow}
 
 
 def forwarded_routes(bodies: dict[str, Path]) -> str:
@@ -366,8 +372,8 @@ def forwarded_routes(bodies: dict[str, Path]) -> str:
     from jupyter_mldeploy.server.protocol_mlflow import MlflowProtocol
     from jupyter_mldeploy.server.protocol_v2 import V2Protocol
 
-    prepares = {"/v2 infer": V2Protocol([], None, {"model": []}).route("POST", "/v2/models/model/infer"),
-                "/invocations": MlflowProtocol([]).route("POST", "/invocations")}
+    v2 = V2Protocol([], None, {"model": []}).route("POST", "/v2/models/model/infer")
+    prepares = {"/v2 infer": v2, "/v2 infer flat": v2, "/invocations": MlflowProtocol([]).route("POST", "/invocations")}
     said = []
     for kind, prepare in prepares.items():
         call = prepare(bodies[kind].read_bytes(), "application/json", [])
@@ -381,7 +387,7 @@ def run_protocols(args: argparse.Namespace, python: Path, work: Path, models: Pa
     auth on a second server (Authorization: Bearer checked on every request); print the table of medians."""
     keys = work / "keys.json"
     keys.write_text(json.dumps({"primaryKey": BENCH_KEY, "secondaryKey": BENCH_KEY[::-1]}))
-    kinds = ["/score", "/v2 infer", "/invocations", "/score with key"]
+    kinds = ["/score", "/v2 infer", "/v2 infer flat", "/invocations", "/score with key"]
     results: dict[str, dict[str, list[dict[str, float]]]] = {s.name: {k: [] for k in kinds} for s in PROTOCOL_SCENARIOS}
     paths_taken = {}
     for scenario in PROTOCOL_SCENARIOS:
@@ -395,6 +401,7 @@ def run_protocols(args: argparse.Namespace, python: Path, work: Path, models: Pa
         # (url, body, Authorization) per kind; each is checked to answer 200 before it is measured.
         targets = {"/score": (plain.url, bodies["/score"], ""),
                    "/v2 infer": (f"{base}/v2/models/model/infer", bodies["/v2 infer"], ""),
+                   "/v2 infer flat": (f"{base}/v2/models/model/infer", bodies["/v2 infer flat"], ""),
                    "/invocations": (f"{base}/invocations", bodies["/invocations"], ""),
                    "/score with key": (keyed.url, bodies["/score"], f"Bearer {BENCH_KEY}")}
         try:
@@ -452,8 +459,8 @@ def run_in_process(args: argparse.Namespace, work: Path, models: Path, scripts: 
     os.environ["MLDEPLOY_KEYS_FILE"] = str(keys)
     keyed = ScoringApp(script, runner, swagger, 100_000_000, logs.AccessLog(sink, True))
     del os.environ["MLDEPLOY_KEYS_FILE"]
-    paths = {"/score": "/score", "/v2 infer": "/v2/models/model/infer", "/invocations": "/invocations",
-             "/score with key": "/score"}
+    paths = {"/score": "/score", "/v2 infer": "/v2/models/model/infer", "/v2 infer flat": "/v2/models/model/infer",
+             "/invocations": "/invocations", "/score with key": "/score"}
 
     async def one(app: ScoringApp, path: str, body: bytes, auth: list[tuple[bytes, bytes]]) -> None:
         scope = {"type": "http", "method": "POST", "path": path, "query_string": b"", "headers": [
@@ -524,7 +531,8 @@ def main() -> int:
     parser.add_argument("--batching", action="store_true",
                         help="run the adaptive-batching comparison (forest c=16, ridge c=1) instead")
     parser.add_argument("--protocols", action="store_true",
-                        help="compare /score, /v2 infer, /invocations and /score with key auth (ours only) instead")
+                        help="compare /score, /v2 infer (nested, flat), /invocations and /score with key auth (ours only) "
+                             "instead")
     parser.add_argument("--in-process", action="store_true",
                         help="with --protocols: the same routes through the ASGI app in this interpreter, thread CPU "
                              "time per request (no wrk, no sockets)")

@@ -28,10 +28,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import lru_cache
 
+import numpy as np
+
 #: Bodies at least this large are forwarded. Measured (10 features per row): at 1 row (180 bytes) locating and
 #: checking the span costs 4 us more than the full translation, at 10 rows (1 kB) 3 us less, at 1000 rows
 #: (100 kB) 80 us instead of 800-990 us.
 MIN_BYTES = 1024
+_COMMA, _OPEN, _CLOSE = ord(","), ord("["), ord("]")
 #: The whitespace JSON allows between tokens.
 _WHITESPACE = b" \t\n\r"
 #: Deleted from the span to leave its skeleton; ``E`` is mapped to ``e`` by :data:`_SKELETON_TABLE`.
@@ -63,6 +66,29 @@ class Span:
     def rows_body(self, body: bytes) -> bytes:
         """Return the classic ``run()``'s body ``{"data": <the span's bytes>}``."""
         return b"".join((b'{"data": ', memoryview(body)[self.start:self.end], b"}"))  # one copy of the rows
+
+    def cut_rows_body(self, body: bytes, columns: int) -> bytes:
+        """Return ``{"data": rows}`` of a flat array of numbers cut into rows of ``columns`` values.
+
+        V2's flat data for a 2-d shape (what tritonclient sends): the full path cuts the parsed list into
+        rows, this cuts the text. The array holds only numbers (:func:`float_layout`), so every comma
+        separates two values: ``]`` goes before and ``[`` after each ``columns``-th one, ``[`` after the
+        opening bracket and ``]`` before the closing one; the values keep the client's bytes. One
+        ``np.insert`` over the bytes: about 130 us for 10,000 values, against 800 us for the full path.
+
+        Args:
+            body: The request body.
+            columns: Values per row (the shape's second dimension), at least 1.
+        """
+        array = np.frombuffer(body, np.uint8, self.end - self.start, self.start)
+        cuts = np.flatnonzero(array == _COMMA)[columns - 1::columns]
+        where = np.empty(2 * len(cuts) + 2, np.intp)
+        brackets = np.empty(len(where), np.uint8)
+        where[0], brackets[0] = 1, _OPEN
+        where[1:-1:2], brackets[1:-1:2] = cuts, _CLOSE
+        where[2:-1:2], brackets[2:-1:2] = cuts + 1, _OPEN
+        where[-1], brackets[-1] = len(array) - 1, _CLOSE
+        return b'{"data": ' + np.insert(array, where, brackets).tobytes() + b"}"
 
 
 def _key_at(body: bytes, key: bytes, start: int) -> tuple[int, int]:

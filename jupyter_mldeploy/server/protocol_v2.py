@@ -246,7 +246,7 @@ class V2Protocol:
         output: The decorated ``run``'s output (from ``@output_schema``), or None.
         models: Model name -> versions (:func:`served_models`).
         passthrough_min_bytes: For a classic ``run``, bodies at least this large whose one input is an FP64
-            array of floats, 1-d or 2-d nested rows, are forwarded as the client wrote them
+            array of floats, 1-d, or 2-d as nested rows or flat, are forwarded as the client wrote them
             (:mod:`~jupyter_mldeploy.server.passthrough`); None translates every body.
     """
 
@@ -359,9 +359,16 @@ class V2Protocol:
             _, shape, datatype = _tensor_header(0, inputs[0])
         except (orjson.JSONDecodeError, TypeError, KeyError, AttributeError, WireError):
             return None
-        if datatype != "FP64" or len(shape) > 2 or passthrough.float_layout(body, span) != tuple(shape):
+        if datatype != "FP64" or len(shape) > 2:
             return None
-        return RunCall(span.rows_body(body), json_request_headers(raw), self._finish(name, version, request),
+        layout = passthrough.float_layout(body, span)
+        if layout == tuple(shape):
+            rows = span.rows_body(body)
+        elif len(shape) == 2 and layout == (shape[0] * shape[1],):  # flat data, as tritonclient sends it
+            rows = span.cut_rows_body(body, shape[1])
+        else:
+            return None
+        return RunCall(rows, json_request_headers(raw), self._finish(name, version, request),
                        lambda: self._translate(name, version, body, raw))
 
     def _translate(self, name: str, version: str | None, body: bytes, raw: list[tuple[bytes, bytes]]) -> RunCall:

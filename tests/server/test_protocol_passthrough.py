@@ -120,10 +120,13 @@ V2_VALID = {
     "unicode name, UTF-8": (_v2(name="données é"), "utf8", True),
     "1-d": (_v2(FLAT), "default", True),
     "1-d compact": (_v2(FLAT), "compact", True),
+    "flat data for a 2-d shape": (_v2(FLAT, [40, 4]), "default", True),
+    "flat data for a 2-d shape, indented": (_v2(FLAT, [40, 4]), "indent", True),
+    "flat data for one column": (_v2(FLAT, [160, 1]), "compact", True),
+    "flat data for one row": (_v2(FLAT, [1, 160]), "tabs-crlf", True),
     # The full path's conversions, which forwarding cannot do: these are translated.
     "integers": (_v2([[1, 2, 3, 4]] * 40), "default", False),
     "integers among floats": (_v2([[1.5, 2, 3.5, 4]] * 40), "default", False),
-    "flat data for a 2-d shape": (_v2(FLAT, [40, 4]), "default", False),
     "3-d": (_v2([[[1.5, 2.5]] * 2] * 40, [40, 2, 2]), "default", False),
     "3-d data for a 2-d shape": (_v2([[[1.5, 2.5, 3.5, 4.5]]] * 40, [40, 4]), "default", False),
     "INT64": (_v2([[1, 2, 3, 4]] * 40, datatype="INT64"), "default", False),
@@ -171,6 +174,7 @@ V2_BAD = {
     "null": _dumps(_v2([[None, 1.5, 2.5, 3.5]] * 40), "default"),
     "count": _dumps(_v2(shape=[40, 5]), "default"),
     "count 1-d": _dumps(_v2(FLAT, [161]), "default"),
+    "count flat 2-d": _dumps(_v2(FLAT, [41, 4]), "default"),
     "ragged": _dumps(_v2(ROWS[:-1] + [ROWS[-1][:3]]), "default"),
     "extra nesting": _dumps(_v2([[[1.5, 2.5, 3.5]]] * 40, [40, 4]), "default"),
     "truncated": _dumps(_v2(), "default")[:-3],
@@ -302,3 +306,24 @@ def test_through_the_batching_queue_the_same_answers(serve_module: ServeFactory)
     for body in (_dumps({"inputs": ROWS}, "default"), _mlflow_spelled(b"01.5")):
         status, answer, forwarded = _post(batching, "/invocations", body)
         assert forwarded and (status, answer) == _full_mlflow(body)
+
+
+def test_tritonclient_flat_rows_are_forwarded_cut_into_rows(echo: Server) -> None:
+    import numpy as np
+    import tritonclient.http as triton
+
+    rows = np.asarray(ROWS)
+    tensor = triton.InferInput("x", list(rows.shape), "FP64")
+    tensor.set_data_from_numpy(rows, binary_data=False)  # flat data, as tritonclient sends it
+    client = triton.InferenceServerClient(url=f"127.0.0.1:{echo.port}")
+    seen = Path(echo.app_dir) / "last_body.json"
+    [parsed] = client.infer(MODEL, [tensor]).as_numpy("output-0").tolist()
+    assert seen.read_text().startswith('{"data": [[')
+    assert (parsed.decode() if isinstance(parsed, bytes) else parsed) == repr({"data": rows.tolist()})
+
+
+def test_v2_flat_rows_with_a_misspelled_number_get_the_full_paths_refusal(echo: Server) -> None:
+    values = b", ".join([b"1.5", b"1-2.5"] + [b"2.25"] * 198)
+    body = b'{"inputs": [{"name": "x", "shape": [100, 2], "datatype": "FP64", "data": [' + values + b"]}]}"
+    status, answer, forwarded = _post(echo, V2_PATH, body)
+    assert forwarded and status == 400 and (status, answer) == _full_v2(body)
