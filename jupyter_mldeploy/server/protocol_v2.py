@@ -187,11 +187,12 @@ def _tensor_header(index: int, tensor: Any) -> tuple[str, list[int], str]:
     # On every infer request: the checks cost little when they pass (messages are built only on failure).
     if type(tensor) is not dict:
         raise error(400, f"inputs[{index}] must be an object with name, shape, datatype and data.")
-    missing = [key for key in _TENSOR_KEYS if key not in tensor]
-    if missing:
+    try:
+        name, shape, datatype, _ = tensor["name"], tensor["shape"], tensor["datatype"], tensor["data"]
+    except KeyError:
+        missing = [key for key in _TENSOR_KEYS if key not in tensor]
         raise error(400, f"inputs[{index}] lacks {', '.join(missing)}; each input needs name, shape, datatype "
-                         "and data.")
-    name, shape, datatype = tensor["name"], tensor["shape"], tensor["datatype"]
+                         "and data.") from None
     if type(name) is not str:
         raise error(400, f"inputs[{index}]: name must be a string, got {name!r}.")
     parameters = tensor.get("parameters")
