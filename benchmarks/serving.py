@@ -247,6 +247,20 @@ class RunningServer:
         self.cold_start_s = time.perf_counter() - started
         self.url = url
 
+    def cpu_seconds(self) -> float:
+        """User + system CPU seconds used so far by the server's processes (supervisor and workers)."""
+        import psutil
+
+        root = psutil.Process(self.proc.pid)
+        total = 0.0
+        for process in [root, *root.children(recursive=True)]:
+            try:
+                times = process.cpu_times()
+            except psutil.NoSuchProcess:
+                continue
+            total += times.user + times.system
+        return total
+
     def stop(self) -> None:
         # Stop the whole process group (gunicorn arbiter + worker, or our supervisor + worker).
         try:
@@ -272,7 +286,7 @@ def run_wrk(url: str, body: Path, connections: int, duration: float, lua: Path, 
         raise RuntimeError(f"unexpected wrk output:\n{out}")
     requests_done, duration_us, p50, p99, errors = match.groups()
     return {"rps": int(requests_done) / (int(duration_us) / 1e6), "p50_ms": float(p50) / 1000,
-            "p99_ms": float(p99) / 1000, "errors": int(errors)}
+            "p99_ms": float(p99) / 1000, "errors": int(errors), "requests": int(requests_done)}
 
 
 #: What ``batching={"max_batch_size": 32, "max_latency_ms": 10}`` gives the server (deploy.plan.scoring_variables).
@@ -399,25 +413,30 @@ def run_protocols(args: argparse.Namespace, python: Path, work: Path, models: Pa
                               bodies["/score"], {"MLDEPLOY_KEYS_FILE": str(keys)}, f"Bearer {BENCH_KEY}")
         base = plain.url[: -len("/score")]
         # (url, body, Authorization) per kind; each is checked to answer 200 before it is measured.
-        targets = {"/score": (plain.url, bodies["/score"], ""),
-                   "/v2 infer": (f"{base}/v2/models/model/infer", bodies["/v2 infer"], ""),
-                   "/v2 infer flat": (f"{base}/v2/models/model/infer", bodies["/v2 infer flat"], ""),
-                   "/invocations": (f"{base}/invocations", bodies["/invocations"], ""),
-                   "/score with key": (keyed.url, bodies["/score"], f"Bearer {BENCH_KEY}")}
+        # (url, body, Authorization, server) per kind; each is checked to answer 200 before it is measured.
+        targets = {"/score": (plain.url, bodies["/score"], "", plain),
+                   "/v2 infer": (f"{base}/v2/models/model/infer", bodies["/v2 infer"], "", plain),
+                   "/v2 infer flat": (f"{base}/v2/models/model/infer", bodies["/v2 infer flat"], "", plain),
+                   "/invocations": (f"{base}/invocations", bodies["/invocations"], "", plain),
+                   "/score with key": (keyed.url, bodies["/score"], f"Bearer {BENCH_KEY}", keyed)}
         try:
-            for url, body, auth in targets.values():
+            for url, body, auth, _ in targets.values():
                 check = requests.post(url, data=body.read_bytes(), timeout=30,
                                       headers={"Content-Type": "application/json", "Authorization": auth})
                 check.raise_for_status()
                 run_wrk(url, body, scenario.connections, 1, lua, auth)
             for round_index in range(args.repeats):
                 for kind in (kinds if round_index % 2 == 0 else list(reversed(kinds))):
-                    url, body, auth = targets[kind]
+                    url, body, auth, server = targets[kind]
+                    cpu_before = server.cpu_seconds()
                     result = run_wrk(url, body, scenario.connections, args.duration, lua, auth)
+                    # The server's own CPU per request: what bounds a CPU-bound worker's throughput, and what
+                    # the shared VM's noise (steal, wrk on the same cores) disturbs far less than req/s.
+                    result["cpu_us"] = (server.cpu_seconds() - cpu_before) / max(result["requests"], 1) * 1e6
                     results[scenario.name][kind].append(result)
                     print(f"round {round_index + 1} {kind:16s} {scenario.name:22s} {result['rps']:9.1f} req/s "
-                          f"p50 {result['p50_ms']:7.2f} ms p99 {result['p99_ms']:7.2f} ms errors {result['errors']}",
-                          flush=True)
+                          f"p50 {result['p50_ms']:7.2f} ms p99 {result['p99_ms']:7.2f} ms errors {result['errors']} "
+                          f"server CPU {result['cpu_us']:8.1f} us/request", flush=True)
         finally:
             plain.stop()
             keyed.stop()
@@ -431,6 +450,20 @@ def run_protocols(args: argparse.Namespace, python: Path, work: Path, models: Pa
         print(f"Bodies of {rows} row(s): {taken}.")
     print()
     print_median_table(results, PROTOCOL_SCENARIOS, "route", "/score")
+    print()
+    print("Server CPU per request (user + system of the server's processes over each wrk run / requests done);")
+    print("x /score = /score's CPU per request over the route's: the throughput ratio of a CPU-bound worker.")
+    print("Per-round: the median of the ratios within each round (the runs of one round are minutes apart at most).")
+    print()
+    print("| scenario | route | CPU us/request (median) | x /score | x /score per-round median |")
+    print("|---|---|---:|---:|---:|")
+    for scenario in PROTOCOL_SCENARIOS:
+        runs = results[scenario.name]
+        base = statistics.median(r["cpu_us"] for r in runs["/score"])
+        for kind, kind_runs in runs.items():
+            cpu = statistics.median(r["cpu_us"] for r in kind_runs)
+            paired = statistics.median(b["cpu_us"] / r["cpu_us"] for b, r in zip(runs["/score"], kind_runs, strict=True))
+            print(f"| {scenario.name} | {kind} | {cpu:.1f} | {base / cpu:.2f}x | {paired:.2f}x |")
     if args.json:
         args.json.write_text(json.dumps({"protocols": results}, indent=2))
 
