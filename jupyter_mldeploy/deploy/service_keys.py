@@ -15,12 +15,13 @@ import json
 import os
 import re
 import secrets
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from jupyter_mldeploy.errors import DeploymentError, InvalidArgument
-from jupyter_mldeploy.server.keys import KEYS_FILE_VARIABLE
+from jupyter_mldeploy.server.keys import KEYS_FILE_VARIABLE, RECHECK_S
 
 if TYPE_CHECKING:  # pragma: no cover
     from jupyter_mldeploy.deploy.config import DeploymentConfiguration
@@ -107,6 +108,22 @@ def write_keys(service_folder: Path, primary: str, secondary: str) -> None:
         handle.flush()
         os.fsync(handle.fileno())
     os.replace(tmp, folder / KEYS_FILENAME)
+
+
+def publish_keys(service_folder: Path, primary: str, secondary: str) -> None:
+    """Replace the keys of a running service (process or Docker target) and return once they are in force.
+
+    The server looks at its keys file at least every ``RECHECK_S`` seconds (a key it does not know makes it
+    look at once; see :mod:`jupyter_mldeploy.server.keys`); waiting that long after the atomic replace means
+    that when this returns, every worker refuses the replaced key and accepts the new one.
+
+    Args:
+        service_folder: ``deployments/<service>``.
+        primary: The primary key.
+        secondary: The secondary key.
+    """
+    write_keys(service_folder, primary, secondary)
+    time.sleep(RECHECK_S)
 
 
 def read_keys(service_folder: Path, service: str) -> tuple[str, str]:

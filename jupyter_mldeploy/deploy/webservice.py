@@ -24,7 +24,7 @@ from jupyter_mldeploy.deploy.client import send_request
 from jupyter_mldeploy.deploy.config import DeploymentConfiguration, local_deploy_configuration
 from jupyter_mldeploy.deploy.no_code import inference_config_from_record
 from jupyter_mldeploy.deploy.plan import plan_update
-from jupyter_mldeploy.deploy.service_keys import read_keys, regenerated, write_keys
+from jupyter_mldeploy.deploy.service_keys import publish_keys, read_keys, regenerated
 from jupyter_mldeploy.deploy.service_store import ServiceStore
 from jupyter_mldeploy.deploy.state import ServiceRecord, ServiceState
 from jupyter_mldeploy.deploy.targets.base import Observation, ServiceTarget
@@ -390,8 +390,9 @@ class Webservice:
     def regen_key(self, key: str, set_key: str | None = None) -> None:
         """Replace one key on the running service, with no restart (v1 ``regen_key``).
 
-        The server re-reads the keys file on the next request: the new key works at once and callers using the
-        other key see no failed request.
+        The new key works at once and the replaced one is refused when this returns (the server looks at its
+        keys file at least every 0.1 s, and at once for a key it does not know); callers using the other key
+        see no failed request.
 
         Args:
             key: ``"Primary"`` or ``"Secondary"``.
@@ -403,7 +404,7 @@ class Webservice:
         """
         folder = self._store.folder(self.name)
         with self._store.lock(self.name):
-            write_keys(folder, *regenerated(folder, self.name, key, set_key))
+            publish_keys(folder, *regenerated(folder, self.name, key, set_key))
 
     def auth_headers(self, headers: dict[str, str] | None = None) -> dict[str, str] | None:
         """``headers`` plus ``Authorization: Bearer <primary key>`` when the service has key auth.

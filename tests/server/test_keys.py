@@ -8,6 +8,7 @@ import json
 import os
 import sys
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -15,7 +16,7 @@ import pytest
 import requests
 from server_harness import ServeFactory, Server
 
-from jupyter_mldeploy.server.keys import ServiceKeys
+from jupyter_mldeploy.server.keys import RECHECK_S, ServiceKeys
 
 # The kubelet Secret-volume emulation lives with the Kubernetes tests, which use it too.
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "kubernetes"))
@@ -158,7 +159,7 @@ def test_a_secret_volume_swapped_by_kubelet_is_followed_with_no_failed_check(tmp
     is being removed; it must retry, never refuse."""
     volume = tmp_path / "keys"
     publish(volume, _secret(PRIMARY, SECONDARY))
-    keys = ServiceKeys(str(volume / "keys.json"))
+    keys = ServiceKeys(str(volume / "keys.json"), recheck_s=0)  # every check follows the path: the race
     assert keys.allows(b"Bearer " + PRIMARY.encode())
     failures: list[int] = []
     checks = 0
@@ -190,7 +191,7 @@ def test_a_read_that_races_the_old_folders_removal_is_retried(tmp_path: Path, mo
 
     volume = tmp_path / "keys"
     publish(volume, _secret(PRIMARY, SECONDARY))
-    keys = ServiceKeys(str(volume / "keys.json"))
+    keys = ServiceKeys(str(volume / "keys.json"), recheck_s=0)
     assert keys.allows(b"Bearer " + PRIMARY.encode())
     publish(volume, _secret("swapped-primary-0123456789", SECONDARY))
     opened: list[str] = []
@@ -213,3 +214,45 @@ def test_a_server_follows_kubelets_swap_with_no_failed_request(serve: ServeFacto
     outcomes = rotate_primary_under_load(server.url, lambda p, s: publish(volume, _secret(p, s)), prefix="swapped")
     assert len(outcomes) > 20 and set(outcomes) == {200}
     assert "Key auth is on but" not in server.log()
+
+
+def test_known_keys_look_at_the_file_at_most_every_recheck_interval(tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """No stat per request (it hands the GIL to the worker's other threads): known keys look at the file once
+    per RECHECK_S; a replaced key is refused after that, a new key works at once."""
+    path = tmp_path / "keys.json"
+    write_keys(path, PRIMARY, SECONDARY)
+    keys = ServiceKeys(str(path))
+    assert keys.allows(b"Bearer " + PRIMARY.encode())
+    looks: list[str] = []
+    real_stat = os.stat
+
+    def counting_stat(target: object, *args: object, **kwargs: object) -> os.stat_result:
+        if str(target) == str(path):
+            looks.append(str(target))
+        return real_stat(target, *args, **kwargs)
+
+    monkeypatch.setattr(os, "stat", counting_stat)
+    for _ in range(2000):
+        assert keys.allows(b"Bearer " + SECONDARY.encode())
+    assert len(looks) <= 2, f"{len(looks)} stats for 2000 checks"
+    write_keys(path, "replacing-primary-0123456789", SECONDARY)
+    assert keys.allows(b"Bearer replacing-primary-0123456789")  # unknown, so looked at once
+    assert not keys.allows(b"Bearer " + PRIMARY.encode())
+    write_keys(path, "replacing-again-0123456789ab", SECONDARY)
+    time.sleep(RECHECK_S * 1.5)
+    assert not keys.allows(b"Bearer replacing-primary-0123456789")  # replaced: refused after the interval
+    assert keys.allows(b"Bearer replacing-again-0123456789ab")
+
+
+def test_a_replaced_key_is_refused_by_a_server_after_the_recheck_interval(server: Server, keys_path: Path) -> None:
+    """Without a request carrying the new key first (which makes the server look at once)."""
+    try:
+        write_keys(keys_path, "replaced-by-the-test-0123456789", SECONDARY)
+        time.sleep(RECHECK_S * 1.5)
+        answer = requests.post(f"{server.url}/score", json={"data": [[1]]}, headers=bearer(PRIMARY), timeout=10)
+        assert answer.status_code == 401
+        answer = requests.post(f"{server.url}/score", json={"data": [[1]]}, headers=bearer(SECONDARY), timeout=10)
+        assert answer.status_code == 200
+    finally:
+        write_keys(keys_path, PRIMARY, SECONDARY)
