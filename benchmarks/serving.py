@@ -453,17 +453,21 @@ def run_protocols(args: argparse.Namespace, python: Path, work: Path, models: Pa
     print()
     print("Server CPU per request (user + system of the server's processes over each wrk run / requests done);")
     print("x /score = /score's CPU per request over the route's: the throughput ratio of a CPU-bound worker.")
-    print("Per-round: the median of the ratios within each round (the runs of one round are minutes apart at most).")
+    print("Per-round: the median over rounds of each round's ratio; short runs (--duration 2 --repeats 15) keep a")
+    print("round's runs seconds apart, so the machine's slow swings cancel.")
     print()
-    print("| scenario | route | CPU us/request (median) | x /score | x /score per-round median |")
-    print("|---|---|---:|---:|---:|")
+    print("| scenario | route | CPU us/request (median) | x /score | x /score per-round median | req/s x /score "
+          "per-round median |")
+    print("|---|---|---:|---:|---:|---:|")
     for scenario in PROTOCOL_SCENARIOS:
         runs = results[scenario.name]
         base = statistics.median(r["cpu_us"] for r in runs["/score"])
         for kind, kind_runs in runs.items():
             cpu = statistics.median(r["cpu_us"] for r in kind_runs)
-            paired = statistics.median(b["cpu_us"] / r["cpu_us"] for b, r in zip(runs["/score"], kind_runs, strict=True))
-            print(f"| {scenario.name} | {kind} | {cpu:.1f} | {base / cpu:.2f}x | {paired:.2f}x |")
+            pairs = list(zip(runs["/score"], kind_runs, strict=True))
+            paired = statistics.median(b["cpu_us"] / r["cpu_us"] for b, r in pairs)
+            paired_rps = statistics.median(r["rps"] / b["rps"] for b, r in pairs)
+            print(f"| {scenario.name} | {kind} | {cpu:.1f} | {base / cpu:.2f}x | {paired:.2f}x | {paired_rps:.2f}x |")
     if args.json:
         args.json.write_text(json.dumps({"protocols": results}, indent=2))
 
