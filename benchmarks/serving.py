@@ -402,9 +402,10 @@ def run_protocols(args: argparse.Namespace, python: Path, work: Path, models: Pa
     keys = work / "keys.json"
     keys.write_text(json.dumps({"primaryKey": BENCH_KEY, "secondaryKey": BENCH_KEY[::-1]}))
     kinds = ["/score", "/v2 infer", "/v2 infer flat", "/invocations", "/score with key"]
-    results: dict[str, dict[str, list[dict[str, float]]]] = {s.name: {k: [] for k in kinds} for s in PROTOCOL_SCENARIOS}
+    scenarios = [s for s in PROTOCOL_SCENARIOS if args.rows is None or s.rows == args.rows]
+    results: dict[str, dict[str, list[dict[str, float]]]] = {s.name: {k: [] for k in kinds} for s in scenarios}
     paths_taken = {}
-    for scenario in PROTOCOL_SCENARIOS:
+    for scenario in scenarios:
         bodies = protocol_bodies(work, scenario.rows, scenario.features)
         paths_taken[scenario.rows] = forwarded_routes(bodies)
         plain = RunningServer("mldeploy", python, scripts["classic"], models, scenario, work / "protocols.log",
@@ -449,7 +450,7 @@ def run_protocols(args: argparse.Namespace, python: Path, work: Path, models: Pa
     for rows, taken in paths_taken.items():
         print(f"Bodies of {rows} row(s): {taken}.")
     print()
-    print_median_table(results, PROTOCOL_SCENARIOS, "route", "/score")
+    print_median_table(results, scenarios, "route", "/score")
     print()
     print("Server CPU per request (user + system of the server's processes over each wrk run / requests done);")
     print("x /score = /score's CPU per request over the route's: the throughput ratio of a CPU-bound worker.")
@@ -459,7 +460,7 @@ def run_protocols(args: argparse.Namespace, python: Path, work: Path, models: Pa
     print("| scenario | route | CPU us/request (median) | x /score | x /score per-round median | req/s x /score "
           "per-round median |")
     print("|---|---|---:|---:|---:|---:|")
-    for scenario in PROTOCOL_SCENARIOS:
+    for scenario in scenarios:
         runs = results[scenario.name]
         base = statistics.median(r["cpu_us"] for r in runs["/score"])
         for kind, kind_runs in runs.items():
@@ -570,6 +571,8 @@ def main() -> int:
     parser.add_argument("--protocols", action="store_true",
                         help="compare /score, /v2 infer (nested, flat), /invocations and /score with key auth (ours only) "
                              "instead")
+    parser.add_argument("--rows", type=int, choices=[s.rows for s in PROTOCOL_SCENARIOS], default=None,
+                        help="with --protocols (wrk): only the scenario with this many rows per request")
     parser.add_argument("--in-process", action="store_true",
                         help="with --protocols: the same routes through the ASGI app in this interpreter, thread CPU "
                              "time per request (no wrk, no sockets)")
