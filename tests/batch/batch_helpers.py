@@ -1,4 +1,4 @@
-"""Helpers of the batch tests: the v1 batch script, writing scripts, finding a process's children."""
+"""Helpers of the batch tests: the v1 batch script, a slow script, writing scripts, finding a process's children."""
 
 from __future__ import annotations
 
@@ -21,6 +21,17 @@ SCORE_BATCH = textwrap.dedent('''
         return model.predict(mini_batch[FEATURES]).tolist()
 ''')
 
+#: Every mini-batch takes a little while, so a job can be killed or cancelled half-way.
+STEADY = textwrap.dedent('''
+    import time
+
+    def init():
+        pass
+
+    def run(mini_batch):
+        time.sleep(0.15)
+        return mini_batch["id"].tolist()
+''')
 
 
 def write_script(folder: Path, body: str, name: str = "score_batch.py") -> Path:

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from batch_helpers import SCORE_BATCH, children_of, write_script
+from batch_helpers import SCORE_BATCH, STEADY, children_of, write_script
 from fixtures.deploy_support import wait_for
 from sklearn.linear_model import Ridge
 
@@ -74,18 +74,6 @@ SLOW_FIRST = textwrap.dedent('''
     def run(mini_batch):
         if 0 in set(mini_batch["id"]):
             time.sleep(60)
-        return mini_batch["id"].tolist()
-''')
-
-#: Every mini-batch takes a little while, so a job can be killed or cancelled half-way.
-STEADY = textwrap.dedent('''
-    import time
-
-    def init():
-        pass
-
-    def run(mini_batch):
-        time.sleep(0.15)
         return mini_batch["id"].tolist()
 ''')
 

@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 import psutil
 import pytest
-from batch_helpers import SCORE_BATCH, children_of, write_script
+from batch_helpers import SCORE_BATCH, STEADY, children_of, write_script
 from fixtures.deploy_support import wait_for
 from sklearn.linear_model import Ridge
 
@@ -50,18 +50,6 @@ PRINTS = textwrap.dedent('''
 
     def run(mini_batch):
         print(f"run() got ids from {mini_batch['id'].iloc[0]}", flush=True)
-        return mini_batch["id"].tolist()
-''')
-
-#: Every mini-batch takes a little while, so a job can be killed or cancelled half-way.
-STEADY = textwrap.dedent('''
-    import time
-
-    def init():
-        pass
-
-    def run(mini_batch):
-        time.sleep(0.15)
         return mini_batch["id"].tolist()
 ''')
 
@@ -115,6 +103,19 @@ def _idle(job: BatchJob) -> None:
     workers = int(json.loads(job.folder.record_path.read_text())["config"]["process_count_per_node"])
     path = socket_path(job.workspace.path, workers)
     wait_for(path.exists, timeout=10, what=f"warm driver listening on {path}")
+
+
+def _warm_first_job(workspace: Workspace, name: str, tmp_path: Path,
+                    keep_warm: float = 30) -> tuple[ParallelRunConfig, BatchJob, int, set[int]]:
+    """Run a short STEADY job and wait until its driver listens again; return the config, the job, the warm
+    driver's pid and its processes (the kept workers)."""
+    config = _config(write_script(tmp_path, STEADY))
+    first = BatchJob.submit(workspace, name, config, str(_ids_csv(tmp_path, 100, name="small.csv")), None,
+                            tmp_path / "out1", keep_warm=keep_warm)
+    first.wait_for_completion()
+    _idle(first)
+    driver = _driver_pid(first)
+    return config, first, driver, {p.pid for p in children_of(driver)}
 
 
 def test_the_next_job_runs_on_the_same_driver_and_workers(
@@ -220,13 +221,7 @@ def test_worker_output_goes_to_the_log_of_the_job_it_serves(warm_workspace: Work
 
 
 def test_a_warm_driver_killed_mid_job_is_resumed_exactly_once(warm_workspace: Workspace, tmp_path: Path) -> None:
-    config = _config(write_script(tmp_path, STEADY))
-    first = BatchJob.submit(warm_workspace, "killed", config, str(_ids_csv(tmp_path, 100, name="small.csv")), None,
-                            tmp_path / "out1", keep_warm=30)
-    first.wait_for_completion()
-    _idle(first)
-    driver = _driver_pid(first)
-    workers = {p.pid for p in children_of(driver)}
+    config, _, driver, workers = _warm_first_job(warm_workspace, "killed", tmp_path)
     job = BatchJob.submit(warm_workspace, "killed", config, str(_ids_csv(tmp_path, 3000)), None, tmp_path / "out2",
                           keep_warm=30)
     assert _driver_pid(job) == driver
@@ -247,13 +242,7 @@ def test_a_warm_driver_killed_mid_job_is_resumed_exactly_once(warm_workspace: Wo
 
 
 def test_cancel_of_a_job_on_a_warm_driver_stops_that_driver(warm_workspace: Workspace, tmp_path: Path) -> None:
-    config = _config(write_script(tmp_path, STEADY))
-    first = BatchJob.submit(warm_workspace, "cancel", config, str(_ids_csv(tmp_path, 100, name="small.csv")), None,
-                            tmp_path / "out1", keep_warm=30)
-    first.wait_for_completion()
-    _idle(first)
-    driver = _driver_pid(first)
-    workers = {p.pid for p in children_of(driver)}
+    config, first, driver, workers = _warm_first_job(warm_workspace, "cancel", tmp_path)
     job = BatchJob.submit(warm_workspace, "cancel", config, str(_ids_csv(tmp_path, 1500)), None, tmp_path / "out2",
                           keep_warm=30)
     wait_for(lambda: job.get_details()["miniBatches"]["done"] >= 2, timeout=120, what="2 mini-batches done")
@@ -285,25 +274,13 @@ def test_an_idle_driver_exits_when_its_time_runs_out_and_keep_warm_0_exits_at_on
 
 
 def test_an_idle_driver_exits_when_its_workspace_is_deleted(warm_workspace: Workspace, tmp_path: Path) -> None:
-    config = _config(write_script(tmp_path, STEADY))
-    job = BatchJob.submit(warm_workspace, "gone", config, str(_ids_csv(tmp_path, 100)), None, tmp_path / "out",
-                          keep_warm=60)
-    job.wait_for_completion()
-    _idle(job)
-    driver = _driver_pid(job)
-    workers = {p.pid for p in children_of(driver)}
+    _, job, driver, workers = _warm_first_job(warm_workspace, "gone", tmp_path, keep_warm=60)
     shutil.rmtree(warm_workspace.path)
     _wait_gone(workers | {driver}, 10, "an idle driver exits when its workspace folder is deleted")
 
 
 def test_sigterm_stops_an_idle_driver(warm_workspace: Workspace, tmp_path: Path) -> None:
-    config = _config(write_script(tmp_path, STEADY))
-    job = BatchJob.submit(warm_workspace, "term", config, str(_ids_csv(tmp_path, 100)), None, tmp_path / "out",
-                          keep_warm=60)
-    job.wait_for_completion()
-    _idle(job)
-    driver = _driver_pid(job)
-    workers = {p.pid for p in children_of(driver)}
+    _, job, driver, workers = _warm_first_job(warm_workspace, "term", tmp_path, keep_warm=60)
     os.kill(driver, signal.SIGTERM)
     _wait_gone(workers | {driver}, 10, "an idle driver exits on SIGTERM")
     assert "exits: SIGTERM" in job.get_logs() and job.state == "Completed"
