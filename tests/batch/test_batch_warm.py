@@ -143,7 +143,10 @@ def test_the_next_job_runs_on_the_same_driver_and_workers(
     assert f"reusing the workers of job {first.id}" in logs
     # init() ran again in each worker that served the second job, logged in the second job's log.
     assert logs.count("entry script loaded and init() done") == len(_worker_pids(second))
-    assert first.get_logs().count("entry script loaded and init() done") == 2
+    # Each worker that ran the first job's tries logged its init() there. On a busy machine the other worker
+    # may still be importing and calling init() when both jobs are done (it ran neither job's tries), so its
+    # line may not be in the first job's log yet.
+    assert len(_worker_pids(first)) <= first.get_logs().count("entry script loaded and init() done") <= 2
     assert "Staying warm for 30 s" in first.get_logs()
 
 
